@@ -1,0 +1,5 @@
+"""``python -m hyperdock`` is ``hyperdock``."""
+
+from hyperdock.cli import main
+
+main()

@@ -1,0 +1,395 @@
+"""Load a search space: a Python config module (v0.1) or a JSON/YAML file (v0.4).
+
+* ``*.py``: a module defining ``SPACE`` with :mod:`hyperdock.hp` nodes or hyperopt
+  ``hp.*`` expressions (translated; hyperopt itself is never imported here).
+* ``*.json``, ``*.yaml``, ``*.yml``: the v0.4 data format (see :func:`space_from_v04`).
+* anything else: a module name, looked up as ``<name>.py`` in the config directories,
+  then in the current directory (v0.1's ``--config_module example``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.util
+import itertools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hyperdock.errors import ConfigError, SpaceError
+from hyperdock.space import DIST_KINDS, Choice, Dist, GridAxis, Space, Union
+
+__all__ = ["from_hyperopt", "load_space", "space_from_v04"]
+
+_DATA_SUFFIXES = (".json", ".yaml", ".yml")
+_V04_KEYS = ("hdock_distr", "hdock_samples", "hdock_seed", "hdock_distr_kwargs")
+_module_ids = itertools.count()
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def load_space(
+    source: str | os.PathLike[str], *, config_dirs: Sequence[str | os.PathLike[str]] = ()
+) -> Space:
+    """Load the search space named by ``source``.
+
+    Args:
+        source: Path of a ``.py``, ``.json``, ``.yaml`` or ``.yml`` file, or the name of
+            a config module (``example`` finds ``example.py``).
+        config_dirs: Directories searched, in order, for module names and relative paths
+            (module names: before the current directory; paths: after it).
+
+    Raises:
+        ConfigError: The file is missing or unreadable, the module fails to import or
+            defines no ``SPACE``, or the JSON/YAML is malformed.
+        SpaceError: The space itself is invalid (the message names the parameter).
+    """
+    text = os.fspath(source)
+    suffix = Path(text).suffix.lower()
+    dirs = [Path(d) for d in config_dirs]
+    if suffix == ".py" or suffix in _DATA_SUFFIXES:
+        path = Path(text)
+        search = [path.parent] if path.is_absolute() else [Path.cwd(), *dirs]
+        path = _find(Path(path.name) if path.is_absolute() else path, search, text)
+        loader = _module_space if suffix == ".py" else _data_space
+    elif all(part.isidentifier() for part in text.split(".")):
+        path = _find(Path(*text.split(".")).with_suffix(".py"), [*dirs, Path.cwd()], text)
+        loader = _module_space
+    else:
+        raise ConfigError(
+            f"{text!r} is neither a .py, .json, .yaml or .yml file nor a config module name"
+        )
+    try:
+        return loader(path)
+    except SpaceError as exc:
+        raise SpaceError(f"{path}: {exc}") from None
+
+
+def _find(relative: Path, dirs: list[Path], source: str) -> Path:
+    for folder in dirs:
+        if (folder / relative).is_file():
+            return folder / relative
+    where = ", ".join(str(d) for d in dict.fromkeys(dirs))
+    raise ConfigError(
+        f"config {source!r} not found: looked for {relative} in {where}; pass the path of "
+        f"the file or the directory that holds it"
+    )
+
+
+def _module_space(path: Path) -> Space:
+    name = f"_hyperdock_config_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"config module {path} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent.resolve())
+    sys.modules[name] = module
+    sys.path.insert(0, folder)  # so the module can import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        error = SpaceError if isinstance(exc, SpaceError) else ConfigError
+        raise error(_import_failure(path, exc)) from exc
+    finally:
+        sys.modules.pop(name, None)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    if not hasattr(module, "SPACE"):
+        raise ConfigError(
+            f"config module {path} defines no SPACE; add a module-level SPACE, e.g. "
+            f"SPACE = {{'lr': hp.loguniform('lr', -9, -2), 'epochs': 50}}"
+        )
+    return Space.from_obj(from_hyperopt(module.SPACE))
+
+
+def _import_failure(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, SpaceError):  # load_space() puts the path in front
+        lines = [str(exc)]
+    else:
+        lines = [f"config module {path} failed to import: {type(exc).__name__}: {exc}"]
+    if isinstance(exc, SyntaxError):
+        lines.append(f"  line {exc.lineno}: {(exc.text or '').strip()}")
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(("<", _PACKAGE_DIR))  # importlib, hyperdock
+    ]
+    lines += [f"  {f.filename}, line {f.lineno}: {f.line}" for f in frames[-5:]]
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "hyperopt":
+        lines.append(
+            "  hint: install hyperopt (pip install 'hyperdock[hyperopt]'), or write "
+            "'from hyperdock import hp' instead: it takes the same calls"
+        )
+    return "\n".join(lines)
+
+
+def _data_space(path: Path) -> Space:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read space file {path}: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
+            ) from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or exc
+            raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    return space_from_v04(data)
+
+
+# -- the v0.4 data format ---------------------------------------------------------------
+
+
+def space_from_v04(data: Any) -> Space:
+    """Build a space from the v0.4 data format.
+
+    A top-level object maps names to values: a list is a grid axis; an object with
+    ``hdock_distr`` (a ``scipy.stats`` distribution name) and ``hdock_samples`` is
+    drawn once, ``scipy.stats.<distr>(**hdock_distr_kwargs).rvs(size=hdock_samples,
+    random_state=hdock_seed)`` (seed default 0), and the draws form a grid axis; any
+    other value is fixed. A top-level list of such objects is a :class:`Union`.
+
+    Raises:
+        SpaceError: Malformed data, an unknown ``hdock_*`` key or distribution, or a
+            distribution that cannot draw with the given arguments.
+    """
+    if isinstance(data, list):
+        if not data:
+            raise SpaceError("the space is an empty list; give at least one object")
+        return Space.from_obj(
+            Union(tuple(_v04_object(d, f"item {i} of the space list") for i, d in enumerate(data)))
+        )
+    return Space.from_obj(_v04_object(data, "the space"))
+
+
+def _v04_object(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise SpaceError(
+            f"{where} must be an object of parameter names to values, "
+            f"got {type(data).__name__} {data!r}"
+        )
+    return {str(k): _v04_value(str(k), v) for k, v in data.items()}
+
+
+def _v04_value(label: str, value: Any) -> Any:
+    if isinstance(value, list):
+        return GridAxis(label, tuple(value))
+    if isinstance(value, dict) and any(str(k).startswith("hdock_") for k in value):
+        return GridAxis(label, _v04_draws(label, value))
+    return value
+
+
+def _v04_draws(label: str, spec: dict[str, Any]) -> tuple[Any, ...]:
+    unknown = [k for k in spec if k not in _V04_KEYS]
+    if unknown:
+        raise SpaceError(
+            f"parameter {label!r}: unknown key(s) {', '.join(map(repr, unknown))}; a "
+            f"sampled parameter takes only {', '.join(_V04_KEYS)}"
+        )
+    name, n = spec.get("hdock_distr"), spec.get("hdock_samples")
+    seed, kwargs = spec.get("hdock_seed", 0), spec.get("hdock_distr_kwargs", {})
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise SpaceError(
+            f"parameter {label!r}: hdock_samples (how many values to draw) must be a "
+            f"whole number >= 0, got {n!r}"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise SpaceError(
+            f"parameter {label!r}: hdock_seed must be a whole number in [0, 2**32), got {seed!r}"
+        )
+    if not isinstance(kwargs, dict):
+        raise SpaceError(
+            f"parameter {label!r}: hdock_distr_kwargs must be an object of keyword "
+            f"arguments, got {kwargs!r}"
+        )
+    import scipy.stats  # slow to import: only when needed
+
+    kinds = (scipy.stats.rv_continuous, scipy.stats.rv_discrete)
+    distributions = {k: v for k, v in vars(scipy.stats).items() if isinstance(v, kinds)}
+    if name not in distributions:
+        close = difflib.get_close_matches(str(name), distributions, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise SpaceError(
+            f"parameter {label!r}: unknown distribution hdock_distr={name!r}; {hint}"
+            f"use the name of a scipy.stats distribution, e.g. norm, uniform, expon"
+        )
+    try:
+        draws = distributions[name](**kwargs).rvs(size=n, random_state=seed)
+    except Exception as exc:
+        raise SpaceError(
+            f"parameter {label!r}: scipy.stats.{name}(**{kwargs!r}) cannot draw {n} values: {exc}"
+        ) from None
+    return tuple(draws.ravel().tolist())
+
+
+# -- hyperopt translation ---------------------------------------------------------------
+
+_SUPPORTED = (
+    "Hyperdock understands hyperopt's hp.* parameters (uniform, quniform, loguniform, "
+    "qloguniform, normal, qnormal, lognormal, qlognormal, randint, uniformint, choice, "
+    "pchoice), scope.int() around hp.quniform, and dicts, lists, tuples and constants "
+    "around them; compute derived values in the target instead"
+)
+
+
+def _is_apply(obj: Any) -> bool:
+    return type(obj).__module__.startswith("hyperopt.") and hasattr(obj, "named_args")
+
+
+def from_hyperopt(obj: Any, *, where: str = "space") -> Any:
+    """Translate hyperopt ``hp.*`` expressions inside ``obj`` into hyperdock nodes.
+
+    Plain containers are walked (tuples become lists); hyperdock nodes and constants
+    are returned as they are. hyperopt is not imported.
+
+    Args:
+        obj: A space, or part of one, possibly holding hyperopt expressions.
+        where: How error messages name ``obj``'s position.
+
+    Raises:
+        SpaceError: An expression has no hyperdock equivalent (e.g. arithmetic on
+            parameters); the message names the parameter(s) involved.
+    """
+    return _walk(obj, where)
+
+
+def _walk(obj: Any, where: str) -> Any:
+    match obj:
+        case _ if _is_apply(obj):
+            return _translate(obj, where)
+        case dict():
+            return {k: _walk(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        case list() | tuple():
+            return [_walk(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        case Choice():
+            options = (
+                _walk(o, f"{where}(option {i} of {obj.label!r})") for i, o in enumerate(obj.options)
+            )
+            return Choice(obj.label, tuple(options), obj.p)
+        case Union():
+            return Union(tuple(_walk(s, f"{where}[{i}]") for i, s in enumerate(obj.spaces)))
+    return obj
+
+
+def _translate(expr: Any, where: str) -> Any:
+    name, pos = expr.name, expr.pos_args
+    if name == "literal":
+        return _walk(expr.obj, where)
+    if name == "pos_args":
+        return [_translate(a, f"{where}[{i}]") for i, a in enumerate(pos)]
+    if name == "dict":
+        if not pos:
+            return {k: _translate(v, f"{where}[{k!r}]") for k, v in expr.named_args}
+        return {k: v for k, v in _translate(pos[0], where)}  # non-string keys: pairs
+    if name == "hyperopt_param":
+        return _param(expr, where)
+    if name == "switch" and pos and getattr(pos[0], "name", None) == "hyperopt_param":
+        label, index = _label_and_dist(pos[0], where)
+        options = tuple(
+            _translate(o, f"{where}(option {i} of {label!r})") for i, o in enumerate(pos[1:])
+        )
+        where = f"{where}, parameter {label!r}"
+        if index.name == "randint":
+            return Choice(label, options)
+        if index.name == "categorical":
+            p = _const(_bind(index, ("p", "upper"), where)["p"], where)
+            return Choice(label, options, tuple(p))
+    if name in ("float", "int") and len(pos) == 1 and not expr.named_args:
+        inner = _translate(pos[0], where)
+        if isinstance(inner, Dist):
+            integer = inner.kind in ("randint", "uniformint")
+            if integer == (name == "int"):
+                return inner
+            if name == "int" and inner.kind == "quniform":
+                return Dist("uniformint", inner.label, inner.args)
+        elif isinstance(inner, int | float) and not isinstance(inner, bool):
+            return int(inner) if name == "int" else float(inner)
+    raise _unsupported(expr, where)
+
+
+def _param(expr: Any, where: str) -> Dist:
+    label, dist = _label_and_dist(expr, where)
+    where = f"{where}, parameter {label!r}"
+    if dist.name == "randint":
+        args = _bind(dist, ("low", "high"), where)
+        bounds = [_const(args[k], where) for k in ("low", "high") if k in args]
+        return Dist("randint", label, tuple([0, *bounds][-2:]))
+    if dist.name not in DIST_KINDS or dist.name == "uniformint":
+        raise _unsupported(expr, where)
+    names = DIST_KINDS[dist.name]
+    args = _bind(dist, names, where)
+    if set(args) != set(names):
+        raise _unsupported(expr, where)
+    return Dist(dist.name, label, tuple(_const(args[n], where) for n in names))
+
+
+def _label_and_dist(expr: Any, where: str) -> tuple[str, Any]:
+    args = _bind(expr, ("label", "obj"), where)
+    if set(args) != {"label", "obj"}:
+        raise _unsupported(expr, where)
+    label = _const(args["label"], where)
+    if not isinstance(label, str):
+        raise SpaceError(f"{where}: hyperopt parameter label must be a string, got {label!r}")
+    return label, args["obj"]
+
+
+def _bind(expr: Any, names: tuple[str, ...], where: str) -> dict[str, Any]:
+    """The arguments of ``expr`` by name (positional ones take ``names`` in order)."""
+    args = dict(zip(names, expr.pos_args, strict=False))
+    args.update((k, v) for k, v in expr.named_args)
+    if len(expr.pos_args) > len(names) or not set(args) <= set(names):
+        raise _unsupported(expr, where)
+    return args
+
+
+def _const(expr: Any, where: str) -> Any:
+    """The value of a constant sub-expression (literals and lists of them)."""
+    if expr.name == "literal":
+        return expr.obj
+    if expr.name == "pos_args":
+        return [_const(a, where) for a in expr.pos_args]
+    raise SpaceError(
+        f"{where}: the argument {_show(expr)} must be a constant; parameters that depend "
+        f"on other parameters are not supported. {_SUPPORTED}"
+    )
+
+
+def _show(expr: Any) -> str:
+    labels = _labels_in(expr)
+    involving = f" involving parameter(s) {', '.join(map(repr, labels))}" if labels else ""
+    return f"'{expr.name}(...)'{involving}"
+
+
+def _labels_in(expr: Any) -> list[str]:
+    labels: dict[str, None] = {}
+    stack, seen = [expr], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or not _is_apply(node):
+            continue
+        seen.add(id(node))
+        if node.name == "hyperopt_param" and node.pos_args and node.pos_args[0].name == "literal":
+            labels[str(node.pos_args[0].obj)] = None
+        stack += [*reversed(node.pos_args), *(v for _, v in node.named_args)]
+    return list(labels)
+
+
+def _unsupported(expr: Any, where: str) -> SpaceError:
+    return SpaceError(
+        f"{where}: cannot translate the hyperopt expression {_show(expr)}. {_SUPPORTED}"
+    )

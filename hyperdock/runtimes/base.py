@@ -1,0 +1,111 @@
+"""The runtime contract: how a worker starts one target run and waits for it.
+
+A :class:`Runtime` turns a prepared trial folder into a running target and returns an
+:class:`Execution` handle. The folder already holds ``params.json`` and an empty
+``out/``; the target must write ``loss.json`` into it (see COMPAT.md). The worker reads
+``loss.json`` itself once :meth:`Execution.wait` has returned: runtimes only run things.
+
+Rules:
+    * :meth:`Runtime.start` raises :class:`~hyperdock.errors.TargetError` when the target
+      cannot be started at all (``retryable=False`` when retrying cannot help, e.g. a
+      missing image or command).
+    * :meth:`Execution.wait` blocks until the target has ended, enforces
+      ``RunContext.timeout`` itself (the target is killed, ``timed_out`` is set), and
+      returns as soon as the target ends (no polling delay).
+    * :meth:`Execution.stop` may be called from any thread, any number of times, before,
+      during or after :meth:`Execution.wait`. It asks the target to end (SIGTERM or
+      ``docker stop``), kills it after ``grace`` seconds, and makes ``wait`` report
+      ``stopped=True``.
+    * Whatever happens, nothing of the target is left running once ``wait`` returns
+      (containers are removed, process groups are killed), and the target's full log
+      is in ``RunOutcome.log_file``.
+    * Runtimes are thread-safe: one runtime serves all of a worker's slots.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Everything a runtime needs to run one attempt of one trial.
+
+    Attributes:
+        trial_id: The trial's id in the store (also the container's hostname).
+        experiment: Name of the experiment the trial belongs to.
+        folder: Host path of this attempt's trial folder (``params.json`` inside).
+        image: Docker image to run (Docker runtime; required there).
+        command: argv of the target. Required for the process runtime; for Docker it
+            overrides the image's command when given.
+        timeout: Seconds the target may run; ``None`` for no limit.
+        env: Extra environment variables for the target.
+        labels: Key/value tags for the run (container labels for Docker).
+        gpus: GPUs for this run: ``"all"``, or a comma-separated list of device ids;
+            ``None`` for none.
+    """
+
+    trial_id: int
+    experiment: str
+    folder: Path
+    image: str | None = None
+    command: list[str] | None = None
+    timeout: float | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    gpus: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """How a target run ended.
+
+    Attributes:
+        exit_code: The target's exit code; ``None`` if it never ran to an exit status.
+        timed_out: The run hit ``RunContext.timeout`` and was killed.
+        stopped: The run was ended by :meth:`Execution.stop`.
+        log_file: Host path of the target's full output (stdout and stderr).
+        duration: Wall-clock seconds from start to end.
+    """
+
+    exit_code: int | None
+    log_file: Path
+    timed_out: bool = False
+    stopped: bool = False
+    duration: float = 0.0
+
+
+class Execution(abc.ABC):
+    """A running target; returned by :meth:`Runtime.start`."""
+
+    @abc.abstractmethod
+    def wait(self) -> RunOutcome:
+        """Block until the target has ended and been cleaned up; return the outcome."""
+
+    @abc.abstractmethod
+    def stop(self, grace: float = 10.0) -> None:
+        """Ask the target to end; kill it after ``grace`` seconds. Thread-safe."""
+
+
+class Runtime(abc.ABC):
+    """Starts targets. One instance serves every slot of a worker (thread-safe)."""
+
+    #: Short name shown in logs and stored with results ("process", "docker").
+    kind: str = ""
+
+    @abc.abstractmethod
+    def start(self, ctx: RunContext) -> Execution:
+        """Start the target for ``ctx``.
+
+        Raises:
+            TargetError: the target could not be started.
+        """
+
+    def describe(self) -> str:
+        """One line for logs: what this runtime runs."""
+        return self.kind
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (API clients). Called once when the worker stops."""

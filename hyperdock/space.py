@@ -1,0 +1,703 @@
+"""The search-space model: distributions, grid axes and nested choices.
+
+A space is a tree of plain dicts, lists and JSON constants in which *nodes* stand for
+the values a sampler picks:
+
+* :class:`Dist`: one of hyperopt's numeric distributions (``uniform``, ``quniform``,
+  ``loguniform``, ``qloguniform``, ``normal``, ``qnormal``, ``lognormal``,
+  ``qlognormal``, ``randint``, ``uniformint``) with hyperopt's exact semantics;
+* :class:`Choice`: ``choice``/``pchoice`` over options that are sub-spaces themselves
+  (conditional parameters);
+* :class:`GridAxis`: a list of constants (the v0.4 data format);
+* :class:`Union`: alternative sub-spaces whose expansions are concatenated (the v0.4
+  "list of specs"); allowed at the top of a space only.
+
+:class:`Space` validates such a tree and samples it, enumerates its grid, describes it
+and converts it to and from JSON. Build nodes with :mod:`hyperdock.hp`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeAlias, cast
+
+from hyperdock.errors import SpaceError
+from hyperdock.jsonutil import dumps, is_finite_number, to_jsonable
+
+__all__ = [
+    "DIST_KINDS",
+    "UNION_LABEL",
+    "Choice",
+    "Dist",
+    "GridAxis",
+    "Node",
+    "Param",
+    "Space",
+    "Union",
+]
+
+#: The label :meth:`Space.parameters` gives the pick between the members of a Union.
+UNION_LABEL = "$union"
+
+_PCHOICE_TOLERANCE = 1e-6
+_MAX_LOG = 700.0  # exp(709.8) overflows a float
+
+Args: TypeAlias = tuple[float, ...]
+
+
+def _multiple(k: int, q: float) -> float:
+    """``k * q`` without float noise: 6 * 0.05 is 0.3, not 0.30000000000000004."""
+    return float(f"{k * q:.12g}")
+
+
+def _quantise(x: float, q: float) -> float:
+    """hyperopt's quantisation ``round(x / q) * q`` (round half to even, like numpy)."""
+    return _multiple(round(x / q), q)
+
+
+def _steps(low: float, high: float, q: float) -> tuple[range, float]:
+    """Every ``k`` with ``k * q`` a possible value of ``round(U(low, high) / q) * q``."""
+    return range(round(low / q), round(high / q) + 1), q
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One distribution kind: argument names, how to draw, how to enumerate."""
+
+    arg_names: tuple[str, ...]
+    draw: Callable[[random.Random, Args], float]
+    # Grid: (range of k, q) such that the values are k * q; None if not enumerable.
+    steps: Callable[[Args], tuple[range, float]] | None = None
+    integer: bool = False  # values are Python ints
+    whole: tuple[str, ...] = ()  # arguments that must be whole numbers
+
+
+_KINDS: dict[str, _Kind] = {
+    "uniform": _Kind(("low", "high"), lambda r, a: r.uniform(a[0], a[1])),
+    "quniform": _Kind(
+        ("low", "high", "q"),
+        lambda r, a: _quantise(r.uniform(a[0], a[1]), a[2]),
+        lambda a: _steps(a[0], a[1], a[2]),
+    ),
+    "loguniform": _Kind(("low", "high"), lambda r, a: math.exp(r.uniform(a[0], a[1]))),
+    "qloguniform": _Kind(
+        ("low", "high", "q"),
+        lambda r, a: _quantise(math.exp(r.uniform(a[0], a[1])), a[2]),
+        lambda a: _steps(math.exp(a[0]), math.exp(a[1]), a[2]),
+    ),
+    "normal": _Kind(("mu", "sigma"), lambda r, a: r.normalvariate(a[0], a[1])),
+    "qnormal": _Kind(
+        ("mu", "sigma", "q"), lambda r, a: _quantise(r.normalvariate(a[0], a[1]), a[2])
+    ),
+    "lognormal": _Kind(("mu", "sigma"), lambda r, a: math.exp(r.normalvariate(a[0], a[1]))),
+    "qlognormal": _Kind(
+        ("mu", "sigma", "q"),
+        lambda r, a: _quantise(math.exp(r.normalvariate(a[0], a[1])), a[2]),
+    ),
+    "randint": _Kind(
+        ("low", "high"),
+        lambda r, a: r.randrange(int(a[0]), int(a[1])),
+        lambda a: (range(int(a[0]), int(a[1])), 1),
+        integer=True,
+        whole=("low", "high"),
+    ),
+    "uniformint": _Kind(
+        ("low", "high", "q"),
+        lambda r, a: _quantise(r.uniform(a[0], a[1]), a[2]),
+        lambda a: _steps(a[0], a[1], a[2]),
+        integer=True,
+        whole=("q",),
+    ),
+}
+
+#: The numeric distribution kinds (hyperopt's order) and their argument names.
+DIST_KINDS: dict[str, tuple[str, ...]] = {name: k.arg_names for name, k in _KINDS.items()}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON if it converts (numpy scalars), else unchanged."""
+    try:
+        return to_jsonable(value)
+    except TypeError:
+        return value
+
+
+def _check_label(label: Any) -> None:
+    if not isinstance(label, str) or not label:
+        raise SpaceError(f"parameter label must be a non-empty string, got {label!r}")
+
+
+def _check_dist(kind_name: str, label: str, raw: Args) -> Args:
+    _check_label(label)
+    kind = _KINDS.get(kind_name)
+    if kind is None:
+        raise SpaceError(
+            f"parameter {label!r}: unknown distribution {kind_name!r}; "
+            f"use one of {', '.join(_KINDS)}"
+        )
+    if len(raw) != len(kind.arg_names):
+        raise SpaceError(
+            f"parameter {label!r}: {kind_name} takes {', '.join(kind.arg_names)}, "
+            f"got {len(raw)} value(s): {list(raw)!r}"
+        )
+    args: dict[str, float] = {}
+    for name, given in zip(kind.arg_names, raw, strict=True):
+        value = _plain(given)
+        if not is_finite_number(value):
+            raise SpaceError(
+                f"parameter {label!r}: {kind_name} {name} must be a finite number, got {given!r}"
+            )
+        if name in kind.whole:
+            if value != int(value):
+                raise SpaceError(
+                    f"parameter {label!r}: {kind_name} {name} must be a whole number, "
+                    f"got {name}={value!r}"
+                    + ("; use quniform for fractional steps" if name == "q" else "")
+                )
+            value = int(value)
+        args[name] = value
+    if "high" in args and not args["low"] < args["high"]:
+        raise SpaceError(
+            f"parameter {label!r}: {kind_name} needs low < high, "
+            f"got low={_fmt(args['low'])}, high={_fmt(args['high'])}"
+        )
+    for name in ("q", "sigma"):
+        if name in args and args[name] <= 0:
+            raise SpaceError(
+                f"parameter {label!r}: {kind_name} needs {name} > 0, got {name}={_fmt(args[name])}"
+            )
+    if kind_name.endswith("loguniform") and args["high"] > _MAX_LOG:
+        raise SpaceError(
+            f"parameter {label!r}: {kind_name} takes low and high in log space (values "
+            f"lie between exp(low) and exp(high)); high={_fmt(args['high'])} overflows: "
+            f"pass math.log of the bounds"
+        )
+    return tuple(args.values())
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A numeric distribution node (hyperopt semantics).
+
+    Attributes:
+        kind: One of :data:`DIST_KINDS`.
+        label: The parameter's unique label.
+        args: The kind's arguments in order (``randint`` always holds ``low, high``).
+    """
+
+    kind: str
+    label: str
+    args: Args
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "args", _check_dist(self.kind, self.label, tuple(self.args)))
+
+    @property
+    def named_args(self) -> dict[str, float]:
+        """The arguments by name, e.g. ``{"low": 0, "high": 1}``."""
+        return dict(zip(_KINDS[self.kind].arg_names, self.args, strict=True))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """``choice`` (``p`` is None, options equally likely) or ``pchoice`` node.
+
+    Attributes:
+        label: The parameter's unique label.
+        options: The options; each is a sub-space (dict, list, constant or node).
+        p: Probability of each option (``pchoice``), summing to 1; None for ``choice``.
+    """
+
+    label: str
+    options: tuple[Any, ...]
+    p: tuple[float, ...] | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"choice"`` or ``"pchoice"``."""
+        return "choice" if self.p is None else "pchoice"
+
+    def __post_init__(self) -> None:
+        _check_label(self.label)
+        object.__setattr__(self, "options", tuple(self.options))
+        if not self.options:
+            raise SpaceError(
+                f"parameter {self.label!r}: {self.kind} needs at least one option, got none"
+            )
+        if self.p is None:
+            return
+        p = tuple(_plain(x) for x in self.p)
+        object.__setattr__(self, "p", p)
+        if len(p) != len(self.options):
+            raise SpaceError(
+                f"parameter {self.label!r}: pchoice needs one probability per option, "
+                f"got {len(p)} for {len(self.options)} options"
+            )
+        if not all(is_finite_number(x) and 0 <= x <= 1 for x in p):
+            raise SpaceError(
+                f"parameter {self.label!r}: pchoice probabilities must be numbers "
+                f"between 0 and 1, got {list(p)!r}"
+            )
+        total = math.fsum(p)
+        if abs(total - 1) > _PCHOICE_TOLERANCE:
+            raise SpaceError(
+                f"parameter {self.label!r}: pchoice probabilities must sum to 1, got "
+                f"{list(p)!r} (sum {total:.6g}); fix the weights"
+            )
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """A list of constant values (v0.4 format).
+
+    The grid sampler enumerates every value; the random sampler picks one uniformly.
+    An axis may be empty (the space then has no grid points).
+    """
+
+    label: str
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        _check_label(self.label)
+        values = []
+        for value in self.values:
+            try:
+                values.append(to_jsonable(value))
+            except TypeError:
+                raise SpaceError(
+                    f"parameter {self.label!r}: grid values must be JSON constants, got {value!r}"
+                ) from None
+        object.__setattr__(self, "values", tuple(values))
+
+
+@dataclass(frozen=True)
+class Union:
+    """Alternative sub-spaces whose grid expansions are concatenated (v0.4 spec list).
+
+    Only allowed at the top of a space. Labels must be unique within each member but
+    may repeat across members. Random sampling first picks a member: weighted by the
+    members' grid sizes when all are finite (so every grid point is equally likely),
+    uniformly otherwise. :meth:`Space.parameters` reports that pick as a choice-like
+    parameter labelled :data:`UNION_LABEL`.
+    """
+
+    spaces: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spaces", tuple(self.spaces))
+        if not self.spaces:
+            raise SpaceError("a union of spaces (list of specs) needs at least one member")
+
+
+Node: TypeAlias = Dist | Choice | GridAxis | Union
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node of a space, flattened (see :meth:`Space.parameters`).
+
+    Attributes:
+        label: The node's label (:data:`UNION_LABEL` for the pick of a Union member).
+        kind: A :data:`DIST_KINDS` name, ``"choice"``, ``"pchoice"``, ``"grid"`` or
+            ``"union"``.
+        args: Distribution arguments by name (``{"low": 0, "high": 1}``);
+            ``{"n_options": n}`` for choice and union, plus ``"p"`` for pchoice;
+            ``{"values": [...]}`` for grid.
+        condition: ``(choice_label, option_index)`` pairs that must all hold for the
+            node to be active; empty for unconditional parameters.
+    """
+
+    label: str
+    kind: str
+    args: dict[str, Any] = field(hash=False)
+    condition: tuple[tuple[str, int], ...] = ()
+
+
+def _is_hyperopt(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "hyperopt"
+
+
+def _normalise(obj: Any, where: str, seen: dict[str, str]) -> Any:
+    """Validate ``obj`` as a space tree: JSON constants, unique labels, no inner Union."""
+    if _is_hyperopt(obj):
+        from hyperdock.config import from_hyperopt  # config imports this module
+
+        obj = from_hyperopt(obj, where=where)
+    if isinstance(obj, (Dist, Choice, GridAxis)):
+        if obj.label in seen:
+            raise SpaceError(
+                f"parameter {obj.label!r} is defined twice (at {seen[obj.label]} and at "
+                f"{where}); give every parameter its own label"
+            )
+        seen[obj.label] = where
+    match obj:
+        case dict():
+            return {str(k): _normalise(v, f"{where}[{k!r}]", seen) for k, v in obj.items()}
+        case list() | tuple():
+            return [_normalise(v, f"{where}[{i}]", seen) for i, v in enumerate(obj)]
+        case Choice():
+            options = (
+                _normalise(o, f"{where}(option {i} of {obj.label!r})", seen)
+                for i, o in enumerate(obj.options)
+            )
+            return replace(obj, options=tuple(options))
+        case Dist() | GridAxis():
+            return obj
+        case Union():
+            raise SpaceError(
+                f"{where}: a union of spaces (list of specs) is only allowed at the top of a space"
+            )
+    try:
+        return to_jsonable(obj)
+    except TypeError:
+        raise SpaceError(
+            f"{where}: {type(obj).__name__} value {obj!r} is not a JSON value; parameter "
+            f"values must be numbers, strings, booleans, None, lists or dicts"
+        ) from None
+
+
+def _makes_object(node: Any) -> bool:
+    match node:
+        case dict():
+            return True
+        case Choice():
+            return all(_makes_object(o) for o in node.options)
+        case Union():
+            return all(_makes_object(s) for s in node.spaces)
+    return False
+
+
+def _union_weights(node: Union) -> list[int] | None:
+    try:
+        return [_size(s) for s in node.spaces]
+    except SpaceError:
+        return None
+
+
+def _pick(rng: random.Random, p: tuple[float, ...]) -> int:
+    u = rng.random()
+    for i, acc in enumerate(itertools.accumulate(p)):
+        if u < acc:
+            return i
+    return max(i for i, x in enumerate(p) if x > 0)  # u landed in the rounding slack
+
+
+def _sample(node: Any, rng: random.Random) -> Any:
+    match node:
+        case dict():
+            return {k: _sample(v, rng) for k, v in node.items()}
+        case list():
+            return [_sample(v, rng) for v in node]
+        case Dist():
+            kind = _KINDS[node.kind]
+            value = kind.draw(rng, node.args)
+            return int(value) if kind.integer else float(value)
+        case Choice():
+            i = rng.randrange(len(node.options)) if node.p is None else _pick(rng, node.p)
+            return _sample(node.options[i], rng)
+        case GridAxis():
+            if not node.values:
+                raise SpaceError(
+                    f"parameter {node.label!r} has no values (empty grid axis); "
+                    f"give it at least one value"
+                )
+            return _sample(node.values[rng.randrange(len(node.values))], rng)
+        case Union():
+            weights = _union_weights(node)
+            if weights is None:
+                return _sample(node.spaces[rng.randrange(len(node.spaces))], rng)
+            if sum(weights) == 0:
+                raise SpaceError("the space has no points: every member has an empty axis")
+            ends = list(itertools.accumulate(weights))
+            return _sample(node.spaces[bisect.bisect_right(ends, rng.randrange(ends[-1]))], rng)
+    return node
+
+
+def _size(node: Any) -> int:
+    """Number of grid points below ``node``; SpaceError naming a non-finite parameter."""
+    match node:
+        case dict():
+            return math.prod(_size(v) for v in node.values())
+        case list():
+            return math.prod(_size(v) for v in node)
+        case Dist():
+            kind = _KINDS[node.kind]
+            if kind.steps is None:
+                what = "unbounded" if "q" in kind.arg_names else "continuous"
+                raise SpaceError(
+                    f"parameter {node.label!r} is {what} ({node.kind}); the grid sampler "
+                    f"needs a finite space: use --sampler random (or tpe), or make it "
+                    f"quniform/choice"
+                )
+            steps, _ = kind.steps(node.args)
+            return max(0, steps.stop - steps.start)
+        case Choice():
+            return sum(_size(o) for o in node.options)
+        case GridAxis():
+            return len(node.values)
+        case Union():
+            return sum(_size(s) for s in node.spaces)
+    return 1
+
+
+def _grid(node: Any) -> Iterator[Any]:
+    """Every value of ``node``; containers may be shared between the values."""
+    match node:
+        case dict():
+            keys = list(node)
+            for combo in itertools.product(*(list(_grid(node[k])) for k in keys)):
+                yield dict(zip(keys, combo, strict=True))
+        case list():
+            for combo in itertools.product(*(list(_grid(v)) for v in node)):
+                yield list(combo)
+        case Dist():
+            kind = _KINDS[node.kind]
+            assert kind.steps is not None  # _size() has checked
+            steps, q = kind.steps(node.args)
+            convert: Callable[[float], float] = int if kind.integer else float
+            yield from dict.fromkeys(convert(_multiple(k, q)) for k in steps)
+        case Choice():
+            for option in node.options:
+                yield from _grid(option)
+        case GridAxis():
+            yield from node.values
+        case Union():
+            for member in node.spaces:
+                yield from _grid(member)
+        case _:
+            yield node
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _params(node: Any, condition: tuple[tuple[str, int], ...], out: list[Param]) -> None:
+    match node:
+        case dict():
+            for value in node.values():
+                _params(value, condition, out)
+        case list():
+            for value in node:
+                _params(value, condition, out)
+        case Dist():
+            out.append(Param(node.label, node.kind, node.named_args, condition))
+        case GridAxis():
+            out.append(Param(node.label, "grid", {"values": list(node.values)}, condition))
+        case Choice():
+            args: dict[str, Any] = {"n_options": len(node.options)}
+            if node.p is not None:
+                args["p"] = list(node.p)
+            _branches(Param(node.label, node.kind, args, condition), node.options, out)
+        case Union():
+            param = Param(UNION_LABEL, "union", {"n_options": len(node.spaces)}, condition)
+            _branches(param, node.spaces, out)
+
+
+def _branches(param: Param, members: tuple[Any, ...], out: list[Param]) -> None:
+    out.append(param)
+    for i, member in enumerate(members):
+        _params(member, (*param.condition, (param.label, i)), out)
+
+
+def _encode(node: Any) -> Any:
+    match node:
+        case dict():
+            items = {k: _encode(v) for k, v in node.items()}
+            return {"$hp": "dict", "items": items} if "$hp" in node else items
+        case list():
+            return [_encode(v) for v in node]
+        case Dist():
+            return {"$hp": node.kind, "label": node.label, **node.named_args}
+        case Choice():
+            data: dict[str, Any] = {"$hp": node.kind, "label": node.label}
+            if node.p is not None:
+                data["p"] = list(node.p)
+            return {**data, "options": [_encode(o) for o in node.options]}
+        case GridAxis():
+            return {"$hp": "grid", "label": node.label, "values": _encode(list(node.values))}
+        case Union():
+            return {"$hp": "union", "spaces": [_encode(s) for s in node.spaces]}
+    return node
+
+
+def _decode(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_decode(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if "$hp" not in data:
+        return {k: _decode(v) for k, v in data.items()}
+    tag = data["$hp"]
+    try:
+        if tag == "dict":
+            return {k: _decode(v) for k, v in data["items"].items()}
+        if tag in _KINDS:
+            return Dist(tag, data["label"], tuple(data[n] for n in _KINDS[tag].arg_names))
+        if tag in ("choice", "pchoice"):
+            options = tuple(_decode(o) for o in data["options"])
+            p = tuple(data["p"]) if tag == "pchoice" else None
+            return Choice(data["label"], options, p)
+        if tag == "grid":
+            return GridAxis(data["label"], tuple(_decode(data["values"])))
+        if tag == "union":
+            return Union(tuple(_decode(s) for s in data["spaces"]))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SpaceError(f"invalid space JSON: {tag!r} node {data!r} lacks {exc}") from None
+    raise SpaceError(f"invalid space JSON: unknown node type {tag!r} in {data!r}")
+
+
+def _describe_args(param: Param) -> str:
+    if param.kind in _KINDS:
+        return f"{param.kind}({', '.join(_fmt(v) for v in param.args.values())})"
+    if param.kind == "grid":
+        values = param.args["values"]
+        shown = ", ".join(_fmt(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+        return f"grid[{shown}] ({len(values)} values)"
+    if param.kind == "pchoice":
+        return f"pchoice(p={', '.join(_fmt(p) for p in param.args['p'])})"
+    return f"{param.kind}({param.args['n_options']} options)"
+
+
+class Space:
+    """A validated search space.
+
+    Build one with :meth:`from_obj` (a tree of dicts, lists, constants and nodes, as
+    made with :mod:`hyperdock.hp`, or hyperopt ``hp.*`` expressions) or :meth:`from_json`.
+    Spaces are immutable.
+    """
+
+    __slots__ = ("_root",)
+
+    def __init__(self, root: Any) -> None:
+        """Wrap an already validated tree; use :meth:`from_obj` instead."""
+        self._root = root
+
+    @property
+    def root(self) -> Any:
+        """The validated tree (dicts, lists, JSON constants and nodes)."""
+        return self._root
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Space:
+        """Validate ``obj`` and return it as a space.
+
+        Args:
+            obj: A dict (or a choice of dicts, or a :class:`Union`) whose values are
+                constants, containers and nodes. hyperopt expressions are translated.
+                Tuples become lists; numpy numbers become Python numbers.
+
+        Raises:
+            SpaceError: A label is used twice, a node's arguments are invalid, a
+                constant is not JSON, or the space cannot produce a JSON object.
+        """
+        if isinstance(obj, Space):
+            return obj
+        if _is_hyperopt(obj):
+            from hyperdock.config import from_hyperopt
+
+            obj = from_hyperopt(obj)
+        if isinstance(obj, Union):
+            spaces = (_normalise(s, f"space[{i}]", {}) for i, s in enumerate(obj.spaces))
+            root: Any = Union(tuple(spaces))
+        else:
+            root = _normalise(obj, "space", {})
+        if not _makes_object(root):
+            raise SpaceError(
+                f"the space must produce a JSON object of parameter values, but its top "
+                f"level is {_describe_top(root)}; wrap it in a dict, e.g. {{'x': ...}}"
+            )
+        return cls(root)
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        """Draw one point using only ``rng`` (reproducible for a seeded ``rng``).
+
+        Returns:
+            Fresh JSON-native parameter values, constants included.
+        """
+        return cast(dict[str, Any], _sample(self._root, rng))
+
+    def grid(self) -> Iterator[dict[str, Any]]:
+        """Enumerate every point of the grid (identical points are yielded once).
+
+        The first keys vary slowest; choice options, union members and axis values
+        appear in their order.
+
+        Raises:
+            SpaceError: (at once) a parameter is continuous or unbounded.
+        """
+        _size(self._root)
+        return self._points()
+
+    def _points(self) -> Iterator[dict[str, Any]]:
+        seen: set[str] = set()
+        for point in _grid(self._root):
+            key = dumps(point)
+            if key not in seen:
+                seen.add(key)
+                yield _copy(point)
+
+    def grid_size(self) -> int | None:
+        """Number of grid points (counting duplicates), or None if not enumerable."""
+        try:
+            return _size(self._root)
+        except SpaceError:
+            return None
+
+    def to_json(self) -> Any:
+        """Lossless JSON form; nodes become ``{"$hp": kind, "label": ..., ...}``."""
+        return _encode(self._root)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Space:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            SpaceError: ``data`` is not a valid space.
+        """
+        return cls.from_obj(_decode(data))
+
+    def parameters(self) -> list[Param]:
+        """Every node of the space in tree order, with its activation condition."""
+        out: list[Param] = []
+        _params(self._root, (), out)
+        return out
+
+    def labels(self) -> list[str]:
+        """Every node label in tree order (each once; no :data:`UNION_LABEL`)."""
+        return list(dict.fromkeys(p.label for p in self.parameters() if p.kind != "union"))
+
+    def describe(self) -> str:
+        """A short summary: one line per parameter, conditional ones indented."""
+        lines = []
+        for param in self.parameters():
+            when = " and ".join(f"{label}={i}" for label, i in param.condition)
+            indent = "  " * len(param.condition)
+            suffix = f"  [if {when}]" if when else ""
+            lines.append(f"{indent}{param.label}: {_describe_args(param)}{suffix}")
+        return "\n".join(lines) or "(no parameters: every trial gets the same values)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Space) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"Space.from_json({self.to_json()!r})"
+
+
+def _describe_top(root: Any) -> str:
+    if isinstance(root, (Dist, Choice, GridAxis)):
+        return f"the {getattr(root, 'kind', 'grid')} parameter {root.label!r}"
+    return f"a {type(root).__name__}"

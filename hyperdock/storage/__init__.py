@@ -1,0 +1,68 @@
+"""Stores: where experiments, trials and workers live. :func:`open_store` picks one by URL.
+
+URLs:
+    * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (the default,
+      ``sqlite:///./hyperdock.db``); a bare file path means the same.
+    * ``postgresql://user:password@host:port/database``
+    * ``mongodb://…`` and the original ``mongo://host:port/db/collection``
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+from hyperdock.errors import ConfigError
+from hyperdock.storage.base import SCHEMA_VERSION, Store
+
+__all__ = ["DEFAULT_STORE_URL", "SCHEMA_VERSION", "Store", "open_store", "redact_url"]
+
+DEFAULT_STORE_URL = "sqlite:///./hyperdock.db"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open (and create if needed) the store that ``url`` names.
+
+    Args:
+        url: A store URL (see the module docstring); ``None`` reads ``HYPERDOCK_STORE``,
+            then falls back to :data:`DEFAULT_STORE_URL`.
+
+    Raises:
+        ConfigError: the URL is not one Hyperdock understands.
+        StoreConnectionError: the database cannot be reached or opened.
+    """
+    url = url or os.environ.get("HYPERDOCK_STORE") or DEFAULT_STORE_URL
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if scheme in ("", "sqlite", "file"):
+        from hyperdock.storage.sql import SQLiteStore
+
+        path = url.split("://", 1)[1] if "://" in url else url
+        if scheme in ("sqlite", "file"):
+            path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise ConfigError(f"store URL {url!r} names no file; use sqlite:///./hyperdock.db")
+        return SQLiteStore(path)
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ConfigError(
+            f"PostgreSQL stores are not supported yet ({redact_url(url)}); "
+            "use sqlite:///path/to/hyperdock.db for now"
+        )
+    if scheme in ("mongo", "mongodb", "mongodb+srv"):
+        raise ConfigError(
+            f"MongoDB stores are not supported yet ({redact_url(url)}); "
+            "use sqlite:///path/to/hyperdock.db (one machine) for now"
+        )
+    raise ConfigError(
+        f"unknown store URL {redact_url(url)!r}: use sqlite:///path.db, "
+        "postgresql://user@host/db or mongodb://host/db"
+    )

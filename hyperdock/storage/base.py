@@ -1,0 +1,251 @@
+"""The store contract: the one interface every database backend implements.
+
+A store holds three kinds of records: experiments, trials and workers. Supervisors,
+workers, the CLI and the dashboard talk to each other only through it, so its rules are
+the rules of the whole system.
+
+States and who changes them:
+    * A trial is created ``queued`` by the supervisor (:meth:`Store.add_trials`).
+    * ``queued → running``: only :meth:`Store.claim`, atomically. Two concurrent claims
+      never return the same trial; a claim returns ``None`` when nothing is claimable.
+      Claims take trials of ``running`` experiments only, highest experiment priority
+      first, then oldest trial first (lowest id).
+    * A running trial is leased to the claiming worker. The lease lives while the worker
+      heartbeats (:meth:`Store.heartbeat`). Only the lease holder may end the attempt
+      (:meth:`Store.finish`, :meth:`Store.release`); a call from a worker that lost the
+      lease changes nothing and returns False.
+    * ``running → queued``: :meth:`Store.release` with ``retry`` while retries remain
+      (``attempt`` + 1), or without counting (``count_attempt=False``, graceful worker
+      shutdown); :meth:`Store.reap` for leases older than the experiment's
+      ``lease_timeout``, measured with the database's clock where it has one.
+    * ``running → failed``: :meth:`Store.release` when retries are spent or the error is
+      not retryable, or :meth:`Store.reap` when the lost trial has no retries left.
+    * ``running → completed | pruned``: :meth:`Store.finish` by the lease holder.
+    * ``queued | running → cancelled``: :meth:`Store.cancel_trial` /
+      :meth:`Store.set_experiment_state`; a running trial gets ``stop_requested`` and its
+      worker ends the target (the next heartbeat tells it) and then finishes it as
+      ``cancelled``.
+    * Finished trials (completed, failed, pruned, cancelled) never change state again.
+
+Retries: a trial may be attempted ``1 + experiment.max_retries`` times.
+
+Thread safety: every method may be called from any thread of the process that created
+the store; implementations serialise or pool connections as needed. A store is not
+shared across ``fork``: each process opens its own.
+
+Times are Unix seconds (float). Ids are integers, unique in the store.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+
+#: Bumped whenever the stored layout changes; recorded in every store.
+SCHEMA_VERSION = 1
+
+
+class Store(abc.ABC):
+    """Abstract store. See the module docstring for the rules every backend keeps."""
+
+    #: Short name of the backend ("sqlite", "postgresql", "mongodb").
+    backend: str = ""
+
+    # -- experiments ------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_experiment(
+        self,
+        name: str,
+        *,
+        space: Any,
+        target: Target,
+        sampler: str,
+        seed: int,
+        max_trials: int | None,
+        max_retries: int = 5,
+        priority: int = 0,
+        lease_timeout: float = 60.0,
+        meta: dict[str, Any] | None = None,
+    ) -> Experiment:
+        """Create a ``running`` experiment.
+
+        Raises:
+            StoreError: an experiment with that name exists already.
+        """
+
+    @abc.abstractmethod
+    def get_experiment(self, name_or_id: str | int) -> Experiment:
+        """Return one experiment by name (str) or id (int).
+
+        Raises:
+            ExperimentNotFound: there is none.
+        """
+
+    @abc.abstractmethod
+    def list_experiments(self) -> list[Experiment]:
+        """Every experiment, oldest first."""
+
+    @abc.abstractmethod
+    def set_experiment_state(self, experiment_id: int, state: ExperimentState) -> None:
+        """Change an experiment's state.
+
+        ``cancelled`` also cancels its queued trials and asks its running ones to stop.
+        """
+
+    @abc.abstractmethod
+    def update_experiment(
+        self,
+        experiment_id: int,
+        *,
+        max_trials: int | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+    ) -> Experiment:
+        """Change an experiment's budget, priority or retries; return it updated."""
+
+    @abc.abstractmethod
+    def delete_experiment(self, experiment_id: int) -> None:
+        """Delete an experiment and all its trials."""
+
+    # -- trials -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_trials(self, experiment_id: int, params: Sequence[dict[str, Any]]) -> list[Trial]:
+        """Queue new trials, numbered after the experiment's existing ones. Atomic."""
+
+    @abc.abstractmethod
+    def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:
+        """Atomically take the next queued trial for ``worker_id`` (see module rules).
+
+        The returned trial is ``running``, leased to ``worker_id``, with ``started_at``
+        and ``heartbeat_at`` set to now. ``experiment_id`` restricts the claim.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, worker_id: str, trial_ids: Iterable[int]) -> set[int]:
+        """Renew the leases of ``worker_id`` on ``trial_ids`` and the worker's own record.
+
+        Returns:
+            The ids among ``trial_ids`` whose target must stop now: stop was requested
+            (cancel, prune) or the lease is no longer this worker's.
+        """
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        trial_id: int,
+        worker_id: str,
+        *,
+        state: TrialState,
+        loss: float | None = None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """End the running attempt as ``completed``, ``pruned``, ``failed`` or
+        ``cancelled`` (a final state; no retry).
+
+        Returns:
+            False (and changes nothing) when ``worker_id`` no longer holds the lease.
+        """
+
+    @abc.abstractmethod
+    def release(
+        self,
+        trial_id: int,
+        worker_id: str,
+        *,
+        error: str,
+        retry: bool = True,
+        count_attempt: bool = True,
+        result: dict[str, Any] | None = None,
+    ) -> TrialState | None:
+        """End the running attempt without a result.
+
+        With ``retry`` the trial returns to ``queued`` (``attempt`` + 1 when
+        ``count_attempt``) while retries remain, otherwise it becomes ``failed`` with
+        ``error``. A stop that was requested makes it ``cancelled`` instead.
+
+        Returns:
+            The trial's new state, or None when ``worker_id`` no longer holds the lease.
+        """
+
+    @abc.abstractmethod
+    def reap(self) -> list[Trial]:
+        """Return lost trials (no heartbeat for their experiment's ``lease_timeout``) to
+        the queue with ``attempt`` + 1, or fail them with "Timed out" when retries are
+        spent. Safe to run from many processes at once. Returns the trials changed.
+        """
+
+    @abc.abstractmethod
+    def get_trial(self, trial_id: int) -> Trial:
+        """Return one trial.
+
+        Raises:
+            ExperimentNotFound: no trial with that id.
+        """
+
+    @abc.abstractmethod
+    def list_trials(
+        self,
+        experiment_id: int,
+        *,
+        states: Iterable[TrialState] | None = None,
+        since_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        """Trials of an experiment in creation order, optionally filtered."""
+
+    @abc.abstractmethod
+    def count_trials(self, experiment_id: int) -> dict[TrialState, int]:
+        """Number of trials in each state (every state present, zeros included)."""
+
+    @abc.abstractmethod
+    def best_trial(self, experiment_id: int) -> Trial | None:
+        """The completed trial with the lowest loss (lowest id on ties), or None."""
+
+    @abc.abstractmethod
+    def cancel_trial(self, trial_id: int) -> TrialState:
+        """Cancel a queued trial, or ask a running one to stop; returns its state after."""
+
+    # -- workers ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_worker(
+        self, worker_id: str, *, host: str, pid: int, parallelism: int,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Add (or refresh) a worker in the registry."""
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker from the registry (clean shutdown)."""
+
+    @abc.abstractmethod
+    def list_workers(self, *, max_age: float | None = None) -> list[Worker]:
+        """Registered workers, with the trials each is running. ``max_age`` drops those
+        whose last heartbeat is older than that many seconds."""
+
+    # -- misc -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The layout version recorded in the database."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Close connections. The store is unusable afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        """The store's URL with any password hidden."""
+        return self.backend
+
+
+def experiment_done_counts(counts: dict[TrialState, int]) -> tuple[int, int]:
+    """Return ``(finished, active)`` trial counts from :meth:`Store.count_trials`."""
+    active = counts[TrialState.QUEUED] + counts[TrialState.RUNNING]
+    return sum(counts.values()) - active, active

@@ -1,0 +1,226 @@
+"""The supervisor: keeps an experiment's queue filled until its budget is spent.
+
+One supervisor per experiment. It is stateless between steps: everything it knows comes
+from the store, so a supervisor that is killed and started again carries on exactly
+where the old one stopped (trial ``n`` gets the same parameters from a non-adaptive
+sampler, and numbering continues).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from hyperdock.errors import ConfigError, ExperimentNotFound
+from hyperdock.jsonutil import dumps
+from hyperdock.samplers import Sampler, make_sampler
+from hyperdock.space import Space
+from hyperdock.storage.base import Store, experiment_done_counts
+from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
+
+log = logging.getLogger("hyperdock.supervisor")
+
+#: How many trials a non-adaptive sampler queues ahead of the workers.
+QUEUE_AHEAD = 64
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of an experiment, for progress displays.
+
+    Attributes:
+        budget: Trials the experiment will create at most (None: unbounded).
+        counts: Trials per state.
+        best: The best completed trial so far.
+        state: The experiment's state.
+    """
+
+    budget: int | None
+    counts: dict[TrialState, int]
+    best: Trial | None
+    state: ExperimentState
+
+    @property
+    def finished(self) -> int:
+        """Trials that reached a final state."""
+        return experiment_done_counts(self.counts)[0]
+
+
+class Supervisor:
+    """Drives one experiment to completion.
+
+    Args:
+        store: The store holding the experiment.
+        experiment: The experiment (as read from the store).
+        poll_interval: Longest sleep between steps.
+        reap_interval: Seconds between reaps of lost trials (default: a quarter of the
+            experiment's lease timeout).
+        wake: Condition notified after trials are queued (in-process workers wait on it);
+            also waited on, so workers can wake the supervisor when a trial ends.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        experiment: Experiment,
+        *,
+        poll_interval: float = 1.0,
+        reap_interval: float | None = None,
+        wake: threading.Condition | None = None,
+    ) -> None:
+        self.store = store
+        self.experiment = experiment
+        self.poll_interval = poll_interval
+        self.reap_interval = (
+            reap_interval if reap_interval is not None else max(experiment.lease_timeout / 4, 0.1)
+        )
+        self.wake = wake or threading.Condition()
+        self.sampler: Sampler = make_sampler(
+            experiment.sampler, Space.from_json(experiment.space), experiment.seed
+        )
+        self._last_reap = 0.0
+        self._exhausted = False
+        self._kick = threading.Event()
+
+    @property
+    def budget(self) -> int | None:
+        """Trials to create at most: ``max_trials``, capped by the sampler's size."""
+        size = self.sampler.size() if self.experiment.sampler == "grid" else None
+        limits = [n for n in (self.experiment.max_trials, size) if n is not None]
+        return min(limits) if limits else None
+
+    def notify(self) -> None:
+        """Wake the supervisor now (a trial ended). Thread-safe."""
+        self._kick.set()
+
+    def step(self) -> bool:
+        """Reap lost trials, top up the queue, close the experiment when done.
+
+        Returns:
+            True when the experiment is over (done or cancelled).
+        """
+        now = time.monotonic()
+        if now - self._last_reap >= self.reap_interval:
+            self._last_reap = now
+            for trial in self.store.reap():
+                log.warning("trial %d lost its worker; now %s", trial.id, trial.state)
+        exp = self.experiment = self.store.get_experiment(self.experiment.id)
+        if exp.state is not ExperimentState.RUNNING:
+            return True
+        counts = self.store.count_trials(exp.id)
+        created = sum(counts.values())
+        budget = self.budget
+        remaining = None if budget is None else budget - created
+        queued = counts[TrialState.QUEUED]
+        want = QUEUE_AHEAD - queued
+        if remaining is not None:
+            want = min(want, remaining)
+        if want > 0 and not self._exhausted:
+            self._queue(created, want)
+        counts = self.store.count_trials(exp.id)
+        _, active = experiment_done_counts(counts)
+        created = sum(counts.values())
+        spent = self._exhausted or (budget is not None and created >= budget)
+        if spent and active == 0:
+            self.store.set_experiment_state(exp.id, ExperimentState.DONE)
+            self.experiment = self.store.get_experiment(exp.id)
+            log.info("experiment %s is done: %d trials", exp.name, created)
+            return True
+        return False
+
+    def _queue(self, first: int, n: int) -> None:
+        history: list[Trial] = (
+            self.store.list_trials(self.experiment.id) if self.sampler.adaptive else []
+        )
+        batch = []
+        for number in range(first, first + n):
+            params = self.sampler.suggest(number, history)
+            if params is None:
+                self._exhausted = True
+                break
+            batch.append(params)
+        if batch:
+            self.store.add_trials(self.experiment.id, batch)
+            with self.wake:
+                self.wake.notify_all()
+
+    def progress(self) -> Progress:
+        """Where the experiment stands now."""
+        exp = self.experiment
+        return Progress(
+            budget=self.budget, counts=self.store.count_trials(exp.id),
+            best=self.store.best_trial(exp.id), state=exp.state,
+        )
+
+    def run(self, stop: threading.Event | None = None) -> Experiment:
+        """Step until the experiment is over or ``stop`` is set; return it."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            if self.step():
+                break
+            self._kick.wait(self.poll_interval)
+            self._kick.clear()
+        return self.experiment
+
+
+def open_experiment(
+    store: Store,
+    name: str,
+    *,
+    space: Space | None,
+    target: Target | None,
+    sampler: str,
+    seed: int | None,
+    max_trials: int | None,
+    max_retries: int,
+    priority: int = 0,
+    lease_timeout: float = 30.0,
+) -> tuple[Experiment, bool]:
+    """Create experiment ``name``, or resume it if it exists.
+
+    A resumed experiment must have the same space and target (when given). A budget
+    larger than the stored one extends it (and reopens a finished experiment).
+
+    Returns:
+        The experiment and whether it was created now.
+
+    Raises:
+        ConfigError: it exists with another space or target, or it does not exist and
+            no space/target was given.
+    """
+    try:
+        exp = store.get_experiment(name)
+    except ExperimentNotFound:
+        if space is None or target is None:
+            raise ConfigError(
+                f"experiment {name!r} does not exist yet: give a config (space) and a "
+                "target (--image or --command) to create it"
+            ) from None
+        sampler_obj = make_sampler(sampler, space, 0)  # validates the space for the sampler
+        del sampler_obj
+        exp = store.create_experiment(
+            name, space=space.to_json(), target=target, sampler=sampler,
+            seed=seed if seed is not None else random.randrange(2**31),
+            max_trials=max_trials, max_retries=max_retries, priority=priority,
+            lease_timeout=lease_timeout,
+        )
+        return exp, True
+    if space is not None and dumps(space.to_json()) != dumps(exp.space):
+        raise ConfigError(
+            f"experiment {name!r} exists with a different search space; pick a new --name "
+            "to start a new search (or leave --name out for a fresh one)"
+        )
+    if target is not None and target != exp.target:
+        raise ConfigError(
+            f"experiment {name!r} exists with another target ({exp.target.describe()}); "
+            "pick a new --name"
+        )
+    if max_trials is not None and (exp.max_trials is None or max_trials > exp.max_trials):
+        exp = store.update_experiment(exp.id, max_trials=max_trials)
+        if exp.state is ExperimentState.DONE:
+            store.set_experiment_state(exp.id, ExperimentState.RUNNING)
+            exp = store.get_experiment(exp.id)
+    return exp, False

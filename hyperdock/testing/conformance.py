@@ -1,0 +1,354 @@
+"""The storage conformance suite: every promise of :class:`hyperdock.storage.base.Store`.
+
+Every backend runs this same suite. To run it against a backend, subclass
+:class:`StoreConformance` in a pytest module and provide two fixtures::
+
+    class TestMyStore(StoreConformance):
+        @pytest.fixture
+        def store_url(self, tmp_path):      # a fresh, empty store's URL, or None
+            return f"sqlite:///{tmp_path}/t.db"
+
+        @pytest.fixture
+        def store(self, store_url):
+            s = open_store(store_url)
+            yield s
+            s.close()
+
+``store_url`` may be None for a backend that lives in one process only (mongomock); the
+multi-process tests then skip, as nothing can be shared across processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from hyperdock.errors import ExperimentNotFound, StoreError
+from hyperdock.storage import SCHEMA_VERSION, Store, open_store
+from hyperdock.trial import Experiment, ExperimentState, Target, TrialState
+
+TARGET = Target(command=("true",))
+
+
+def make_experiment(store: Store, name: str = "exp", **kw: Any) -> Experiment:
+    """Create an experiment with test defaults."""
+    args: dict[str, Any] = {
+        "space": {"x": 1}, "target": TARGET, "sampler": "random", "seed": 1,
+        "max_trials": 100, "max_retries": 2, "lease_timeout": 60.0,
+    }
+    args.update(kw)
+    return store.create_experiment(name, **args)
+
+
+def _claim_all(url: str, worker: str, queue: Any) -> None:
+    store = open_store(url)
+    got = []
+    while True:
+        trial = store.claim(worker)
+        if trial is None:
+            break
+        got.append(trial.id)
+        store.finish(trial.id, worker, state=TrialState.COMPLETED, loss=0.0)
+    store.close()
+    queue.put(got)
+
+
+class StoreConformance:
+    """Behaviour every store backend must show. Subclass it; see the module docstring."""
+
+    # -- experiments ------------------------------------------------------------------
+    def test_create_and_get_experiment(self, store: Store) -> None:
+        exp = make_experiment(
+            store, space={"lr": {"$hp": "uniform"}}, meta={"direction": "minimize"},
+            target=Target(image="img:1", command=("python", "t.py"), timeout=5.0, env=("A=1",)),
+        )
+        assert exp.state is ExperimentState.RUNNING
+        for key in (exp.name, exp.id):
+            got = store.get_experiment(key)
+            assert got == exp
+        assert got.target.image == "img:1" and got.target.command == ("python", "t.py")
+        assert got.meta == {"direction": "minimize"}
+        assert [e.name for e in store.list_experiments()] == ["exp"]
+
+    def test_duplicate_name_is_refused(self, store: Store) -> None:
+        make_experiment(store)
+        with pytest.raises(StoreError, match="exists already"):
+            make_experiment(store)
+
+    def test_missing_experiment_and_trial(self, store: Store) -> None:
+        with pytest.raises(ExperimentNotFound):
+            store.get_experiment("nope")
+        with pytest.raises(ExperimentNotFound):
+            store.get_experiment(12345)
+        with pytest.raises(ExperimentNotFound):
+            store.get_trial(12345)
+
+    def test_schema_version_is_recorded(self, store: Store) -> None:
+        assert store.schema_version() == SCHEMA_VERSION
+
+    def test_delete_experiment_removes_trials(self, store: Store) -> None:
+        exp = make_experiment(store)
+        other = make_experiment(store, "other")
+        store.add_trials(exp.id, [{"a": 1}])
+        kept = store.add_trials(other.id, [{"a": 2}])
+        store.delete_experiment(exp.id)
+        with pytest.raises(ExperimentNotFound):
+            store.get_experiment("exp")
+        claimed = store.claim("w")
+        assert claimed is not None and claimed.id == kept[0].id
+        assert store.claim("w") is None
+
+    # -- trials -----------------------------------------------------------------------
+    def test_add_trials_numbers_and_round_trips_params(self, store: Store) -> None:
+        exp = make_experiment(store)
+        params = [{"a": 1, "b": [1.5, "x"], "c": {"d": None, "e": True}}, {"ü": "ß"}]
+        first = store.add_trials(exp.id, params)
+        second = store.add_trials(exp.id, [{"a": 3}])
+        assert [t.number for t in first + second] == [0, 1, 2]
+        assert [t.params for t in first] == params
+        assert all(t.state is TrialState.QUEUED and t.attempt == 0 for t in first)
+        assert store.get_trial(first[0].id) == first[0]
+        assert len({t.id for t in first + second}) == 3
+
+    def test_numpy_values_are_stored_as_json(self, store: Store) -> None:
+        np = pytest.importorskip("numpy")
+        exp = make_experiment(store)
+        (trial,) = store.add_trials(exp.id, [{"i": np.int64(3), "f": np.float32(0.5),
+                                              "v": np.arange(2)}])
+        assert store.get_trial(trial.id).params == {"i": 3, "f": 0.5, "v": [0, 1]}
+
+    def test_claim_marks_running_and_returns_none_when_empty(self, store: Store) -> None:
+        exp = make_experiment(store)
+        assert store.claim("w1") is None
+        (queued,) = store.add_trials(exp.id, [{"a": 1}])
+        trial = store.claim("w1")
+        assert trial is not None and trial.id == queued.id
+        assert trial.state is TrialState.RUNNING and trial.worker_id == "w1"
+        assert trial.started_at is not None and trial.heartbeat_at is not None
+        assert store.claim("w2") is None
+
+    def test_claim_order_priority_then_age(self, store: Store) -> None:
+        low = make_experiment(store, "low", priority=0)
+        high = make_experiment(store, "high", priority=5)
+        a = store.add_trials(low.id, [{"n": 0}, {"n": 1}])
+        b = store.add_trials(high.id, [{"n": 2}])
+        c = store.add_trials(low.id, [{"n": 3}])
+        order = [store.claim("w") for _ in range(4)]
+        assert [t.id for t in order if t] == [b[0].id, a[0].id, a[1].id, c[0].id]
+
+    def test_priority_change_reorders_claims(self, store: Store) -> None:
+        first = make_experiment(store, "first")
+        second = make_experiment(store, "second")
+        store.add_trials(first.id, [{"n": 0}])
+        (wanted,) = store.add_trials(second.id, [{"n": 1}])
+        assert store.update_experiment(second.id, priority=3).priority == 3
+        claimed = store.claim("w")
+        assert claimed is not None and claimed.id == wanted.id
+
+    def test_claim_restricted_to_one_experiment(self, store: Store) -> None:
+        a = make_experiment(store, "a")
+        b = make_experiment(store, "b")
+        store.add_trials(a.id, [{"n": 0}])
+        (tb,) = store.add_trials(b.id, [{"n": 1}])
+        claimed = store.claim("w", experiment_id=b.id)
+        assert claimed is not None and claimed.id == tb.id
+
+    def test_claim_skips_experiments_not_running(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}])
+        store.set_experiment_state(exp.id, ExperimentState.DONE)
+        assert store.claim("w") is None
+        store.set_experiment_state(exp.id, ExperimentState.RUNNING)
+        assert store.claim("w") is not None
+
+    def test_threads_never_double_claim(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": i} for i in range(200)])
+        seen: list[int] = []
+        lock = threading.Lock()
+
+        def work(name: str) -> None:
+            while (trial := store.claim(name)) is not None:
+                with lock:
+                    seen.append(trial.id)
+                assert store.finish(trial.id, name, state=TrialState.COMPLETED, loss=1.0)
+
+        threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(seen) == 200 and len(set(seen)) == 200
+        assert store.count_trials(exp.id)[TrialState.COMPLETED] == 200
+
+    def test_processes_never_double_claim(self, store: Store, store_url: str | None) -> None:
+        if store_url is None:
+            pytest.skip("this backend lives in one process; nothing to share")
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": i} for i in range(400)])
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_claim_all, args=(store_url, f"p{i}", queue))
+                 for i in range(8)]
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        claimed = [tid for r in results for tid in r]
+        assert len(claimed) == 400
+        assert len(set(claimed)) == 400, Counter(claimed).most_common(3)
+
+    # -- leases -----------------------------------------------------------------------
+    def test_only_the_lease_holder_finishes(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}])
+        trial = store.claim("w1")
+        assert trial is not None
+        assert store.finish(trial.id, "w2", state=TrialState.COMPLETED, loss=1) is False
+        assert store.release(trial.id, "w2", error="x") is None
+        assert store.finish(trial.id, "w1", state=TrialState.COMPLETED, loss=0.5,
+                            result={"acc": 0.9}) is True
+        done = store.get_trial(trial.id)
+        assert done.state is TrialState.COMPLETED and done.loss == 0.5
+        assert done.result == {"acc": 0.9} and done.finished_at is not None
+        assert [h["state"] for h in done.history] == ["completed"]
+        # A finished trial never changes again.
+        assert store.finish(trial.id, "w1", state=TrialState.FAILED) is False
+        assert store.release(trial.id, "w1", error="late") is None
+        assert store.get_trial(trial.id).state is TrialState.COMPLETED
+
+    def test_heartbeat_renews_and_reports_stops(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        store.register_worker("w1", host="h", pid=1, parallelism=2)
+        t1, t2 = store.claim("w1"), store.claim("w1")
+        assert t1 and t2
+        time.sleep(0.05)
+        assert store.heartbeat("w1", [t1.id, t2.id]) == set()
+        renewed = store.get_trial(t1.id).heartbeat_at
+        assert renewed is not None and t1.heartbeat_at is not None
+        assert renewed > t1.heartbeat_at
+        assert store.cancel_trial(t2.id) is TrialState.RUNNING
+        assert store.get_trial(t2.id).stop_requested
+        assert store.heartbeat("w1", [t1.id, t2.id]) == {t2.id}
+        assert store.heartbeat("intruder", [t1.id]) == {t1.id}
+        assert store.release(t2.id, "w1", error="stopped") is TrialState.CANCELLED
+
+    def test_release_retries_then_fails(self, store: Store) -> None:
+        exp = make_experiment(store, max_retries=2)
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        states = []
+        for _ in range(3):
+            claimed = store.claim("w")
+            assert claimed is not None and claimed.id == trial.id
+            states.append(store.release(trial.id, "w", error="boom"))
+        assert states == [TrialState.QUEUED, TrialState.QUEUED, TrialState.FAILED]
+        failed = store.get_trial(trial.id)
+        assert failed.state is TrialState.FAILED and failed.error == "boom"
+        assert failed.attempt == 2 and len(failed.history) == 3
+        assert store.claim("w") is None
+
+    def test_release_without_retry_or_without_counting(self, store: Store) -> None:
+        exp = make_experiment(store, max_retries=1)
+        a, b = store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        assert store.claim("w") and store.claim("w")
+        assert store.release(a.id, "w", error="image missing", retry=False) is TrialState.FAILED
+        for _ in range(3):  # a graceful shutdown does not use up retries
+            assert store.release(b.id, "w", error="shutdown", count_attempt=False) \
+                is TrialState.QUEUED
+            assert store.claim("w") is not None
+        assert store.get_trial(b.id).attempt == 0
+
+    def test_lease_expiry_requeues_then_fails(self, store: Store) -> None:
+        exp = make_experiment(store, lease_timeout=0.3, max_retries=1)
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        assert store.claim("dead")
+        assert store.reap() == []  # still fresh
+        time.sleep(0.5)
+        (reaped,) = store.reap()
+        assert reaped.id == trial.id and reaped.state is TrialState.QUEUED
+        assert reaped.attempt == 1 and "Timed out" in (reaped.error or "")
+        assert store.heartbeat("dead", [trial.id]) == {trial.id}
+        again = store.claim("alive")
+        assert again is not None and again.id == trial.id and again.worker_id == "alive"
+        assert store.finish(trial.id, "dead", state=TrialState.COMPLETED, loss=1) is False
+        time.sleep(0.5)
+        (lost,) = store.reap()
+        assert lost.state is TrialState.FAILED and "Timed out" in (lost.error or "")
+
+    def test_heartbeat_keeps_lease_alive(self, store: Store) -> None:
+        exp = make_experiment(store, lease_timeout=0.4)
+        store.add_trials(exp.id, [{"n": 0}])
+        trial = store.claim("w")
+        assert trial is not None
+        for _ in range(4):
+            time.sleep(0.15)
+            store.heartbeat("w", [trial.id])
+            assert store.reap() == []
+        assert store.get_trial(trial.id).state is TrialState.RUNNING
+
+    # -- cancel -----------------------------------------------------------------------
+    def test_cancel_experiment(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        running = store.claim("w")
+        assert running is not None
+        store.set_experiment_state(exp.id, ExperimentState.CANCELLED)
+        counts = store.count_trials(exp.id)
+        assert counts[TrialState.CANCELLED] == 1 and counts[TrialState.RUNNING] == 1
+        assert store.heartbeat("w", [running.id]) == {running.id}
+        assert store.finish(running.id, "w", state=TrialState.CANCELLED, error="Cancelled")
+        assert store.get_experiment(exp.id).state is ExperimentState.CANCELLED
+        assert store.claim("w") is None
+
+    def test_cancel_queued_trial(self, store: Store) -> None:
+        exp = make_experiment(store)
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        assert store.cancel_trial(trial.id) is TrialState.CANCELLED
+        assert store.claim("w") is None
+
+    # -- queries ----------------------------------------------------------------------
+    def test_counts_best_and_filters(self, store: Store) -> None:
+        exp = make_experiment(store, max_retries=0)
+        store.add_trials(exp.id, [{"n": i} for i in range(5)])
+        losses = [0.5, 0.2, 0.2, None]
+        for loss in losses:
+            trial = store.claim("w")
+            assert trial is not None
+            if loss is None:
+                store.release(trial.id, "w", error="x")
+            else:
+                store.finish(trial.id, "w", state=TrialState.COMPLETED, loss=loss)
+        counts = store.count_trials(exp.id)
+        assert counts == {**dict.fromkeys(TrialState, 0), TrialState.COMPLETED: 3,
+                          TrialState.FAILED: 1, TrialState.QUEUED: 1}
+        best = store.best_trial(exp.id)
+        assert best is not None and best.loss == 0.2 and best.number == 1
+        done = store.list_trials(exp.id, states=[TrialState.COMPLETED])
+        assert [t.number for t in done] == [0, 1, 2]
+        assert [t.number for t in store.list_trials(exp.id, since_id=done[1].id, limit=2)] \
+            == [2, 3]
+        assert store.best_trial(make_experiment(store, "empty").id) is None
+
+    # -- workers ----------------------------------------------------------------------
+    def test_worker_registry(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}])
+        store.register_worker("w1", host="gpu1", pid=42, parallelism=2, meta={"v": 1})
+        store.register_worker("w2", host="gpu2", pid=43, parallelism=1)
+        trial = store.claim("w1")
+        assert trial is not None
+        workers = {w.id: w for w in store.list_workers()}
+        assert workers["w1"].host == "gpu1" and workers["w1"].parallelism == 2
+        assert workers["w1"].running == (trial.id,) and workers["w2"].running == ()
+        time.sleep(0.3)
+        store.heartbeat("w2", [])
+        assert [w.id for w in store.list_workers(max_age=0.2)] == ["w2"]
+        store.unregister_worker("w2")
+        assert [w.id for w in store.list_workers()] == ["w1"]

@@ -1,0 +1,376 @@
+"""The worker: claims trials from the store, runs their targets, reports the results.
+
+One :class:`Worker` runs ``parallelism`` slots (threads), each looping claim → run →
+report, plus one heartbeat thread that renews the leases of running trials, stops targets
+the store wants stopped (cancel, lost lease) and returns other workers' lost trials to the
+queue.
+
+Promises:
+    * A trial is never lost: whatever goes wrong while running it (bad ``loss.json``, a
+      crash of the target, an exception in Hyperdock itself), its attempt ends in the
+      store as completed, failed, cancelled or back in the queue.
+    * :meth:`Worker.stop` (SIGTERM/SIGINT in the CLI) stops claiming, stops the running
+      targets, and puts their trials back in the queue without using up a retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from hyperdock.errors import HyperdockError, LossFileError, TargetError
+from hyperdock.jsonutil import dumps
+from hyperdock.runtimes.base import Execution, Runtime, RunContext, RunOutcome
+from hyperdock.storage.base import Store
+from hyperdock.trial import Experiment, Trial, TrialState, parse_loss
+
+log = logging.getLogger("hyperdock.worker")
+
+#: Called after every trial a worker ends: (trial id, new state).
+TrialListener = Callable[[int, TrialState], None]
+
+
+def slugify(name: str) -> str:
+    """A folder-safe form of an experiment name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "experiment"
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept)
+
+
+class Worker:
+    """Claims and runs trials until stopped.
+
+    Args:
+        store: Where trials come from.
+        results_dir: Host folder for trial folders (``HYPERDOCK_RESULT_DIR``).
+        parallelism: Trials run at once.
+        runtimes: Runtime per target kind; built lazily with defaults when missing.
+        runtime_factory: Builds a runtime for a kind ("process", "docker") on first use.
+        env: Extra environment for targets (``HYPERDOCK_ENV``).
+        gpus: GPUs for Docker targets: "all" or "0,1"; with several ids and
+            ``parallelism`` > 1, each slot gets its own share.
+        experiment_id: Only run trials of this experiment.
+        heartbeat_interval: Seconds between heartbeats.
+        poll_interval: Longest wait between claims when the queue is empty.
+        stop_grace: Seconds a target gets to exit after SIGTERM before it is killed.
+        burst: Exit once the queue is empty and nothing runs (like ``rq worker --burst``).
+        wake: Set by an in-process supervisor when it queued trials (no polling delay).
+        on_trial_end: Called after each trial this worker ended.
+        worker_id: Defaults to ``host-pid-random``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        results_dir: str | os.PathLike[str] = "results",
+        parallelism: int = 1,
+        runtime_factory: Callable[[str], Runtime] | None = None,
+        env: Mapping[str, str] | None = None,
+        gpus: str | None = None,
+        experiment_id: int | None = None,
+        heartbeat_interval: float = 5.0,
+        poll_interval: float = 1.0,
+        stop_grace: float = 10.0,
+        burst: bool = False,
+        wake: threading.Condition | None = None,
+        on_trial_end: TrialListener | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        if parallelism < 1:
+            raise ValueError("parallelism must be at least 1")
+        self.store = store
+        self.results_dir = Path(results_dir).expanduser().resolve()
+        self.parallelism = parallelism
+        self.host = socket.gethostname()
+        self.id = worker_id or f"{self.host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._runtime_factory = runtime_factory or default_runtime_factory()
+        self._runtimes: dict[str, Runtime] = {}
+        self._env = dict(env or {})
+        self._gpu_slots = _split_gpus(gpus, parallelism)
+        self._experiment_id = experiment_id
+        self._heartbeat_interval = heartbeat_interval
+        self._poll_interval = poll_interval
+        self._stop_grace = stop_grace
+        self._burst = burst
+        self._wake = wake or threading.Condition()
+        self._on_trial_end = on_trial_end
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[int, Execution | None] = {}
+        self._stop_reasons: dict[int, str] = {}
+        self._experiments: dict[int, Experiment] = {}
+        self._idle_slots = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until :meth:`stop` (or, with ``burst``, until the queue is empty)."""
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.store.register_worker(
+            self.id, host=self.host, pid=os.getpid(), parallelism=self.parallelism,
+            meta={"results_dir": str(self.results_dir)},
+        )
+        log.info("worker %s started: %d slot(s), store %s", self.id, self.parallelism,
+                 self.store.describe())
+        beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
+        beat.start()
+        slots = [
+            threading.Thread(target=self._slot_loop, args=(i,), name=f"hd-slot-{i}")
+            for i in range(self.parallelism)
+        ]
+        for t in slots:
+            t.start()
+        try:
+            for t in slots:
+                while t.is_alive():
+                    t.join(0.5)
+        finally:
+            self._stopping.set()
+            for t in slots:
+                t.join()
+            beat.join(timeout=5)
+            with contextlib.suppress(HyperdockError):
+                self.store.unregister_worker(self.id)
+            for runtime in self._runtimes.values():
+                runtime.close()
+            log.info("worker %s stopped", self.id)
+
+    def stop(self) -> None:
+        """Stop claiming; stop running targets and requeue their trials. Thread-safe."""
+        if self._stopping.is_set():
+            return
+        log.info("worker %s stopping: running trials go back to the queue", self.id)
+        self._stopping.set()
+        with self._lock:
+            running = list(self._running.items())
+            for trial_id, _ in running:
+                self._stop_reasons.setdefault(trial_id, "shutdown")
+        for _, execution in running:
+            if execution is not None:
+                execution.stop(self._stop_grace)
+        with self._wake:
+            self._wake.notify_all()
+
+    @property
+    def running_trials(self) -> list[int]:
+        """Ids of the trials this worker runs now."""
+        with self._lock:
+            return list(self._running)
+
+    # -- slots ------------------------------------------------------------------------
+    def _slot_loop(self, slot: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                trial = self.store.claim(self.id, experiment_id=self._experiment_id)
+            except HyperdockError as exc:
+                log.warning("claim failed (%s); retrying", exc)
+                self._stopping.wait(self._poll_interval)
+                continue
+            if trial is None:
+                if self._burst and self._all_idle(slot):
+                    return
+                with self._wake:
+                    self._wake.wait(self._poll_interval)
+                continue
+            self._run_trial(trial, slot)
+
+    def _all_idle(self, slot: int) -> bool:
+        with self._lock:
+            return not self._running
+
+    def _experiment(self, experiment_id: int) -> Experiment:
+        exp = self._experiments.get(experiment_id)
+        if exp is None:
+            exp = self.store.get_experiment(experiment_id)
+            self._experiments[experiment_id] = exp
+        return exp
+
+    def _runtime(self, kind: str) -> Runtime:
+        with self._lock:
+            runtime = self._runtimes.get(kind)
+            if runtime is None:
+                runtime = self._runtimes[kind] = self._runtime_factory(kind)
+            return runtime
+
+    def _run_trial(self, trial: Trial, slot: int) -> None:
+        with self._lock:
+            self._running[trial.id] = None
+        state: TrialState | None = None
+        try:
+            state = self._attempt(trial, slot)
+        except Exception as exc:  # never lose a trial to a bug or a surprise
+            log.exception("trial %d: unexpected error", trial.id)
+            state = self._release(trial, f"Hyperdock error while running the trial: {exc!r}")
+        finally:
+            with self._lock:
+                self._running.pop(trial.id, None)
+                self._stop_reasons.pop(trial.id, None)
+        if state is not None and self._on_trial_end is not None:
+            self._on_trial_end(trial.id, state)
+
+    def _release(
+        self, trial: Trial, error: str, *, retry: bool = True, result: dict[str, Any] | None = None
+    ) -> TrialState | None:
+        with self._lock:
+            reason = self._stop_reasons.get(trial.id)
+        if reason == "shutdown":
+            return self.store.release(
+                trial.id, self.id, error="worker stopped", count_attempt=False, result=result
+            )
+        state = self.store.release(trial.id, self.id, error=error, retry=retry, result=result)
+        if state is TrialState.QUEUED:
+            log.warning("trial %d attempt %d failed, will retry: %s", trial.id,
+                        trial.attempt + 1, error)
+        elif state is TrialState.FAILED:
+            log.warning("trial %d failed: %s", trial.id, error)
+        return state
+
+    def _attempt(self, trial: Trial, slot: int) -> TrialState | None:
+        exp = self._experiment(trial.experiment_id)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
+        folder = self.results_dir / f"{slugify(exp.name)}-{trial.id}" / stamp
+        (folder / "out").mkdir(parents=True)
+        (folder / "params.json").write_text(dumps(trial.params))
+        env = dict(self._env)
+        for item in exp.target.env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        ctx = RunContext(
+            trial_id=trial.id, experiment=exp.name, folder=folder, image=exp.target.image,
+            command=list(exp.target.command) if exp.target.command else None,
+            timeout=exp.target.timeout, env=env,
+            labels={"hyperdock.worker": self.id},
+            gpus=self._gpu_slots[slot] if self._gpu_slots else None,
+        )
+        base: dict[str, Any] = {"folder": str(folder), "worker": self.id}
+        try:
+            execution = self._runtime(exp.target.kind).start(ctx)
+        except TargetError as exc:
+            return self._release(trial, str(exc), retry=exc.retryable, result=base)
+        with self._lock:
+            self._running[trial.id] = execution
+            pending_stop = trial.id in self._stop_reasons
+        if pending_stop:
+            execution.stop(self._stop_grace)
+        outcome = execution.wait()
+        return self._report(trial, exp, folder, outcome, base)
+
+    def _report(
+        self, trial: Trial, exp: Experiment, folder: Path, outcome: RunOutcome,
+        result: dict[str, Any],
+    ) -> TrialState | None:
+        result = {**result, "exit_code": outcome.exit_code, "duration": outcome.duration}
+        if outcome.stopped:
+            with self._lock:
+                reason = self._stop_reasons.get(trial.id, "stop")
+            return self._release(trial, "Cancelled" if reason != "shutdown" else "", result=result)
+        if outcome.timed_out:
+            return self._release(
+                trial, f"timed out after {exp.target.timeout:g} s (--timeout); the target was "
+                f"killed. Last output:\n{_tail(outcome.log_file)}".rstrip(), result=result,
+            )
+        loss_file = folder / "loss.json"
+        try:
+            try:
+                text = loss_file.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                raise LossFileError("the target wrote no loss.json") from None
+            report = parse_loss(text)
+        except LossFileError as exc:
+            reason = str(exc)
+            if outcome.exit_code:
+                reason = f"the target exited with code {outcome.exit_code}; {reason}"
+            tail = _tail(outcome.log_file)
+            if tail:
+                reason += f"\nLast output ({outcome.log_file.name}):\n{tail}"
+            return self._release(trial, reason, result=result)
+        result.update(report.extra)
+        if not report.ok:
+            ok = self.store.finish(
+                trial.id, self.id, state=TrialState.FAILED, loss=report.loss, result=result,
+                error="the target reported failure (\"state\": \"fail\" in loss.json)",
+            )
+            return TrialState.FAILED if ok else None
+        if outcome.exit_code:
+            log.warning("trial %d: the target exited with code %s but wrote a valid loss; "
+                        "the loss is kept", trial.id, outcome.exit_code)
+        if not self.store.finish(
+            trial.id, self.id, state=TrialState.COMPLETED, loss=report.loss, result=result
+        ):
+            log.warning("trial %d: lease lost before the result was saved; discarded", trial.id)
+            return None
+        return TrialState.COMPLETED
+
+    # -- heartbeats -------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(self._heartbeat_interval):
+            try:
+                self.beat()
+            except HyperdockError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def beat(self) -> None:
+        """One heartbeat: renew leases, obey stop requests, reap lost trials."""
+        ids = self.running_trials
+        stop = self.store.heartbeat(self.id, ids)
+        for trial_id in stop:
+            with self._lock:
+                self._stop_reasons.setdefault(trial_id, "stop")
+                execution = self._running.get(trial_id)
+            if execution is not None:
+                log.info("trial %d: stop requested; stopping its target", trial_id)
+                execution.stop(self._stop_grace)
+        for trial in self.store.reap():
+            log.warning("trial %d was lost by its worker: %s", trial.id, trial.state)
+
+
+def _split_gpus(gpus: str | None, parallelism: int) -> list[str]:
+    """Give each slot its share of the GPUs ("0,1,2,3" over 2 slots → "0,1", "2,3")."""
+    if not gpus:
+        return []
+    if gpus == "all" or parallelism == 1:
+        return [gpus] * parallelism
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if len(ids) < parallelism:
+        return [gpus] * parallelism  # not enough to split: every slot sees them all
+    per = len(ids) // parallelism
+    return [",".join(ids[i * per:(i + 1) * per]) for i in range(parallelism)]
+
+
+def default_runtime_factory(
+    *,
+    data_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+    docker_options: Mapping[str, Any] | None = None,
+) -> Callable[[str], Runtime]:
+    """A factory building the process or Docker runtime on first use."""
+
+    def build(kind: str) -> Runtime:
+        if kind == "docker":
+            from hyperdock.runtimes.docker import DockerRuntime
+
+            return DockerRuntime(data_dir=data_dir, env=env, **dict(docker_options or {}))
+        from hyperdock.runtimes.process import ProcessRuntime
+
+        return ProcessRuntime(env=env, data_dir=data_dir)
+
+    return build
