@@ -86,19 +86,26 @@ def _fmt_time(ts: float | None) -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def _trial_json(trial: Trial) -> dict[str, Any]:
     return {
-        "id": trial.id, "number": trial.number, "state": trial.state.value,
-        "loss": trial.loss, "params": trial.params, "attempt": trial.attempt,
-        "worker": trial.worker_id, "result": trial.result, "error": trial.error,
-        "created_at": trial.created_at, "started_at": trial.started_at,
-        "finished_at": trial.finished_at, "history": trial.history,
+        "id": trial.id,
+        "number": trial.number,
+        "state": trial.state.value,
+        "loss": trial.loss,
+        "params": trial.params,
+        "attempt": trial.attempt,
+        "worker": trial.worker_id,
+        "result": trial.result,
+        "error": trial.error,
+        "created_at": trial.created_at,
+        "started_at": trial.started_at,
+        "finished_at": trial.finished_at,
+        "history": trial.history,
     }
 
 
@@ -106,11 +113,17 @@ def _summary(store: Store, exp: Experiment) -> dict[str, Any]:
     counts = store.count_trials(exp.id)
     best = store.best_trial(exp.id)
     return {
-        "experiment": exp.name, "state": exp.state.value,
+        "experiment": exp.name,
+        "state": exp.state.value,
         "trials": {s.value: n for s, n in counts.items()},
-        "best": None if best is None else {
-            "trial": best.id, "number": best.number, "loss": best.loss,
-            "params": best.params, "folder": best.result.get("folder"),
+        "best": None
+        if best is None
+        else {
+            "trial": best.id,
+            "number": best.number,
+            "loss": best.loss,
+            "params": best.params,
+            "folder": best.result.get("folder"),
         },
     }
 
@@ -207,8 +220,10 @@ def _signals(handler: Callable[[], None]) -> Iterator[None]:
         nonlocal count
         count += 1
         if count > 1:
-            sys.stderr.write("\nsecond interrupt: exiting now; running trials return to "
-                             "the queue when their lease times out\n")
+            sys.stderr.write(
+                "\nsecond interrupt: exiting now; running trials return to "
+                "the queue when their lease times out\n"
+            )
             os._exit(130)
         handler()
 
@@ -237,7 +252,9 @@ def _make_target(
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
     return Target(
-        image=image or None, command=argv, timeout=timeout,
+        image=image or None,
+        command=argv,
+        timeout=timeout,
         env=tuple(f"{k}={v}" for k, v in env.items()),
     )
 
@@ -250,14 +267,23 @@ def _default_budget(sampler: str, max_trials: int | None) -> int | None:
     return None if sampler == "grid" else DEFAULT_MAX_TRIALS
 
 
-def _default_name(config: str) -> str:
-    stem = Path(config).stem or "experiment"
-    return f"{stem}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+def _default_name(store: Store, config: str) -> str:
+    """``<config stem>-<local time>``, made unique in the store."""
+    base = f"{Path(config).stem or 'experiment'}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    taken = {e.name for e in store.list_experiments()}
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _worker_runtime_factory(
-    data_dir: str | None, docker_runtime: str | None, privileged: bool,
-    network: str | None, pull: str,
+    data_dir: str | None,
+    docker_runtime: str | None,
+    privileged: bool,
+    network: str | None,
+    pull: str,
 ) -> Callable[[str], Any]:
     from hyperdock.worker import default_runtime_factory
 
@@ -292,7 +318,10 @@ class _Group(click.Group):
 # -- shared options ---------------------------------------------------------------------
 def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--store", envvar="HYPERDOCK_STORE", default=None, metavar="URL",
+        "--store",
+        envvar="HYPERDOCK_STORE",
+        default=None,
+        metavar="URL",
         help="Store URL: sqlite:///path.db (default sqlite:///./hyperdock.db), "
         "postgresql://…, mongodb://… [env HYPERDOCK_STORE]",
     )(f)
@@ -301,27 +330,70 @@ def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--image", help="Docker image to tune (the target)."),
-        click.option("--command", "command", metavar="CMD",
-                     help="Local command to tune, e.g. 'python train.py' (no shell)."),
+        click.option(
+            "--command",
+            "command",
+            metavar="CMD",
+            help="Local command to tune, e.g. 'python train.py' (no shell).",
+        ),
         click.option("--name", help="Experiment name; an existing one is resumed."),
-        click.option("--max-trials", type=int, default=None,
-                     help=f"Budget: trials to run (default: the whole grid, else "
-                     f"{DEFAULT_MAX_TRIALS})."),
-        click.option("--sampler", type=click.Choice(["grid", "random"]), default="random",
-                     show_default=True, help="How to pick parameters."),
+        click.option(
+            "--max-trials",
+            type=int,
+            default=None,
+            help=f"Budget: trials to run (default: the whole grid, else {DEFAULT_MAX_TRIALS}).",
+        ),
+        click.option(
+            "--sampler",
+            type=click.Choice(["grid", "random"]),
+            default="random",
+            show_default=True,
+            help="How to pick parameters.",
+        ),
         click.option("--seed", type=int, default=None, help="Sampler seed (reproducible runs)."),
-        click.option("--retries", "--trials", "retries", type=int, default=5, show_default=True,
-                     help="Attempts a failing trial gets again (--trials: the original name)."),
-        click.option("--timeout", type=float, default=None,
-                     help="Seconds one attempt may run before it is killed."),
-        click.option("--priority", type=int, default=0, show_default=True,
-                     help="Higher runs first when workers serve several experiments."),
-        click.option("--lease-timeout", type=float, default=30.0, show_default=True,
-                     help="Seconds without a heartbeat before a running trial is retried."),
-        click.option("--target-env", "target_env", multiple=True, metavar="KEY=VALUE",
-                     help="Environment for the target, stored with the experiment."),
-        click.option("--config-dir", "config_dirs", multiple=True, type=click.Path(),
-                     help="Folder to look up config modules by name in."),
+        click.option(
+            "--retries",
+            "--trials",
+            "retries",
+            type=int,
+            default=5,
+            show_default=True,
+            help="Attempts a failing trial gets again (--trials: the original name).",
+        ),
+        click.option(
+            "--timeout",
+            type=float,
+            default=None,
+            help="Seconds one attempt may run before it is killed.",
+        ),
+        click.option(
+            "--priority",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Higher runs first when workers serve several experiments.",
+        ),
+        click.option(
+            "--lease-timeout",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Seconds without a heartbeat before a running trial is retried.",
+        ),
+        click.option(
+            "--target-env",
+            "target_env",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Environment for the target, stored with the experiment.",
+        ),
+        click.option(
+            "--config-dir",
+            "config_dirs",
+            multiple=True,
+            type=click.Path(),
+            help="Folder to look up config modules by name in.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -329,9 +401,19 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _prepare(
-    store: Store, config: str | None, image: str | None, command: str | None, name: str | None,
-    max_trials: int | None, sampler: str, seed: int | None, retries: int,
-    timeout: float | None, priority: int, lease_timeout: float, target_env: Sequence[str],
+    store: Store,
+    config: str | None,
+    image: str | None,
+    command: str | None,
+    name: str | None,
+    max_trials: int | None,
+    sampler: str,
+    seed: int | None,
+    retries: int,
+    timeout: float | None,
+    priority: int,
+    lease_timeout: float,
+    target_env: Sequence[str],
     config_dirs: Sequence[str],
 ) -> tuple[Experiment, bool]:
     from hyperdock.supervisor import open_experiment
@@ -343,15 +425,23 @@ def _prepare(
     space = _load_space(config, config_dirs) if config else None
     target = (
         _make_target(image, command, timeout, parse_env(target_env))
-        if (image or command or config) else None
+        if (image or command or config)
+        else None
     )
-    name = name or (_default_name(config) if config else None)
+    name = name or (_default_name(store, config) if config else None)
     if not name:
         raise ConfigError("give a CONFIG to create an experiment, or --name to resume one")
     return open_experiment(
-        store, name, space=space, target=target, sampler=sampler, seed=seed,
-        max_trials=_default_budget(sampler, max_trials), max_retries=retries,
-        priority=priority, lease_timeout=lease_timeout,
+        store,
+        name,
+        space=space,
+        target=target,
+        sampler=sampler,
+        seed=seed,
+        max_trials=_default_budget(sampler, max_trials),
+        max_retries=retries,
+        priority=priority,
+        lease_timeout=lease_timeout,
     )
 
 
@@ -366,34 +456,81 @@ def cli() -> None:
 @cli.command()
 @click.argument("config")
 @_experiment_options
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Trials run at once on this machine.")
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="Trials run at once on this machine."
+)
 @_store_option
-@click.option("--results", default="results", show_default=True, type=click.Path(),
-              help="Folder for trial folders (params.json, loss.json, out/, logs).")
-@click.option("--data", type=click.Path(exists=True, file_okay=False),
-              help="Data folder, read-only at /data (HYPERDOCK_DATA_DIR for commands).")
-@click.option("--env", "worker_env", multiple=True, metavar="KEY=VALUE",
-              help="Environment for targets of this run (repeat, or a JSON list).")
+@click.option(
+    "--results",
+    default="results",
+    show_default=True,
+    type=click.Path(),
+    help="Folder for trial folders (params.json, loss.json, out/, logs).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    help="Data folder, read-only at /data (HYPERDOCK_DATA_DIR for commands).",
+)
+@click.option(
+    "--env",
+    "worker_env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Environment for targets of this run (repeat, or a JSON list).",
+)
 @click.option("--gpus", default=None, help="GPUs for Docker targets: all, or 0,1,…")
-@click.option("--docker-runtime", envvar="HYPERDOCK_RUNTIME", default=None,
-              help="Docker runtime for targets, e.g. nvidia [env HYPERDOCK_RUNTIME].")
+@click.option(
+    "--docker-runtime",
+    envvar="HYPERDOCK_RUNTIME",
+    default=None,
+    help="Docker runtime for targets, e.g. nvidia [env HYPERDOCK_RUNTIME].",
+)
 @click.option("--network", default=None, help="Docker network mode for targets (e.g. none).")
-@click.option("--pull", type=click.Choice(["missing", "never", "always"]), default="missing",
-              show_default=True, help="When to pull the target image.")
-@click.option("--heartbeat", type=float, default=5.0, show_default=True,
-              help="Seconds between worker heartbeats.")
+@click.option(
+    "--pull",
+    type=click.Choice(["missing", "never", "always"]),
+    default="missing",
+    show_default=True,
+    help="When to pull the target image.",
+)
+@click.option(
+    "--heartbeat",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between worker heartbeats.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--loglevel", default="warning", show_default=True)
 def run(
-    config: str, image: str | None, command: str | None, name: str | None,
-    max_trials: int | None, sampler: str, seed: int | None, retries: int,
-    timeout: float | None, priority: int, lease_timeout: float, target_env: tuple[str, ...],
-    config_dirs: tuple[str, ...], workers: int, store: str | None, results: str,
-    data: str | None, worker_env: tuple[str, ...], gpus: str | None,
-    docker_runtime: str | None, network: str | None, pull: str, heartbeat: float,
-    as_json: bool, quiet: bool, loglevel: str,
+    config: str,
+    image: str | None,
+    command: str | None,
+    name: str | None,
+    max_trials: int | None,
+    sampler: str,
+    seed: int | None,
+    retries: int,
+    timeout: float | None,
+    priority: int,
+    lease_timeout: float,
+    target_env: tuple[str, ...],
+    config_dirs: tuple[str, ...],
+    workers: int,
+    store: str | None,
+    results: str,
+    data: str | None,
+    worker_env: tuple[str, ...],
+    gpus: str | None,
+    docker_runtime: str | None,
+    network: str | None,
+    pull: str,
+    heartbeat: float,
+    as_json: bool,
+    quiet: bool,
+    loglevel: str,
 ) -> None:
     """Run a whole search on this machine: supervisor and WORKERS local workers.
 
@@ -410,18 +547,37 @@ def run(
     env = parse_env(worker_env)
     with _store(store) as st:
         exp, created = _prepare(
-            st, config, image, command, name, max_trials, sampler, seed, retries, timeout,
-            priority, lease_timeout, target_env, config_dirs,
+            st,
+            config,
+            image,
+            command,
+            name,
+            max_trials,
+            sampler,
+            seed,
+            retries,
+            timeout,
+            priority,
+            lease_timeout,
+            target_env,
+            config_dirs,
         )
         if not created:
             click.echo(f"Resuming experiment {exp.name} ({exp.state.value}).", err=True)
         wake = threading.Condition()
         supervisor = Supervisor(st, exp, poll_interval=1.0, wake=wake)
         worker = Worker(
-            st, results_dir=results, parallelism=workers, env=env, gpus=gpus,
-            experiment_id=exp.id, heartbeat_interval=heartbeat, poll_interval=1.0,
+            st,
+            results_dir=results,
+            parallelism=workers,
+            env=env,
+            gpus=gpus,
+            experiment_id=exp.id,
+            heartbeat_interval=heartbeat,
+            poll_interval=1.0,
             runtime_factory=_worker_runtime_factory(data, docker_runtime, False, network, pull),
-            wake=wake, on_trial_end=lambda _tid, _state: supervisor.notify(),
+            wake=wake,
+            on_trial_end=lambda _tid, _state: supervisor.notify(),
         )
         stop = threading.Event()
         interrupted = threading.Event()
@@ -434,8 +590,11 @@ def run(
 
         worker_thread = threading.Thread(target=worker.run, name="hd-worker")
         if not quiet and not as_json:
-            click.echo(f"Experiment {exp.name}: {exp.target.describe()}, sampler "
-                       f"{exp.sampler}, seed {exp.seed}, store {st.describe()}", err=True)
+            click.echo(
+                f"Experiment {exp.name}: {exp.target.describe()}, sampler "
+                f"{exp.sampler}, seed {exp.seed}, store {st.describe()}",
+                err=True,
+            )
         with _signals(on_interrupt), _Progress(supervisor, not quiet and not as_json):
             worker_thread.start()
             try:
@@ -444,8 +603,11 @@ def run(
                 worker.stop()
                 worker_thread.join()
         if interrupted.is_set():
-            click.echo(f"Interrupted. Resume with: hyperdock run {shlex.quote(config)} "
-                       f"--name {shlex.quote(exp.name)} (same target options)", err=True)
+            click.echo(
+                f"Interrupted. Resume with: hyperdock run {shlex.quote(config)} "
+                f"--name {shlex.quote(exp.name)} (same target options)",
+                err=True,
+            )
             sys.exit(130)
         ok = _print_best(st, st.get_experiment(exp.id), as_json)
     sys.exit(0 if ok else 1)
@@ -455,15 +617,32 @@ def run(
 @click.argument("config", required=False)
 @_experiment_options
 @_store_option
-@click.option("--poll", type=float, default=1.0, show_default=True,
-              help="Seconds between checks of the store.")
+@click.option(
+    "--poll",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between checks of the store.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--loglevel", default="info", show_default=True)
 def supervisor(
-    config: str | None, image: str | None, command: str | None, name: str | None,
-    max_trials: int | None, sampler: str, seed: int | None, retries: int,
-    timeout: float | None, priority: int, lease_timeout: float, target_env: tuple[str, ...],
-    config_dirs: tuple[str, ...], store: str | None, poll: float, as_json: bool,
+    config: str | None,
+    image: str | None,
+    command: str | None,
+    name: str | None,
+    max_trials: int | None,
+    sampler: str,
+    seed: int | None,
+    retries: int,
+    timeout: float | None,
+    priority: int,
+    lease_timeout: float,
+    target_env: tuple[str, ...],
+    config_dirs: tuple[str, ...],
+    store: str | None,
+    poll: float,
+    as_json: bool,
     loglevel: str,
 ) -> None:
     """Create (or resume, by --name) an experiment and drive it until its budget is spent.
@@ -472,26 +651,69 @@ def supervisor(
     """
     _setup_logging(loglevel)
     _run_supervisor(
-        store, config, image, command, name, max_trials, sampler, seed, retries, timeout,
-        priority, lease_timeout, target_env, config_dirs, poll, as_json,
+        store,
+        config,
+        image,
+        command,
+        name,
+        max_trials,
+        sampler,
+        seed,
+        retries,
+        timeout,
+        priority,
+        lease_timeout,
+        target_env,
+        config_dirs,
+        poll,
+        as_json,
     )
 
 
 def _run_supervisor(
-    store: str | None, config: str | None, image: str | None, command: str | None,
-    name: str | None, max_trials: int | None, sampler: str, seed: int | None, retries: int,
-    timeout: float | None, priority: int, lease_timeout: float, target_env: Sequence[str],
-    config_dirs: Sequence[str], poll: float, as_json: bool,
+    store: str | None,
+    config: str | None,
+    image: str | None,
+    command: str | None,
+    name: str | None,
+    max_trials: int | None,
+    sampler: str,
+    seed: int | None,
+    retries: int,
+    timeout: float | None,
+    priority: int,
+    lease_timeout: float,
+    target_env: Sequence[str],
+    config_dirs: Sequence[str],
+    poll: float,
+    as_json: bool,
 ) -> None:
     from hyperdock.supervisor import Supervisor
 
     with _store(store) as st:
         exp, created = _prepare(
-            st, config, image, command, name, max_trials, sampler, seed, retries, timeout,
-            priority, lease_timeout, target_env, config_dirs,
+            st,
+            config,
+            image,
+            command,
+            name,
+            max_trials,
+            sampler,
+            seed,
+            retries,
+            timeout,
+            priority,
+            lease_timeout,
+            target_env,
+            config_dirs,
         )
-        log.info("%s experiment %s (%s) in %s", "created" if created else "resuming",
-                 exp.name, exp.target.describe(), st.describe())
+        log.info(
+            "%s experiment %s (%s) in %s",
+            "created" if created else "resuming",
+            exp.name,
+            exp.target.describe(),
+            st.describe(),
+        )
         sup = Supervisor(st, exp, poll_interval=poll)
         stop = threading.Event()
         with _signals(stop.set):
@@ -505,31 +727,68 @@ def _run_supervisor(
 
 def _worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--parallelism", type=int, default=1, show_default=True,
-                     help="Trials run at once."),
-        click.option("--results", envvar="HYPERDOCK_RESULT_DIR", default="results",
-                     show_default=True, help="Host folder for trial folders "
-                     "[env HYPERDOCK_RESULT_DIR]."),
-        click.option("--data", envvar="HYPERDOCK_DATA_DIR", default=None,
-                     help="Host data folder, read-only at /data [env HYPERDOCK_DATA_DIR]."),
-        click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
-                     help="Environment for targets: KEY=VALUE or a JSON list "
-                     "[env HYPERDOCK_ENV]."),
-        click.option("--docker-runtime", "--runtime", "docker_runtime",
-                     envvar="HYPERDOCK_RUNTIME", default=None,
-                     help="Docker runtime, e.g. nvidia [env HYPERDOCK_RUNTIME]."),
-        click.option("--gpus", envvar="HYPERDOCK_GPUS", default=None,
-                     help="GPUs for targets: all, or ids 0,1,… split across slots."),
+        click.option(
+            "--parallelism", type=int, default=1, show_default=True, help="Trials run at once."
+        ),
+        click.option(
+            "--results",
+            envvar="HYPERDOCK_RESULT_DIR",
+            default="results",
+            show_default=True,
+            help="Host folder for trial folders [env HYPERDOCK_RESULT_DIR].",
+        ),
+        click.option(
+            "--data",
+            envvar="HYPERDOCK_DATA_DIR",
+            default=None,
+            help="Host data folder, read-only at /data [env HYPERDOCK_DATA_DIR].",
+        ),
+        click.option(
+            "--env",
+            "env",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Environment for targets: KEY=VALUE or a JSON list [env HYPERDOCK_ENV].",
+        ),
+        click.option(
+            "--docker-runtime",
+            "--runtime",
+            "docker_runtime",
+            envvar="HYPERDOCK_RUNTIME",
+            default=None,
+            help="Docker runtime, e.g. nvidia [env HYPERDOCK_RUNTIME].",
+        ),
+        click.option(
+            "--gpus",
+            envvar="HYPERDOCK_GPUS",
+            default=None,
+            help="GPUs for targets: all, or ids 0,1,… split across slots.",
+        ),
         click.option("--privileged", is_flag=True, help="Run target containers privileged."),
         click.option("--network", default=None, help="Docker network mode for targets."),
-        click.option("--pull", type=click.Choice(["missing", "never", "always"]),
-                     default="missing", show_default=True, help="When to pull target images."),
+        click.option(
+            "--pull",
+            type=click.Choice(["missing", "never", "always"]),
+            default="missing",
+            show_default=True,
+            help="When to pull target images.",
+        ),
         click.option("--experiment", default=None, help="Only run trials of this experiment."),
         click.option("--burst", is_flag=True, help="Exit when the queue is empty."),
-        click.option("--heartbeat", type=float, default=5.0, show_default=True,
-                     help="Seconds between heartbeats."),
-        click.option("--poll", type=float, default=1.0, show_default=True,
-                     help="Seconds between claims when the queue is empty."),
+        click.option(
+            "--heartbeat",
+            type=float,
+            default=5.0,
+            show_default=True,
+            help="Seconds between heartbeats.",
+        ),
+        click.option(
+            "--poll",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Seconds between claims when the queue is empty.",
+        ),
         click.option("--loglevel", default="info", show_default=True),
     ]
     for option in reversed(options):
@@ -538,9 +797,19 @@ def _worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run_worker(
-    store: str | None, parallelism: int, results: str, data: str | None,
-    env: Sequence[str], docker_runtime: str | None, gpus: str | None, privileged: bool,
-    network: str | None, pull: str, experiment: str | None, burst: bool, heartbeat: float,
+    store: str | None,
+    parallelism: int,
+    results: str,
+    data: str | None,
+    env: Sequence[str],
+    docker_runtime: str | None,
+    gpus: str | None,
+    privileged: bool,
+    network: str | None,
+    pull: str,
+    experiment: str | None,
+    burst: bool,
+    heartbeat: float,
     poll: float,
 ) -> None:
     from hyperdock.worker import Worker
@@ -551,9 +820,15 @@ def _run_worker(
     with _store(store) as st:
         exp_id = st.get_experiment(experiment).id if experiment else None
         worker = Worker(
-            st, results_dir=results, parallelism=parallelism, env=parse_env(env_values),
-            gpus=gpus, experiment_id=exp_id, heartbeat_interval=heartbeat,
-            poll_interval=poll, burst=burst,
+            st,
+            results_dir=results,
+            parallelism=parallelism,
+            env=parse_env(env_values),
+            gpus=gpus,
+            experiment_id=exp_id,
+            heartbeat_interval=heartbeat,
+            poll_interval=poll,
+            burst=burst,
             runtime_factory=_worker_runtime_factory(
                 data, docker_runtime, privileged, network, pull
             ),
@@ -579,8 +854,11 @@ def status(store: str | None, as_json: bool) -> None:
     """List experiments: state, progress, best loss."""
     with _store(store) as st:
         exps = st.list_experiments()
-        data = [_summary(st, e) | {"budget": e.max_trials, "sampler": e.sampler,
-                                   "target": e.target.describe()} for e in exps]
+        data = [
+            _summary(st, e)
+            | {"budget": e.max_trials, "sampler": e.sampler, "target": e.target.describe()}
+            for e in exps
+        ]
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -591,20 +869,30 @@ def status(store: str | None, as_json: bool) -> None:
     for d in data:
         t = d["trials"]
         done = sum(n for s, n in t.items() if s not in ("queued", "running"))
-        rows.append([
-            d["experiment"], d["state"], f"{done}/{d['budget'] if d['budget'] else '?'}",
-            t["running"], t["failed"],
-            _fmt_loss(d["best"]["loss"]) if d["best"] else "-", d["target"],
-        ])
-    click.echo(_table(["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "BEST", "TARGET"],
-                      rows))
+        rows.append(
+            [
+                d["experiment"],
+                d["state"],
+                f"{done}/{d['budget'] if d['budget'] else '?'}",
+                t["running"],
+                t["failed"],
+                _fmt_loss(d["best"]["loss"]) if d["best"] else "-",
+                d["target"],
+            ]
+        )
+    click.echo(_table(["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "BEST", "TARGET"], rows))
 
 
 @cli.command()
 @click.argument("name")
 @_store_option
-@click.option("--state", "states", multiple=True,
-              type=click.Choice([s.value for s in TrialState]), help="Only these states.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in TrialState]),
+    help="Only these states.",
+)
 @click.option("--json", "as_json", is_flag=True)
 def trials(name: str, store: str | None, states: tuple[str, ...], as_json: bool) -> None:
     """List the trials of experiment NAME."""
@@ -614,12 +902,23 @@ def trials(name: str, store: str | None, states: tuple[str, ...], as_json: bool)
     if as_json:
         click.echo(json.dumps([_trial_json(t) for t in rows], indent=2, sort_keys=True))
         return
-    click.echo(_table(
-        ["ID", "#", "STATE", "LOSS", "TRY", "PARAMS", "ERROR"],
-        [[t.id, t.number, t.state.value, _fmt_loss(t.loss), t.attempt + 1,
-          _short(json.dumps(t.params, sort_keys=True), 60),
-          _short((t.error or "").splitlines()[0] if t.error else "", 50)] for t in rows],
-    ))
+    click.echo(
+        _table(
+            ["ID", "#", "STATE", "LOSS", "TRY", "PARAMS", "ERROR"],
+            [
+                [
+                    t.id,
+                    t.number,
+                    t.state.value,
+                    _fmt_loss(t.loss),
+                    t.attempt + 1,
+                    _short(json.dumps(t.params, sort_keys=True), 60),
+                    _short((t.error or "").splitlines()[0] if t.error else "", 50),
+                ]
+                for t in rows
+            ],
+        )
+    )
 
 
 def _short(text: str, n: int) -> str:
@@ -648,36 +947,67 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 @cli.command()
 @click.argument("name")
 @_store_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="File to write (default: standard output).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File to write (default: standard output).",
+)
 def export(name: str, store: str | None, fmt: str, output: str | None) -> None:
     """Export every trial of experiment NAME as CSV or JSON."""
     with _store(store) as st:
         exp = st.get_experiment(name)
         rows = st.list_trials(exp.id)
     if fmt == "json":
-        text = json.dumps(
-            {"experiment": exp.name, "space": exp.space, "target": exp.target.to_json(),
-             "sampler": exp.sampler, "seed": exp.seed,
-             "trials": [_trial_json(t) for t in rows]}, indent=2, sort_keys=True,
-        ) + "\n"
+        text = (
+            json.dumps(
+                {
+                    "experiment": exp.name,
+                    "space": exp.space,
+                    "target": exp.target.to_json(),
+                    "sampler": exp.sampler,
+                    "seed": exp.seed,
+                    "trials": [_trial_json(t) for t in rows],
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
     else:
         flat = []
         for t in rows:
             params: dict[str, Any] = {}
             _flatten("", t.params, params)
-            flat.append(({"id": t.id, "number": t.number, "state": t.state.value,
-                          "loss": t.loss, "attempts": t.attempt + 1, "worker": t.worker_id,
-                          "started_at": t.started_at, "finished_at": t.finished_at,
-                          "duration": t.duration, "error": t.error},
-                         params))
+            flat.append(
+                (
+                    {
+                        "id": t.id,
+                        "number": t.number,
+                        "state": t.state.value,
+                        "loss": t.loss,
+                        "attempts": t.attempt + 1,
+                        "worker": t.worker_id,
+                        "started_at": t.started_at,
+                        "finished_at": t.finished_at,
+                        "duration": t.duration,
+                        "error": t.error,
+                    },
+                    params,
+                )
+            )
         keys = sorted({k for _, p in flat for k in p})
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([*flat[0][0].keys(), *(f"params.{k}" for k in keys)] if flat
-                        else ["id", "number", "state", "loss"])
+        writer.writerow(
+            [*flat[0][0].keys(), *(f"params.{k}" for k in keys)]
+            if flat
+            else ["id", "number", "state", "loss"]
+        )
         for base, params in flat:
             writer.writerow([*base.values(), *(params.get(k, "") for k in keys)])
         text = buf.getvalue()
@@ -702,36 +1032,82 @@ def _legacy_store(store: str | None, mongo: str | None) -> str | None:
 @click.option("--name", required=True, help="Unique name of the search.")
 @click.option("--image", help="The target image.")
 @click.option("--command", help="Or a local command as the target.")
-@click.option("--config_module", "--config-module", "config_module", required=False,
-              help="Config module (file in the config folder defining SPACE), or a path.")
-@click.option("--trials", "retries", type=int, default=5, show_default=True,
-              help="Retries in case of errors in the target image container.")
+@click.option(
+    "--config_module",
+    "--config-module",
+    "config_module",
+    required=False,
+    help="Config module (file in the config folder defining SPACE), or a path.",
+)
+@click.option(
+    "--trials",
+    "retries",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Retries in case of errors in the target image container.",
+)
 @click.option("--mongo", default=None, help="mongo://host:port/db/collection or mongodb://…")
 @click.option("--store", default=None, help="Any store URL (overrides --mongo).")
-@click.option("--max-trials", type=int, default=None,
-              help=f"Trials to run (default: whole grid, else {DEFAULT_MAX_TRIALS}).")
-@click.option("--sampler", type=click.Choice(["grid", "random"]), default="random",
-              show_default=True)
+@click.option(
+    "--max-trials",
+    type=int,
+    default=None,
+    help=f"Trials to run (default: whole grid, else {DEFAULT_MAX_TRIALS}).",
+)
+@click.option(
+    "--sampler", type=click.Choice(["grid", "random"]), default="random", show_default=True
+)
 @click.option("--seed", type=int, default=None)
 @click.option("--timeout", type=float, default=None, help="Seconds per attempt.")
 @click.option("--priority", type=int, default=0)
-@click.option("--config-dir", "config_dirs", multiple=True, envvar="HYPERDOCK_CONFIG_DIR",
-              help=f"Config folders (default {LEGACY_CONFIG_DIR}, ./config, .).")
+@click.option(
+    "--config-dir",
+    "config_dirs",
+    multiple=True,
+    envvar="HYPERDOCK_CONFIG_DIR",
+    help=f"Config folders (default {LEGACY_CONFIG_DIR}, ./config, .).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--loglevel", default="info", show_default=True)
 def _legacy_supervisor(
-    name: str, image: str | None, command: str | None, config_module: str | None,
-    retries: int, mongo: str | None, store: str | None, max_trials: int | None,
-    sampler: str, seed: int | None, timeout: float | None, priority: int,
-    config_dirs: tuple[str, ...], as_json: bool, loglevel: str,
+    name: str,
+    image: str | None,
+    command: str | None,
+    config_module: str | None,
+    retries: int,
+    mongo: str | None,
+    store: str | None,
+    max_trials: int | None,
+    sampler: str,
+    seed: int | None,
+    timeout: float | None,
+    priority: int,
+    config_dirs: tuple[str, ...],
+    as_json: bool,
+    loglevel: str,
 ) -> None:
     """The original supervisor command line (v0.1)."""
     _setup_logging(loglevel)
-    dirs = list(config_dirs) + [LEGACY_CONFIG_DIR, "config"]
+    dirs = [*config_dirs, LEGACY_CONFIG_DIR, "config"]
     try:
         _run_supervisor(
-            _legacy_store(store, mongo), config_module, image, command, name, max_trials,
-            sampler, seed, retries, timeout, priority, 30.0, (), dirs, 1.0, as_json,
+            _legacy_store(store, mongo),
+            config_module,
+            image,
+            command,
+            name,
+            max_trials,
+            sampler,
+            seed,
+            retries,
+            timeout,
+            priority,
+            30.0,
+            (),
+            dirs,
+            1.0,
+            as_json,
         )
     except ConfigError as exc:
         _fail(str(exc), 2)
@@ -740,8 +1116,13 @@ def _legacy_supervisor(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--mongodb", "mongo", default=None, envvar="MONGO_URL",
-              help=f"Store URL [env MONGO_URL, default {DEFAULT_MONGO_URL}].")
+@click.option(
+    "--mongodb",
+    "mongo",
+    default=None,
+    envvar="MONGO_URL",
+    help=f"Store URL [env MONGO_URL, default {DEFAULT_MONGO_URL}].",
+)
 @click.option("--store", default=None, help="Any store URL (overrides --mongodb).")
 @_worker_options
 def _legacy_worker(mongo: str | None, store: str | None, **options: Any) -> None:

@@ -42,8 +42,4 @@ def dumps(value: Any) -> str:
 
 def is_finite_number(value: Any) -> bool:
     """True for an int or float (not bool) that is neither NaN nor infinite."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

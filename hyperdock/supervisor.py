@@ -25,6 +25,8 @@ log = logging.getLogger("hyperdock.supervisor")
 
 #: How many trials a non-adaptive sampler queues ahead of the workers.
 QUEUE_AHEAD = 64
+#: Shortest pause between two steps.
+MIN_STEP_INTERVAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class Supervisor:
         self.sampler: Sampler = make_sampler(
             experiment.sampler, Space.from_json(experiment.space), experiment.seed
         )
+        #: Trials queued ahead of the workers, and the level that triggers a refill.
+        self.queue_ahead = QUEUE_AHEAD
+        self.low_watermark = QUEUE_AHEAD // 2
         self._last_reap = 0.0
         self._exhausted = False
         self._kick = threading.Event()
@@ -115,14 +120,14 @@ class Supervisor:
         budget = self.budget
         remaining = None if budget is None else budget - created
         queued = counts[TrialState.QUEUED]
-        want = QUEUE_AHEAD - queued
-        if remaining is not None:
-            want = min(want, remaining)
-        if want > 0 and not self._exhausted:
-            self._queue(created, want)
-        counts = self.store.count_trials(exp.id)
+        if not self._exhausted and queued <= self.low_watermark and remaining != 0:
+            want = self.queue_ahead - queued
+            if remaining is not None:
+                want = min(want, remaining)
+            added = self._queue(created, want)
+            counts[TrialState.QUEUED] += added
+            created += added
         _, active = experiment_done_counts(counts)
-        created = sum(counts.values())
         spent = self._exhausted or (budget is not None and created >= budget)
         if spent and active == 0:
             self.store.set_experiment_state(exp.id, ExperimentState.DONE)
@@ -131,7 +136,7 @@ class Supervisor:
             return True
         return False
 
-    def _queue(self, first: int, n: int) -> None:
+    def _queue(self, first: int, n: int) -> int:
         history: list[Trial] = (
             self.store.list_trials(self.experiment.id) if self.sampler.adaptive else []
         )
@@ -146,13 +151,16 @@ class Supervisor:
             self.store.add_trials(self.experiment.id, batch)
             with self.wake:
                 self.wake.notify_all()
+        return len(batch)
 
     def progress(self) -> Progress:
         """Where the experiment stands now."""
         exp = self.experiment
         return Progress(
-            budget=self.budget, counts=self.store.count_trials(exp.id),
-            best=self.store.best_trial(exp.id), state=exp.state,
+            budget=self.budget,
+            counts=self.store.count_trials(exp.id),
+            best=self.store.best_trial(exp.id),
+            state=exp.state,
         )
 
     def run(self, stop: threading.Event | None = None) -> Experiment:
@@ -162,6 +170,8 @@ class Supervisor:
             if self.step():
                 break
             self._kick.wait(self.poll_interval)
+            # Trials ending in a burst wake us once, not once each.
+            stop.wait(MIN_STEP_INTERVAL)
             self._kick.clear()
         return self.experiment
 
@@ -202,9 +212,14 @@ def open_experiment(
         sampler_obj = make_sampler(sampler, space, 0)  # validates the space for the sampler
         del sampler_obj
         exp = store.create_experiment(
-            name, space=space.to_json(), target=target, sampler=sampler,
+            name,
+            space=space.to_json(),
+            target=target,
+            sampler=sampler,
             seed=seed if seed is not None else random.randrange(2**31),
-            max_trials=max_trials, max_retries=max_retries, priority=priority,
+            max_trials=max_trials,
+            max_retries=max_retries,
+            priority=priority,
             lease_timeout=lease_timeout,
         )
         return exp, True

@@ -11,7 +11,7 @@ from typing import Any
 from hyperdock.errors import LossFileError
 
 
-class TrialState(str, enum.Enum):
+class TrialState(enum.StrEnum):
     """Where a trial is in its life.
 
     ``queued → running → completed | failed | pruned | cancelled``; a running trial whose
@@ -30,22 +30,16 @@ class TrialState(str, enum.Enum):
         """True for the states a trial never leaves."""
         return self not in (TrialState.QUEUED, TrialState.RUNNING)
 
-    def __str__(self) -> str:
-        return self.value
-
 
 FINISHED_STATES: tuple[TrialState, ...] = tuple(s for s in TrialState if s.finished)
 
 
-class ExperimentState(str, enum.Enum):
+class ExperimentState(enum.StrEnum):
     """``running`` (trials are claimed) → ``done`` (budget spent) or ``cancelled``."""
 
     RUNNING = "running"
     DONE = "done"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +269,8 @@ def parse_loss(text: str) -> LossReport:
     state = extra.pop("state", None)
     status = extra.pop("status", None)
     word = state if state is not None else status
-    if word is not None and (not isinstance(word, str) or word.lower() not in _OK_WORDS | _FAIL_WORDS):
+    known = _OK_WORDS | _FAIL_WORDS
+    if word is not None and (not isinstance(word, str) or word.lower() not in known):
         raise LossFileError(
             f'loss.json has "state" {json.dumps(word)}; use "ok" or "fail". It held {_show(text)}.'
         )

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
+import queue
 import re
 import socket
 import threading
@@ -29,7 +31,7 @@ from typing import Any
 
 from hyperdock.errors import HyperdockError, LossFileError, TargetError
 from hyperdock.jsonutil import dumps
-from hyperdock.runtimes.base import Execution, Runtime, RunContext, RunOutcome
+from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
 from hyperdock.storage.base import Store
 from hyperdock.trial import Experiment, Trial, TrialState, parse_loss
 
@@ -37,6 +39,8 @@ log = logging.getLogger("hyperdock.worker")
 
 #: Called after every trial a worker ends: (trial id, new state).
 TrialListener = Callable[[int, TrialState], None]
+#: Saves the outcome of one attempt in the store; returns the trial's new state.
+Report = Callable[[], "TrialState | None"]
 
 
 def slugify(name: str) -> str:
@@ -119,20 +123,31 @@ class Worker:
         self._running: dict[int, Execution | None] = {}
         self._stop_reasons: dict[int, str] = {}
         self._experiments: dict[int, Experiment] = {}
-        self._idle_slots = 0
+        # Trials whose target has ended, waiting for the reporter thread.
+        self._reports: queue.Queue[tuple[Trial, Report] | None] = queue.Queue(parallelism)
+        self._ended: set[int] = set()
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
         """Run until :meth:`stop` (or, with ``burst``, until the queue is empty)."""
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.store.register_worker(
-            self.id, host=self.host, pid=os.getpid(), parallelism=self.parallelism,
+            self.id,
+            host=self.host,
+            pid=os.getpid(),
+            parallelism=self.parallelism,
             meta={"results_dir": str(self.results_dir)},
         )
-        log.info("worker %s started: %d slot(s), store %s", self.id, self.parallelism,
-                 self.store.describe())
+        log.info(
+            "worker %s started: %d slot(s), store %s",
+            self.id,
+            self.parallelism,
+            self.store.describe(),
+        )
         beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
         beat.start()
+        reporter = threading.Thread(target=self._report_loop, name="hd-reporter")
+        reporter.start()
         slots = [
             threading.Thread(target=self._slot_loop, args=(i,), name=f"hd-slot-{i}")
             for i in range(self.parallelism)
@@ -147,6 +162,8 @@ class Worker:
             self._stopping.set()
             for t in slots:
                 t.join()
+            self._reports.put(None)
+            reporter.join()
             beat.join(timeout=5)
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
@@ -161,7 +178,7 @@ class Worker:
         log.info("worker %s stopping: running trials go back to the queue", self.id)
         self._stopping.set()
         with self._lock:
-            running = list(self._running.items())
+            running = [(t, e) for t, e in self._running.items() if t not in self._ended]
             for trial_id, _ in running:
                 self._stop_reasons.setdefault(trial_id, "shutdown")
         for _, execution in running:
@@ -212,20 +229,42 @@ class Worker:
             return runtime
 
     def _run_trial(self, trial: Trial, slot: int) -> None:
+        """Run the target in this slot; hand the reporting to the reporter thread, so
+        the slot can claim its next trial while the result is saved."""
         with self._lock:
             self._running[trial.id] = None
-        state: TrialState | None = None
+        report: Report
         try:
-            state = self._attempt(trial, slot)
+            report = self._attempt(trial, slot)
         except Exception as exc:  # never lose a trial to a bug or a surprise
             log.exception("trial %d: unexpected error", trial.id)
-            state = self._release(trial, f"Hyperdock error while running the trial: {exc!r}")
-        finally:
-            with self._lock:
-                self._running.pop(trial.id, None)
-                self._stop_reasons.pop(trial.id, None)
-        if state is not None and self._on_trial_end is not None:
-            self._on_trial_end(trial.id, state)
+            report = functools.partial(
+                self._release, trial, f"Hyperdock error while running the trial: {exc!r}"
+            )
+        with self._lock:
+            self._ended.add(trial.id)
+        self._reports.put((trial, report))
+
+    def _report_loop(self) -> None:
+        while (item := self._reports.get()) is not None:
+            trial, report = item
+            state: TrialState | None = None
+            try:
+                state = report()
+            except Exception as exc:
+                log.exception("trial %d: could not save the result", trial.id)
+                with contextlib.suppress(Exception):
+                    state = self._release(trial, f"Hyperdock error while saving: {exc!r}")
+            finally:
+                with self._lock:
+                    self._running.pop(trial.id, None)
+                    self._stop_reasons.pop(trial.id, None)
+                    self._ended.discard(trial.id)
+            if state is TrialState.QUEUED:  # a retry: an idle slot may take it now
+                with self._wake:
+                    self._wake.notify_all()
+            if state is not None and self._on_trial_end is not None:
+                self._on_trial_end(trial.id, state)
 
     def _release(
         self, trial: Trial, error: str, *, retry: bool = True, result: dict[str, Any] | None = None
@@ -238,26 +277,35 @@ class Worker:
             )
         state = self.store.release(trial.id, self.id, error=error, retry=retry, result=result)
         if state is TrialState.QUEUED:
-            log.warning("trial %d attempt %d failed, will retry: %s", trial.id,
-                        trial.attempt + 1, error)
+            log.warning(
+                "trial %d attempt %d failed, will retry: %s", trial.id, trial.attempt + 1, error
+            )
         elif state is TrialState.FAILED:
             log.warning("trial %d failed: %s", trial.id, error)
         return state
 
-    def _attempt(self, trial: Trial, slot: int) -> TrialState | None:
+    def _attempt(self, trial: Trial, slot: int) -> Report:
+        """Prepare the trial folder, run the target; return how to report the result."""
         exp = self._experiment(trial.experiment_id)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
-        folder = self.results_dir / f"{slugify(exp.name)}-{trial.id}" / stamp
-        (folder / "out").mkdir(parents=True)
+        trial_dir = self.results_dir / f"{slugify(exp.name)}-{trial.id}"
+        folder = trial_dir / stamp
+        trial_dir.mkdir(exist_ok=True)
+        folder.mkdir()
+        (folder / "out").mkdir()
         (folder / "params.json").write_text(dumps(trial.params))
         env = dict(self._env)
         for item in exp.target.env:
             key, _, value = item.partition("=")
             env[key] = value
         ctx = RunContext(
-            trial_id=trial.id, experiment=exp.name, folder=folder, image=exp.target.image,
+            trial_id=trial.id,
+            experiment=exp.name,
+            folder=folder,
+            image=exp.target.image,
             command=list(exp.target.command) if exp.target.command else None,
-            timeout=exp.target.timeout, env=env,
+            timeout=exp.target.timeout,
+            env=env,
             labels={"hyperdock.worker": self.id},
             gpus=self._gpu_slots[slot] if self._gpu_slots else None,
         )
@@ -265,17 +313,23 @@ class Worker:
         try:
             execution = self._runtime(exp.target.kind).start(ctx)
         except TargetError as exc:
-            return self._release(trial, str(exc), retry=exc.retryable, result=base)
+            return functools.partial(
+                self._release, trial, str(exc), retry=exc.retryable, result=base
+            )
         with self._lock:
             self._running[trial.id] = execution
             pending_stop = trial.id in self._stop_reasons
         if pending_stop:
             execution.stop(self._stop_grace)
         outcome = execution.wait()
-        return self._report(trial, exp, folder, outcome, base)
+        return functools.partial(self._report, trial, exp, folder, outcome, base)
 
     def _report(
-        self, trial: Trial, exp: Experiment, folder: Path, outcome: RunOutcome,
+        self,
+        trial: Trial,
+        exp: Experiment,
+        folder: Path,
+        outcome: RunOutcome,
         result: dict[str, Any],
     ) -> TrialState | None:
         result = {**result, "exit_code": outcome.exit_code, "duration": outcome.duration}
@@ -285,8 +339,10 @@ class Worker:
             return self._release(trial, "Cancelled" if reason != "shutdown" else "", result=result)
         if outcome.timed_out:
             return self._release(
-                trial, f"timed out after {exp.target.timeout:g} s (--timeout); the target was "
-                f"killed. Last output:\n{_tail(outcome.log_file)}".rstrip(), result=result,
+                trial,
+                f"timed out after {exp.target.timeout:g} s (--timeout); the target was "
+                f"killed. Last output:\n{_tail(outcome.log_file)}".rstrip(),
+                result=result,
             )
         loss_file = folder / "loss.json"
         try:
@@ -306,13 +362,20 @@ class Worker:
         result.update(report.extra)
         if not report.ok:
             ok = self.store.finish(
-                trial.id, self.id, state=TrialState.FAILED, loss=report.loss, result=result,
-                error="the target reported failure (\"state\": \"fail\" in loss.json)",
+                trial.id,
+                self.id,
+                state=TrialState.FAILED,
+                loss=report.loss,
+                result=result,
+                error='the target reported failure ("state": "fail" in loss.json)',
             )
             return TrialState.FAILED if ok else None
         if outcome.exit_code:
-            log.warning("trial %d: the target exited with code %s but wrote a valid loss; "
-                        "the loss is kept", trial.id, outcome.exit_code)
+            log.warning(
+                "trial %d: the target exited with code %s but wrote a valid loss; the loss is kept",
+                trial.id,
+                outcome.exit_code,
+            )
         if not self.store.finish(
             trial.id, self.id, state=TrialState.COMPLETED, loss=report.loss, result=result
         ):
@@ -353,7 +416,7 @@ def _split_gpus(gpus: str | None, parallelism: int) -> list[str]:
     if len(ids) < parallelism:
         return [gpus] * parallelism  # not enough to split: every slot sees them all
     per = len(ids) // parallelism
-    return [",".join(ids[i * per:(i + 1) * per]) for i in range(parallelism)]
+    return [",".join(ids[i * per : (i + 1) * per]) for i in range(parallelism)]
 
 
 def default_runtime_factory(

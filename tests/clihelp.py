@@ -53,9 +53,24 @@ def spawn(
     cmd = [exe] if exe else [PY, "-m", "hyperdock"]
     full_env = _env(env)
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*cmd, *args], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT
     )
+    SPAWNED.append(proc)
+    return proc
+
+
+#: Every process :func:`spawn` started; conftest kills the survivors after each test.
+SPAWNED: list[subprocess.Popen[Any]] = []
+
+
+def kill_spawned() -> None:
+    """Kill whatever :func:`spawn` started and is still running (a failed test's leftovers)."""
+    while SPAWNED:
+        proc = SPAWNED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def write(path: Path, text: str) -> Path:
@@ -74,6 +89,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str = "conditi
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("HYPERDOCK_STORE", "MONGO_URL", "HYPERDOCK_ENV")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HYPERDOCK_STORE", "MONGO_URL", "HYPERDOCK_ENV")
+    }
     return {**env, "PYTHONUNBUFFERED": "1", **(extra or {})}

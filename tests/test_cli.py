@@ -229,7 +229,8 @@ def test_failing_targets_are_retried_then_failed_with_the_reason(tmp_path: Path)
 def test_exit_code_and_missing_loss_and_timeout(tmp_path: Path) -> None:
     write(
         tmp_path / "space.py",
-        "from hyperdock import hp\nSPACE = {'mode': hp.choice('mode', ['crash', 'silent', 'hang', 'ok'])}",
+        "from hyperdock import hp\n"
+        "SPACE = {'mode': hp.choice('mode', ['crash', 'silent', 'hang', 'ok'])}",
     )
     write(
         tmp_path / "t.py",

@@ -119,6 +119,7 @@ def test_hyperopt_translation_matches_hyperopt_values() -> None:
         "si": scope.int(H.quniform("si", 1, 10, 3)),
         "c": H.choice("c", ["x", {"y": H.randint("y", 2)}]),
     }
+
     def key(point: dict[str, object]) -> str:  # equal up to float noise (0.6 vs 0.6000…01)
         clean = {k: round(float(v), 9) if isinstance(v, float) else v for k, v in point.items()}
         return json.dumps(clean, sort_keys=True, default=int)

@@ -19,27 +19,55 @@ pytestmark = pytest.mark.slow
 
 def _setup(tmp_path: Path, sleep: float) -> tuple[str, Path]:
     write(tmp_path / "space.py", "from hyperdock import hp\nSPACE = {'x': hp.uniform('x', 0, 1)}")
-    write(tmp_path / "t.py", f"""
+    write(
+        tmp_path / "t.py",
+        f"""
         import json, os, time
-        with open({str(tmp_path / 'ran.txt')!r}, "a") as fh:
+        with open({str(tmp_path / "ran.txt")!r}, "a") as fh:
             fh.write(os.environ["HYPERDOCK_TRIAL_ID"] + "\\n")
         time.sleep({sleep})
         p = json.load(open(os.environ["HYPERDOCK_PARAMS"]))
         open(os.environ["HYPERDOCK_LOSS"], "w").write(json.dumps({{"loss": p["x"]}}))
-    """)
+    """,
+    )
     return f"sqlite:///{tmp_path}/hd.db", tmp_path / "ran.txt"
 
 
-def _supervisor(tmp_path: Path, store: str, name: str, trials: int, *extra: str
-                ) -> subprocess.Popen[bytes]:
-    return spawn("supervisor", "space.py", "--command", f"{PY} t.py", "--name", name,
-                 "--max-trials", str(trials), "--store", store, "--poll", "0.2", *extra,
-                 cwd=tmp_path, log=tmp_path / "supervisor.log")
+def _supervisor(
+    tmp_path: Path, store: str, name: str, trials: int, *extra: str
+) -> subprocess.Popen[bytes]:
+    return spawn(
+        "supervisor",
+        "space.py",
+        "--command",
+        f"{PY} t.py",
+        "--name",
+        name,
+        "--max-trials",
+        str(trials),
+        "--store",
+        store,
+        "--poll",
+        "0.2",
+        *extra,
+        cwd=tmp_path,
+        log=tmp_path / "supervisor.log",
+    )
 
 
 def _worker(tmp_path: Path, store: str, i: int, *extra: str) -> subprocess.Popen[bytes]:
-    return spawn("worker", "--store", store, "--heartbeat", "0.3", "--poll", "0.1", *extra,
-                 cwd=tmp_path, log=tmp_path / f"worker{i}.log")
+    return spawn(
+        "worker",
+        "--store",
+        store,
+        "--heartbeat",
+        "0.3",
+        "--poll",
+        "0.1",
+        *extra,
+        cwd=tmp_path,
+        log=tmp_path / f"worker{i}.log",
+    )
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -54,12 +82,13 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def test_kill_9_of_a_worker_mid_trial_loses_nothing(tmp_path: Path) -> None:
-    store, ran = _setup(tmp_path, sleep=1.0)
+    store, _ = _setup(tmp_path, sleep=1.0)
     sup = _supervisor(tmp_path, store, "k9", 8, "--lease-timeout", "2", "--retries", "3")
     victim = _worker(tmp_path, store, 0)
     survivor = _worker(tmp_path, store, 1)
     try:
         with open_store(store) as st:
+
             def victim_running() -> bool:
                 return any(w.pid == victim.pid and w.running for w in st.list_workers())
 
@@ -81,12 +110,15 @@ def test_kill_9_of_a_worker_mid_trial_loses_nothing(tmp_path: Path) -> None:
 
 def test_four_worker_processes_run_200_trials_exactly_once(tmp_path: Path) -> None:
     store, ran = _setup(tmp_path, sleep=0)
-    write(tmp_path / "t.py", f"""
+    write(
+        tmp_path / "t.py",
+        f"""
         import os
         with open({str(ran)!r}, "a") as fh:
             fh.write(os.environ["HYPERDOCK_TRIAL_ID"] + "\\n")
         open(os.environ["HYPERDOCK_LOSS"], "w").write("0.5")
-    """)
+    """,
+    )
     sup = _supervisor(tmp_path, store, "many", 200)
     workers = [_worker(tmp_path, store, i) for i in range(4)]
     try:

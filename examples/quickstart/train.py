@@ -24,9 +24,17 @@ for epoch in range(1, params["epochs"] + 1):
     print(f"epoch {epoch}: val_loss {curve[-1]:.4f}")
 
 with open(os.path.join(folder, "graphs.json"), "w") as fh:
-    json.dump([{"name": "Validation loss", "x_axis": "epoch", "y_axis": "loss",
-                "series": [{"label": "val", "x": list(range(1, len(curve) + 1)),
-                            "y": curve}]}], fh)
+    json.dump(
+        [
+            {
+                "name": "Validation loss",
+                "x_axis": "epoch",
+                "y_axis": "loss",
+                "series": [{"label": "val", "x": list(range(1, len(curve) + 1)), "y": curve}],
+            }
+        ],
+        fh,
+    )
 os.makedirs(os.path.join(folder, "out"), exist_ok=True)
 with open(os.path.join(folder, "out", "model.json"), "w") as fh:
     json.dump({"weights": [lr, params["dropout"]]}, fh)

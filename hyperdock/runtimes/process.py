@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,23 +13,25 @@ from pathlib import Path
 from typing import IO
 
 from hyperdock.errors import TargetError
-from hyperdock.runtimes.base import Execution, Runtime, RunContext, RunOutcome
+from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
 
 #: Name of the target's log in the trial folder.
 LOG_NAME = "log.txt"
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _ProcessExecution(Execution):
     def __init__(
-        self, proc: subprocess.Popen[bytes], log: IO[bytes], log_file: Path,
-        timeout: float | None, started: float,
+        self,
+        proc: subprocess.Popen[bytes],
+        log: IO[bytes],
+        log_file: Path,
+        timeout: float | None,
+        started: float,
     ) -> None:
         self._proc = proc
         self._log = log
@@ -56,8 +59,11 @@ class _ProcessExecution(Execution):
                     self._killer.cancel()
             self._log.close()
         return RunOutcome(
-            exit_code=code, log_file=self._log_file, timed_out=timed_out,
-            stopped=self._stopped, duration=time.monotonic() - self._started,
+            exit_code=code,
+            log_file=self._log_file,
+            timed_out=timed_out,
+            stopped=self._stopped,
+            duration=time.monotonic() - self._started,
         )
 
     def _terminate(self, grace: float) -> None:
@@ -124,8 +130,13 @@ class ProcessRuntime(Runtime):
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                list(ctx.command), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=env, cwd=self._cwd, start_new_session=True,
+                list(ctx.command),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self._cwd,
+                start_new_session=True,
             )
         except FileNotFoundError:
             log.close()

@@ -212,7 +212,12 @@ class Store(abc.ABC):
     # -- workers ----------------------------------------------------------------------
     @abc.abstractmethod
     def register_worker(
-        self, worker_id: str, *, host: str, pid: int, parallelism: int,
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        parallelism: int,
         meta: dict[str, Any] | None = None,
     ) -> None:
         """Add (or refresh) a worker in the registry."""

@@ -88,8 +88,9 @@ class SQLStore(Store):
         return sql
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Any]:
-        """A cursor inside one write transaction (committed on success)."""
+    def _tx(self, write: bool = True) -> Iterator[Any]:
+        """A cursor inside one transaction, committed on success. ``write=False`` for
+        reads only: it takes no write lock."""
         raise NotImplementedError
         yield  # pragma: no cover
 
@@ -103,7 +104,7 @@ class SQLStore(Store):
         return cur.fetchone()
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             return self._all(cur, sql, args)
 
     def _init_schema(self) -> None:
@@ -128,21 +129,39 @@ class SQLStore(Store):
     @staticmethod
     def _experiment(row: Sequence[Any]) -> Experiment:
         return Experiment(
-            id=int(row[0]), name=row[1], space=json.loads(row[2]),
-            target=Target.from_json(json.loads(row[3])), sampler=row[4], seed=int(row[5]),
-            max_trials=row[6], max_retries=int(row[7]), priority=int(row[8]),
-            lease_timeout=float(row[9]), state=ExperimentState(row[10]),
-            created_at=float(row[11]), meta=json.loads(row[12]),
+            id=int(row[0]),
+            name=row[1],
+            space=json.loads(row[2]),
+            target=Target.from_json(json.loads(row[3])),
+            sampler=row[4],
+            seed=int(row[5]),
+            max_trials=row[6],
+            max_retries=int(row[7]),
+            priority=int(row[8]),
+            lease_timeout=float(row[9]),
+            state=ExperimentState(row[10]),
+            created_at=float(row[11]),
+            meta=json.loads(row[12]),
         )
 
     @staticmethod
     def _trial(row: Sequence[Any]) -> Trial:
         return Trial(
-            id=int(row[0]), experiment_id=int(row[1]), number=int(row[2]),
-            params=json.loads(row[3]), state=TrialState(row[4]), attempt=int(row[5]),
-            worker_id=row[6], loss=row[7], result=json.loads(row[8]) if row[8] else {},
-            error=row[9], history=json.loads(row[10]), created_at=float(row[11]),
-            started_at=row[12], finished_at=row[13], heartbeat_at=row[14],
+            id=int(row[0]),
+            experiment_id=int(row[1]),
+            number=int(row[2]),
+            params=json.loads(row[3]),
+            state=TrialState(row[4]),
+            attempt=int(row[5]),
+            worker_id=row[6],
+            loss=row[7],
+            result=json.loads(row[8]) if row[8] else {},
+            error=row[9],
+            history=json.loads(row[10]),
+            created_at=float(row[11]),
+            started_at=row[12],
+            finished_at=row[13],
+            heartbeat_at=row[14],
             stop_requested=bool(row[15]),
         )
 
@@ -176,8 +195,18 @@ class SQLStore(Store):
                 f"max_retries, priority, lease_timeout, state, created_at, meta) "
                 f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', {self.now_sql}, ?) "
                 f"RETURNING {_EXPERIMENT_COLS}",
-                (name, dumps(space), dumps(target.to_json()), sampler, seed, max_trials,
-                 max_retries, priority, lease_timeout, dumps(meta or {})),
+                (
+                    name,
+                    dumps(space),
+                    dumps(target.to_json()),
+                    sampler,
+                    seed,
+                    max_trials,
+                    max_retries,
+                    priority,
+                    lease_timeout,
+                    dumps(meta or {}),
+                ),
             )
         return self._experiment(row)
 
@@ -229,7 +258,9 @@ class SQLStore(Store):
     ) -> Experiment:
         with self._tx() as cur:
             for column, value in (
-                ("max_trials", max_trials), ("priority", priority), ("max_retries", max_retries)
+                ("max_trials", max_trials),
+                ("priority", priority),
+                ("max_retries", max_retries),
             ):
                 if value is not None:
                     cur.execute(
@@ -314,12 +345,12 @@ class SQLStore(Store):
             )
             rows = self._all(
                 cur,
-                f"SELECT id, state, worker_id, stop_requested FROM hd_trials "
-                f"WHERE id IN ({marks})",
+                f"SELECT id, state, worker_id, stop_requested FROM hd_trials WHERE id IN ({marks})",
                 ids,
             )
         keep = {
-            int(r[0]) for r in rows
+            int(r[0])
+            for r in rows
             if r[1] == TrialState.RUNNING.value and r[2] == worker_id and not r[3]
         }
         return set(ids) - keep
@@ -337,14 +368,26 @@ class SQLStore(Store):
 
     @staticmethod
     def _history(
-        raw: str, *, attempt: int, worker: str | None, started: float | None, ended: float,
-        state: str, message: str | None,
+        raw: str,
+        *,
+        attempt: int,
+        worker: str | None,
+        started: float | None,
+        ended: float,
+        state: str,
+        message: str | None,
     ) -> str:
         entries = json.loads(raw)
-        entries.append({
-            "attempt": attempt, "worker": worker, "started_at": started,
-            "ended_at": ended, "state": state, "message": message,
-        })
+        entries.append(
+            {
+                "attempt": attempt,
+                "worker": worker,
+                "started_at": started,
+                "ended_at": ended,
+                "state": state,
+                "message": message,
+            }
+        )
         return dumps(entries)
 
     def finish(
@@ -365,8 +408,13 @@ class SQLStore(Store):
                 return False
             now = self._now(cur)
             history = self._history(
-                lease[3], attempt=int(lease[0]), worker=worker_id, started=lease[4],
-                ended=now, state=state.value, message=error,
+                lease[3],
+                attempt=int(lease[0]),
+                worker=worker_id,
+                started=lease[4],
+                ended=now,
+                state=state.value,
+                message=error,
             )
             cur.execute(
                 self._q(
@@ -400,19 +448,31 @@ class SQLStore(Store):
                 new_state = TrialState.FAILED
             now = self._now(cur)
             history = self._history(
-                lease[3], attempt=attempt, worker=worker_id, started=lease[4], ended=now,
+                lease[3],
+                attempt=attempt,
+                worker=worker_id,
+                started=lease[4],
+                ended=now,
                 state="requeued" if new_state is TrialState.QUEUED else new_state.value,
                 message=error,
             )
-            next_attempt = attempt + 1 if new_state is TrialState.QUEUED and count_attempt \
-                else attempt
+            next_attempt = (
+                attempt + 1 if new_state is TrialState.QUEUED and count_attempt else attempt
+            )
             cur.execute(
                 self._q(
                     "UPDATE hd_trials SET state = ?, attempt = ?, error = ?, history = ?, "
                     "result = ?, finished_at = ?, heartbeat_at = NULL WHERE id = ?"
                 ),
-                (new_state.value, next_attempt, error, history, dumps(result or {}),
-                 None if new_state is TrialState.QUEUED else now, trial_id),
+                (
+                    new_state.value,
+                    next_attempt,
+                    error,
+                    history,
+                    dumps(result or {}),
+                    None if new_state is TrialState.QUEUED else now,
+                    trial_id,
+                ),
             )
         return new_state
 
@@ -441,7 +501,11 @@ class SQLStore(Store):
                 else:
                     new_state = TrialState.FAILED
                 history = self._history(
-                    raw, attempt=attempt, worker=worker, started=started, ended=now,
+                    raw,
+                    attempt=attempt,
+                    worker=worker,
+                    started=started,
+                    ended=now,
                     state="requeued" if new_state is TrialState.QUEUED else new_state.value,
                     message=message,
                 )
@@ -451,8 +515,14 @@ class SQLStore(Store):
                         "UPDATE hd_trials SET state = ?, attempt = ?, error = ?, history = ?, "
                         "finished_at = ?, heartbeat_at = NULL WHERE id = ? AND state = 'running'"
                     ),
-                    (new_state.value, attempt + 1 if queued else attempt, message, history,
-                     None if queued else now, tid),
+                    (
+                        new_state.value,
+                        attempt + 1 if queued else attempt,
+                        message,
+                        history,
+                        None if queued else now,
+                        tid,
+                    ),
                 )
                 changed.append(int(tid))
         return [self.get_trial(t) for t in changed]
@@ -527,7 +597,12 @@ class SQLStore(Store):
 
     # -- workers ----------------------------------------------------------------------
     def register_worker(
-        self, worker_id: str, *, host: str, pid: int, parallelism: int,
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        parallelism: int,
         meta: dict[str, Any] | None = None,
     ) -> None:
         with self._tx() as cur:
@@ -545,7 +620,7 @@ class SQLStore(Store):
             cur.execute(self._q("DELETE FROM hd_workers WHERE id = ?"), (worker_id,))
 
     def list_workers(self, *, max_age: float | None = None) -> list[Worker]:
-        with self._tx() as cur:
+        with self._tx(write=False) as cur:
             now = self._now(cur)
             rows = self._all(
                 cur,
@@ -559,9 +634,14 @@ class SQLStore(Store):
                 running.setdefault(wid, []).append(int(tid))
         return [
             Worker(
-                id=r[0], host=r[1], pid=int(r[2]), parallelism=int(r[3]),
-                started_at=float(r[4]), heartbeat_at=float(r[5]),
-                running=tuple(running.get(r[0], ())), meta=json.loads(r[6]),
+                id=r[0],
+                host=r[1],
+                pid=int(r[2]),
+                parallelism=int(r[3]),
+                started_at=float(r[4]),
+                heartbeat_at=float(r[5]),
+                running=tuple(running.get(r[0], ())),
+                meta=json.loads(r[6]),
             )
             for r in rows
             if max_age is None or now - float(r[5]) <= max_age
@@ -612,7 +692,9 @@ class SQLiteStore(SQLStore):
                     )
                 return self._memory
             conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None,
+                self.path,
+                timeout=self._timeout,
+                isolation_level=None,
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
@@ -633,7 +715,7 @@ class SQLiteStore(SQLStore):
         return conn
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Any]:
+    def _tx(self, write: bool = True) -> Iterator[Any]:
         if self._closed:
             raise StoreError("the store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -644,7 +726,7 @@ class SQLiteStore(SQLStore):
         guard = self._lock if self._memory is not None else contextlib.nullcontext()
         with guard:
             try:
-                conn.execute(self.begin_sql)
+                conn.execute(self.begin_sql if write else "BEGIN")
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store {self.path}: {exc}") from None
             cur = conn.cursor()

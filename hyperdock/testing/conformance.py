@@ -38,8 +38,13 @@ TARGET = Target(command=("true",))
 def make_experiment(store: Store, name: str = "exp", **kw: Any) -> Experiment:
     """Create an experiment with test defaults."""
     args: dict[str, Any] = {
-        "space": {"x": 1}, "target": TARGET, "sampler": "random", "seed": 1,
-        "max_trials": 100, "max_retries": 2, "lease_timeout": 60.0,
+        "space": {"x": 1},
+        "target": TARGET,
+        "sampler": "random",
+        "seed": 1,
+        "max_trials": 100,
+        "max_retries": 2,
+        "lease_timeout": 60.0,
     }
     args.update(kw)
     return store.create_experiment(name, **args)
@@ -64,7 +69,9 @@ class StoreConformance:
     # -- experiments ------------------------------------------------------------------
     def test_create_and_get_experiment(self, store: Store) -> None:
         exp = make_experiment(
-            store, space={"lr": {"$hp": "uniform"}}, meta={"direction": "minimize"},
+            store,
+            space={"lr": {"$hp": "uniform"}},
+            meta={"direction": "minimize"},
             target=Target(image="img:1", command=("python", "t.py"), timeout=5.0, env=("A=1",)),
         )
         assert exp.state is ExperimentState.RUNNING
@@ -106,7 +113,10 @@ class StoreConformance:
     # -- trials -----------------------------------------------------------------------
     def test_add_trials_numbers_and_round_trips_params(self, store: Store) -> None:
         exp = make_experiment(store)
-        params = [{"a": 1, "b": [1.5, "x"], "c": {"d": None, "e": True}}, {"ü": "ß"}]
+        params: list[dict[str, Any]] = [
+            {"a": 1, "b": [1.5, "x"], "c": {"d": None, "e": True}},
+            {"ü": "ß"},
+        ]
         first = store.add_trials(exp.id, params)
         second = store.add_trials(exp.id, [{"a": 3}])
         assert [t.number for t in first + second] == [0, 1, 2]
@@ -118,8 +128,9 @@ class StoreConformance:
     def test_numpy_values_are_stored_as_json(self, store: Store) -> None:
         np = pytest.importorskip("numpy")
         exp = make_experiment(store)
-        (trial,) = store.add_trials(exp.id, [{"i": np.int64(3), "f": np.float32(0.5),
-                                              "v": np.arange(2)}])
+        (trial,) = store.add_trials(
+            exp.id, [{"i": np.int64(3), "f": np.float32(0.5), "v": np.arange(2)}]
+        )
         assert store.get_trial(trial.id).params == {"i": 3, "f": 0.5, "v": [0, 1]}
 
     def test_claim_marks_running_and_returns_none_when_empty(self, store: Store) -> None:
@@ -193,8 +204,7 @@ class StoreConformance:
         store.add_trials(exp.id, [{"n": i} for i in range(400)])
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
-        procs = [ctx.Process(target=_claim_all, args=(store_url, f"p{i}", queue))
-                 for i in range(8)]
+        procs = [ctx.Process(target=_claim_all, args=(store_url, f"p{i}", queue)) for i in range(8)]
         for p in procs:
             p.start()
         results = [queue.get(timeout=300) for _ in procs]
@@ -212,8 +222,10 @@ class StoreConformance:
         assert trial is not None
         assert store.finish(trial.id, "w2", state=TrialState.COMPLETED, loss=1) is False
         assert store.release(trial.id, "w2", error="x") is None
-        assert store.finish(trial.id, "w1", state=TrialState.COMPLETED, loss=0.5,
-                            result={"acc": 0.9}) is True
+        assert (
+            store.finish(trial.id, "w1", state=TrialState.COMPLETED, loss=0.5, result={"acc": 0.9})
+            is True
+        )
         done = store.get_trial(trial.id)
         assert done.state is TrialState.COMPLETED and done.loss == 0.5
         assert done.result == {"acc": 0.9} and done.finished_at is not None
@@ -260,8 +272,9 @@ class StoreConformance:
         assert store.claim("w") and store.claim("w")
         assert store.release(a.id, "w", error="image missing", retry=False) is TrialState.FAILED
         for _ in range(3):  # a graceful shutdown does not use up retries
-            assert store.release(b.id, "w", error="shutdown", count_attempt=False) \
-                is TrialState.QUEUED
+            assert (
+                store.release(b.id, "w", error="shutdown", count_attempt=False) is TrialState.QUEUED
+            )
             assert store.claim("w") is not None
         assert store.get_trial(b.id).attempt == 0
 
@@ -326,14 +339,17 @@ class StoreConformance:
             else:
                 store.finish(trial.id, "w", state=TrialState.COMPLETED, loss=loss)
         counts = store.count_trials(exp.id)
-        assert counts == {**dict.fromkeys(TrialState, 0), TrialState.COMPLETED: 3,
-                          TrialState.FAILED: 1, TrialState.QUEUED: 1}
+        assert counts == {
+            **dict.fromkeys(TrialState, 0),
+            TrialState.COMPLETED: 3,
+            TrialState.FAILED: 1,
+            TrialState.QUEUED: 1,
+        }
         best = store.best_trial(exp.id)
         assert best is not None and best.loss == 0.2 and best.number == 1
         done = store.list_trials(exp.id, states=[TrialState.COMPLETED])
         assert [t.number for t in done] == [0, 1, 2]
-        assert [t.number for t in store.list_trials(exp.id, since_id=done[1].id, limit=2)] \
-            == [2, 3]
+        assert [t.number for t in store.list_trials(exp.id, since_id=done[1].id, limit=2)] == [2, 3]
         assert store.best_trial(make_experiment(store, "empty").id) is None
 
     # -- workers ----------------------------------------------------------------------

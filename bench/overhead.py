@@ -1,0 +1,206 @@
+"""Hyperdock's own overhead per trial, measured side by side with named peers.
+
+Part 1 — a no-op local target (a shell command that writes loss.json), N trials on a
+durable SQLite file, one trial at a time:
+    * bare:      a Python loop spawning the same command (the floor);
+    * optuna:    optuna's ``study.optimize`` with ``sqlite:///`` storage and its
+                 RandomSampler (the same sampler as Hyperdock's here), the objective
+                 running the same command and reading loss.json;
+    * hyperdock: ``hyperdock run space.json --command …`` end to end, as a user runs it
+                 (interpreter start-up and imports included).
+
+Part 2 — a tiny Docker image (busybox, built locally), M trials:
+    * bare:      a loop of ``docker run --rm`` of the same image and command;
+    * hyperdock: ``hyperdock run --image …``.
+
+Usage: ``python bench/overhead.py [--trials 300] [--docker-trials 50] [--no-docker]``.
+Prints a table with ratios and writes ``bench/out/overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NOOP = 'echo 0.5 > "$HYPERDOCK_LOSS"'
+IMAGE = "hyperdock-bench-busybox:1"
+
+
+def bare_loop(n: int, work: Path) -> float:
+    env = {**os.environ, "HYPERDOCK_LOSS": str(work / "loss.json")}
+    start = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["sh", "-c", NOOP], env=env, check=True)
+        json.loads((work / "loss.json").read_text())
+    return time.perf_counter() - start
+
+
+def optuna_loop(n: int, work: Path) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    loss_file = work / "loss.json"
+    env = {**os.environ, "HYPERDOCK_LOSS": str(loss_file)}
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        (work / "params.json").write_text(json.dumps({"x": x}))
+        subprocess.run(["sh", "-c", NOOP], env=env, check=True)
+        return float(json.loads(loss_file.read_text()))
+
+    start = time.perf_counter()
+    study = optuna.create_study(
+        storage=f"sqlite:///{work}/optuna.db", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.optimize(objective, n_trials=n)
+    return time.perf_counter() - start
+
+
+def hyperdock_run(n: int, work: Path, *target: str) -> float:
+    (work / "space.py").write_text(
+        "from hyperdock import hp\nSPACE = {'x': hp.uniform('x', 0, 1)}\n"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "hyperdock",
+        "run",
+        "space.py",
+        "--max-trials",
+        str(n),
+        "--store",
+        f"sqlite:///{work}/hd.db",
+        "--results",
+        str(work / "results"),
+        "-q",
+        "--json",
+        *target,
+    ]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"hyperdock run failed:\n{out.stderr}")
+    done = json.loads(out.stdout)["trials"]["completed"]
+    if done != n:
+        raise SystemExit(f"hyperdock completed {done} of {n} trials")
+    return took
+
+
+def build_image() -> None:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    with tempfile.TemporaryDirectory() as root:
+        Path(root, "bin").mkdir()
+        shutil.copy(busybox, Path(root, "bin", "busybox"))
+        for applet in ("sh", "echo", "cat"):
+            os.symlink("busybox", Path(root, "bin", applet))
+        tar = subprocess.run(["tar", "-C", root, "-c", "."], capture_output=True, check=True)
+        subprocess.run(
+            ["docker", "import", "-", IMAGE], input=tar.stdout, check=True, capture_output=True
+        )
+
+
+def docker_bare(n: int, work: Path) -> float:
+    folder = work / "bare"
+    folder.mkdir()
+    start = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                f"{folder}:/hyperdock",
+                IMAGE,
+                "sh",
+                "-c",
+                "echo 0.5 > /hyperdock/loss.json",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        json.loads((folder / "loss.json").read_text())
+    return time.perf_counter() - start
+
+
+def row(name: str, total: float, n: int, ref: float | None, ref_name: str) -> dict[str, object]:
+    per = total / n * 1000
+    ratio = None if ref is None else total / ref
+    text = f"  {name:<34} {per:9.2f} ms/trial"
+    if ratio is not None:
+        text += f"   {ratio:6.2f}x {ref_name}"
+    print(text)
+    return {"name": name, "ms_per_trial": round(per, 3), "ratio": ratio, "vs": ref_name}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=300)
+    parser.add_argument("--docker-trials", type=int, default=50)
+    parser.add_argument("--no-docker", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, object] = {"cores": os.cpu_count()}
+    n = args.trials
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for sub in ("bare", "optuna", "hd"):
+            (work / sub).mkdir()
+        bare = bare_loop(n, work / "bare")
+        opt = optuna_loop(n, work / "optuna")
+        hd = hyperdock_run(n, work / "hd", "--command", f"sh -c '{NOOP}'")
+    print(f"No-op local target, {n} trials, SQLite file store, 1 trial at a time:")
+    results["process"] = [
+        row("bare spawn loop", bare, n, None, ""),
+        row("optuna 5 study.optimize (sqlite)", opt, n, bare, "bare"),
+        row("hyperdock run --command", hd, n, bare, "bare"),
+    ]
+    print(
+        f"  hyperdock / optuna = {hd / opt:.3f} (goal <= 0.2); "
+        f"hyperdock / bare = {hd / bare:.2f} (goal <= 3)"
+    )
+    results["hyperdock_vs_optuna"] = hd / opt
+    results["hyperdock_vs_bare"] = hd / bare
+    if not args.no_docker:
+        m = args.docker_trials
+        build_image()
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            dbare = docker_bare(m, work)
+            (work / "hd").mkdir()
+            dhd = hyperdock_run(
+                m,
+                work / "hd",
+                "--image",
+                IMAGE,
+                "--network",
+                "none",
+                "--pull",
+                "never",
+                "--command",
+                "sh -c 'echo 0.5 > /hyperdock/loss.json'",
+            )
+        print(f"Tiny image, {m} trials, 1 at a time:")
+        results["docker"] = [
+            row("docker run --rm loop", dbare, m, None, ""),
+            row("hyperdock run --image", dhd, m, dbare, "docker run"),
+        ]
+        print(f"  hyperdock / docker run = {dhd / dbare:.3f} (goal <= 1.10)")
+        results["hyperdock_vs_docker_run"] = dhd / dbare
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    (out / "overhead.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
