@@ -148,7 +148,7 @@ class Supervisor:
                 break
             batch.append(params)
         if batch:
-            self.store.add_trials(self.experiment.id, batch)
+            self.store.add_trials(self.experiment.id, batch, first_number=first)
             with self.wake:
                 self.wake.notify_all()
         return len(batch)

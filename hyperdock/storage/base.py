@@ -112,8 +112,24 @@ class Store(abc.ABC):
 
     # -- trials -----------------------------------------------------------------------
     @abc.abstractmethod
-    def add_trials(self, experiment_id: int, params: Sequence[dict[str, Any]]) -> list[Trial]:
-        """Queue new trials, numbered after the experiment's existing ones. Atomic."""
+    def add_trials(
+        self,
+        experiment_id: int,
+        params: Sequence[dict[str, Any]],
+        *,
+        first_number: int | None = None,
+    ) -> list[Trial]:
+        """Queue new trials, numbered after the experiment's existing ones. Atomic.
+
+        Args:
+            first_number: The number the caller expects the first new trial to get.
+                Trials whose numbers exist already are skipped, so repeating a call
+                whose reply was lost (connection dropped after the commit) adds
+                nothing twice.
+
+        Returns:
+            The trials created by this call.
+        """
 
     @abc.abstractmethod
     def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:

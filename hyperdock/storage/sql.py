@@ -280,9 +280,13 @@ class SQLStore(Store):
             cur.execute(self._q("DELETE FROM hd_experiments WHERE id = ?"), (experiment_id,))
 
     # -- trials -----------------------------------------------------------------------
-    def add_trials(self, experiment_id: int, params: Sequence[dict[str, Any]]) -> list[Trial]:
-        if not params:
-            return []
+    def add_trials(
+        self,
+        experiment_id: int,
+        params: Sequence[dict[str, Any]],
+        *,
+        first_number: int | None = None,
+    ) -> list[Trial]:
         with self._tx() as cur:
             row = self._one(
                 cur,
@@ -292,6 +296,10 @@ class SQLStore(Store):
             if row is None:
                 raise ExperimentNotFound(f"no experiment with id {experiment_id}")
             first, priority = int(row[0]), int(row[1])
+            if first_number is not None and first_number < first:
+                params = params[first - first_number :]  # those exist already
+            if not params:
+                return []
             cur.execute(
                 self._q("UPDATE hd_experiments SET next_number = ? WHERE id = ?"),
                 (first + len(params), experiment_id),

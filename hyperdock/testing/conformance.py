@@ -125,6 +125,15 @@ class StoreConformance:
         assert store.get_trial(first[0].id) == first[0]
         assert len({t.id for t in first + second}) == 3
 
+    def test_add_trials_with_first_number_is_idempotent(self, store: Store) -> None:
+        exp = make_experiment(store)
+        made = store.add_trials(exp.id, [{"n": 0}, {"n": 1}], first_number=0)
+        assert [t.number for t in made] == [0, 1]
+        assert store.add_trials(exp.id, [{"n": 0}, {"n": 1}], first_number=0) == []
+        again = store.add_trials(exp.id, [{"n": 1}, {"n": 2}], first_number=1)
+        assert [(t.number, t.params) for t in again] == [(2, {"n": 2})]
+        assert sum(store.count_trials(exp.id).values()) == 3
+
     def test_numpy_values_are_stored_as_json(self, store: Store) -> None:
         np = pytest.importorskip("numpy")
         exp = make_experiment(store)
