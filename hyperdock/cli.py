@@ -577,6 +577,7 @@ def run(
             poll_interval=1.0,
             runtime_factory=_worker_runtime_factory(data, docker_runtime, False, network, pull),
             wake=wake,
+            sweep_orphans=exp.target.kind == "docker",
             on_trial_end=lambda _tid, _state: supervisor.notify(),
         )
         stop = threading.Event()
@@ -1015,6 +1016,87 @@ def export(name: str, store: str | None, fmt: str, output: str | None) -> None:
         Path(output).write_text(text)
     else:
         click.echo(text, nl=False)
+
+
+@cli.command()
+@_store_option
+@click.option("--all", "show_all", is_flag=True, help="Also workers that stopped heartbeating.")
+@click.option(
+    "--max-age",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds without a heartbeat after which a worker counts as gone.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) -> None:
+    """List workers: host, parallelism, last heartbeat, running trials."""
+    with _store(store) as st:
+        found = st.list_workers(max_age=None if show_all else max_age)
+    now = time.time()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": w.id,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "parallelism": w.parallelism,
+                        "started_at": w.started_at,
+                        "heartbeat_at": w.heartbeat_at,
+                        "running": list(w.running),
+                    }
+                    for w in found
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not found:
+        click.echo("No live workers. Start one with: hyperdock worker --store URL")
+        return
+    click.echo(
+        _table(
+            ["WORKER", "HOST", "PID", "SLOTS", "HEARTBEAT", "RUNNING"],
+            [
+                [
+                    w.id,
+                    w.host,
+                    w.pid,
+                    w.parallelism,
+                    f"{max(now - w.heartbeat_at, 0):.0f} s ago",
+                    ",".join(map(str, w.running)) or "-",
+                ]
+                for w in found
+            ],
+        )
+    )
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--trial", "trial_ids", type=int, multiple=True, help="Cancel only this trial.")
+@_store_option
+def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> None:
+    """Cancel experiment NAME (queued trials are dropped, running ones stopped), or single
+    trials with --trial ID. Running targets stop within one worker heartbeat."""
+    from hyperdock.trial import ExperimentState
+
+    if not name and not trial_ids:
+        raise ConfigError("name an experiment, or give --trial ID")
+    with _store(store) as st:
+        if name:
+            exp = st.get_experiment(name)
+            st.set_experiment_state(exp.id, ExperimentState.CANCELLED)
+            running = st.count_trials(exp.id)[TrialState.RUNNING]
+            click.echo(
+                f"Cancelled experiment {exp.name}; {running} running trial(s) are being stopped."
+            )
+        for trial_id in trial_ids:
+            state = st.cancel_trial(trial_id)
+            verb = "is being stopped" if state is TrialState.RUNNING else f"is {state.value}"
+            click.echo(f"Trial {trial_id} {verb}.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -14,11 +14,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from hyperdock.errors import ConfigError, ExperimentNotFound
+from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError
 from hyperdock.jsonutil import dumps
 from hyperdock.samplers import Sampler, make_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store, experiment_done_counts
+from hyperdock.storage.retry import Backoff, note_failure, reap_unless_recovering
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock.supervisor")
@@ -110,7 +111,7 @@ class Supervisor:
         now = time.monotonic()
         if now - self._last_reap >= self.reap_interval:
             self._last_reap = now
-            for trial in self.store.reap():
+            for trial in reap_unless_recovering(self.store):
                 log.warning("trial %d lost its worker; now %s", trial.id, trial.state)
         exp = self.experiment = self.store.get_experiment(self.experiment.id)
         if exp.state is not ExperimentState.RUNNING:
@@ -166,9 +167,18 @@ class Supervisor:
     def run(self, stop: threading.Event | None = None) -> Experiment:
         """Step until the experiment is over or ``stop`` is set; return it."""
         stop = stop or threading.Event()
+        backoff = Backoff()
         while not stop.is_set():
-            if self.step():
-                break
+            try:
+                if self.step():
+                    break
+                backoff.reset()
+            except StoreConnectionError as exc:
+                note_failure()
+                delay = backoff.next()
+                log.warning("the store is unreachable (%s); retrying in %.1f s", exc, delay)
+                stop.wait(delay)
+                continue
             self._kick.wait(self.poll_interval)
             # Trials ending in a burst wake us once, not once each.
             stop.wait(MIN_STEP_INTERVAL)

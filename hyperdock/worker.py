@@ -24,18 +24,31 @@ import queue
 import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import HyperdockError, LossFileError, TargetError
+from hyperdock.errors import HyperdockError, LossFileError, StoreConnectionError, TargetError
 from hyperdock.jsonutil import dumps
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
 from hyperdock.storage.base import Store
+from hyperdock.storage.retry import (
+    Backoff,
+    call_with_retry,
+    note_failure,
+    reap_unless_recovering,
+    recently_failed,
+)
 from hyperdock.trial import Experiment, Trial, TrialState, parse_loss
 
 log = logging.getLogger("hyperdock.worker")
+
+#: Seconds without a heartbeat after which a worker's containers count as orphaned.
+ORPHAN_WORKER_AGE = 60.0
+#: Seconds between two sweeps for orphaned containers.
+ORPHAN_SWEEP_INTERVAL = 10.0
 
 #: Called after every trial a worker ends: (trial id, new state).
 TrialListener = Callable[[int, TrialState], None]
@@ -80,6 +93,7 @@ class Worker:
         wake: Set by an in-process supervisor when it queued trials (no polling delay).
         on_trial_end: Called after each trial this worker ended.
         worker_id: Defaults to ``host-pid-random``.
+        sweep_orphans: Kill Docker containers of dead workers (see :meth:`kill_orphans`).
     """
 
     def __init__(
@@ -99,6 +113,7 @@ class Worker:
         wake: threading.Condition | None = None,
         on_trial_end: TrialListener | None = None,
         worker_id: str | None = None,
+        sweep_orphans: bool = True,
     ) -> None:
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
@@ -118,6 +133,7 @@ class Worker:
         self._burst = burst
         self._wake = wake or threading.Condition()
         self._on_trial_end = on_trial_end
+        self._sweep_orphans = sweep_orphans
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[int, Execution | None] = {}
@@ -144,6 +160,7 @@ class Worker:
             self.parallelism,
             self.store.describe(),
         )
+        self.kill_orphans()
         beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
         beat.start()
         reporter = threading.Thread(target=self._report_loop, name="hd-reporter")
@@ -195,13 +212,18 @@ class Worker:
 
     # -- slots ------------------------------------------------------------------------
     def _slot_loop(self, slot: int) -> None:
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 trial = self.store.claim(self.id, experiment_id=self._experiment_id)
             except HyperdockError as exc:
-                log.warning("claim failed (%s); retrying", exc)
-                self._stopping.wait(self._poll_interval)
+                if isinstance(exc, StoreConnectionError):
+                    note_failure()
+                delay = backoff.next()
+                log.warning("claim failed (%s); retrying in %.1f s", exc, delay)
+                self._stopping.wait(delay)
                 continue
+            backoff.reset()
             if trial is None:
                 if self._burst and self._all_idle(slot):
                     return
@@ -250,7 +272,8 @@ class Worker:
             trial, report = item
             state: TrialState | None = None
             try:
-                state = report()
+                # Never give up on a result: wait out store outages, then save it.
+                state = call_with_retry(report, what=f"saving trial {trial.id}")
             except Exception as exc:
                 log.exception("trial %d: could not save the result", trial.id)
                 with contextlib.suppress(Exception):
@@ -385,11 +408,17 @@ class Worker:
 
     # -- heartbeats -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
+        last_sweep = time.monotonic()
         while not self._stopping.wait(self._heartbeat_interval):
+            if time.monotonic() - last_sweep > ORPHAN_SWEEP_INTERVAL:
+                last_sweep = time.monotonic()
+                self.kill_orphans()
             try:
                 self.beat()
             except HyperdockError as exc:
-                log.warning("heartbeat failed: %s", exc)
+                if isinstance(exc, StoreConnectionError):
+                    note_failure()
+                log.warning("heartbeat failed (targets keep running): %s", exc)
 
     def beat(self) -> None:
         """One heartbeat: renew leases, obey stop requests, reap lost trials."""
@@ -402,8 +431,44 @@ class Worker:
             if execution is not None:
                 log.info("trial %d: stop requested; stopping its target", trial_id)
                 execution.stop(self._stop_grace)
-        for trial in self.store.reap():
+        lost = reap_unless_recovering(self.store)
+        for trial in lost:
             log.warning("trial %d was lost by its worker: %s", trial.id, trial.state)
+        if lost:
+            self.kill_orphans()  # their containers may still be running somewhere
+
+    def kill_orphans(self) -> list[str]:
+        """Kill target containers on this Docker engine that no live worker holds.
+
+        A worker killed with ``kill -9`` leaves its containers running; their trials
+        go back to the queue when the lease times out. A container counts as orphaned
+        when its trial is no longer running under the worker that started it, or that
+        worker stopped heartbeating. Whichever worker sweeps next (at start, after
+        reaping, and every few seconds) kills it. Does nothing when Docker is not
+        reachable.
+        """
+        if not self._sweep_orphans or recently_failed():
+            return []
+        try:
+            runtime = self._runtime("docker")
+        except Exception:  # no Docker runtime here (not installed, not reachable)
+            return []
+        kill = getattr(runtime, "kill_orphans", None)
+        if kill is None:
+            return []
+        try:
+            leases = {
+                (trial_id, w.id)
+                for w in self.store.list_workers(max_age=ORPHAN_WORKER_AGE)
+                for trial_id in w.running
+            }
+            removed: list[str] = kill(leases=leases)
+        except (HyperdockError, OSError) as exc:
+            log.debug("no orphan sweep: %s", exc)
+            return []
+        for name in removed:
+            log.warning("killed orphaned target container %s (its worker is gone)", name)
+        return removed
 
 
 def _split_gpus(gpus: str | None, parallelism: int) -> list[str]:

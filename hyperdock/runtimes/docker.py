@@ -359,7 +359,11 @@ class DockerRuntime(Runtime):
     # -- crash recovery -----------------------------------------------------------------
 
     def kill_orphans(
-        self, *, keep: Collection[int] = (), worker_id: str | None = None
+        self,
+        *,
+        keep: Collection[int] = (),
+        worker_id: str | None = None,
+        leases: Collection[tuple[int, str]] | None = None,
     ) -> list[str]:
         """Kill and remove Hyperdock's containers whose trial is not in ``keep``.
 
@@ -370,6 +374,8 @@ class DockerRuntime(Runtime):
         Args:
             keep: Trial ids whose containers must stay.
             worker_id: Only consider containers labelled ``hyperdock.worker=worker_id``.
+            leases: Live ``(trial id, worker id)`` leases; a container whose trial and
+                ``hyperdock.worker`` label match one of them stays too.
 
         Returns:
             Names of the removed containers.
@@ -382,6 +388,7 @@ class DockerRuntime(Runtime):
         if worker_id is not None:
             labels.append(f"{LABEL_WORKER}={worker_id}")
         keep_ids = {int(trial) for trial in keep}
+        live = {(int(trial), str(worker)) for trial, worker in (leases or ())}
         try:
             containers = api.containers(all=True, filters={"label": labels})
         except docker.errors.APIError as exc:
@@ -390,8 +397,10 @@ class DockerRuntime(Runtime):
             raise self._unreachable(exc) from exc
         removed: list[str] = []
         for info in containers:
-            trial_label = (info.get("Labels") or {}).get(LABEL_TRIAL)
-            if _as_int(trial_label) in keep_ids:
+            labels_of = info.get("Labels") or {}
+            trial_label = labels_of.get(LABEL_TRIAL)
+            trial_id = _as_int(trial_label)
+            if trial_id in keep_ids or (trial_id, labels_of.get(LABEL_WORKER)) in live:
                 continue
             names = info.get("Names") or []
             name = names[0].lstrip("/") if names else str(info["Id"])[:12]
