@@ -225,14 +225,14 @@ class Worker:
                 continue
             backoff.reset()
             if trial is None:
-                if self._burst and self._all_idle(slot):
+                if self._burst and self._all_idle():
                     return
                 with self._wake:
                     self._wake.wait(self._poll_interval)
                 continue
             self._run_trial(trial, slot)
 
-    def _all_idle(self, slot: int) -> bool:
+    def _all_idle(self) -> bool:
         with self._lock:
             return not self._running
 

@@ -6,6 +6,8 @@ Sections (add new fixtures to the matching section, or start a new one):
   missing, but fails it when ``CI=true`` (CI must never silently skip).
 * Docker (tests marked ``@pytest.mark.docker``): ``docker_client``, ``busybox_image``,
   ``docker_labels``. Images are built locally (``tests/images/``); nothing is pulled.
+* PostgreSQL: ``postgres_admin_url`` (HYPERDOCK_TEST_POSTGRES_URL), ``postgres_url``
+  (a factory of fresh, empty databases), ``postgres_cluster`` (restart the local server).
 """
 
 from __future__ import annotations
@@ -118,3 +120,213 @@ def docker_labels(docker_client: Any) -> Iterator[dict[str, str]]:
     if leaked:
         names = ", ".join(container.name for container in leaked)
         pytest.fail(f"the test left containers behind: {names}", pytrace=False)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+#: The server the PostgreSQL tests use unless HYPERDOCK_TEST_POSTGRES_URL names another:
+#: the local Debian cluster that .ci/run starts on 127.0.0.1:5432, user ``postgres`` with
+#: password ``postgres``. The role must be allowed to create databases.
+DEFAULT_POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_url_for(url: str, database: str) -> str:
+    """``url`` with its database replaced by ``database``."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """URL of the test server's admin database (HYPERDOCK_TEST_POSTGRES_URL).
+
+    Skips the test when psycopg is missing or the server cannot be reached (fails when
+    ``CI=true``).
+    """
+    from hyperdock.storage import redact_url
+
+    url = os.environ.get("HYPERDOCK_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    try:
+        import psycopg
+    except ImportError as exc:
+        unavailable("psycopg", f"{exc}; pip install -e '.[test]'")
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        cause = " ".join(str(exc).split())
+        unavailable(
+            "PostgreSQL",
+            f"cannot connect to {redact_url(url)} ({cause}); start the server (.ci/run "
+            "does) or set HYPERDOCK_TEST_POSTGRES_URL",
+        )
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[Any]:
+    """Factory of fresh, empty databases: each call creates one (``hd_test_<random>``)
+    and returns its URL. They are dropped (``WITH (FORCE)``) after the test."""
+    import time
+
+    import psycopg
+
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"hd_test_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(postgres_admin_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return _postgres_url_for(postgres_admin_url, name)
+
+    yield make
+    if not made:
+        return
+    for attempt in range(30):  # the server may still be coming back from a restart test
+        try:
+            with psycopg.connect(postgres_admin_url, autocommit=True, connect_timeout=5) as conn:
+                for name in made:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.OperationalError:
+            if attempt == 29:
+                raise
+            time.sleep(1)
+
+
+class PostgresCluster:
+    """A local Debian PostgreSQL cluster (``pg_lsclusters``) that a test may restart."""
+
+    def __init__(self, version: str, name: str, port: int) -> None:
+        self.version, self.name, self.port = version, name, port
+
+    def ctl(self, action: str) -> None:
+        """Run ``pg_ctlcluster VERSION NAME ACTION`` (start, stop, restart); it waits."""
+        import subprocess
+
+        out = subprocess.run(
+            ["pg_ctlcluster", self.version, self.name, action],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"pg_ctlcluster {action} failed: {out.stderr.strip()}")
+
+    def online(self) -> bool:
+        """True when the cluster is running."""
+        import subprocess
+
+        out = subprocess.run(
+            ["pg_lsclusters", "-h", self.version, self.name], capture_output=True, text=True
+        )
+        return "online" in out.stdout
+
+
+@pytest.fixture
+def postgres_cluster(postgres_admin_url: str) -> Iterator[PostgresCluster]:
+    """The Debian cluster that serves ``postgres_admin_url``, for tests that restart it.
+
+    Needs a server on this machine, ``pg_ctlcluster`` and root (or the cluster owner);
+    skips otherwise (fails when ``CI=true``). Afterwards the cluster is running again.
+    """
+    import pwd
+    import shutil
+    import subprocess
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(postgres_admin_url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1", None):
+        unavailable("a local PostgreSQL cluster", f"the test server is {parts.hostname}")
+    if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
+        unavailable("pg_ctlcluster", "install postgresql-common (apt-get install postgresql)")
+    port = parts.port or 5432
+    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    found = [line.split() for line in listing.splitlines() if line.split()[2:3] == [str(port)]]
+    if not found:
+        unavailable("a local PostgreSQL cluster", f"pg_lsclusters lists none on port {port}")
+    version, name, _port, _status, owner = found[0][:5]
+    if os.geteuid() != 0 and pwd.getpwuid(os.geteuid()).pw_name != owner:
+        unavailable("pg_ctlcluster", f"restarting the cluster needs root or user {owner}")
+    cluster = PostgresCluster(version, name, port)
+    yield cluster
+    if not cluster.online():
+        cluster.ctl("start")
+
+
+# -- Hyperdock images ---------------------------------------------------------------
+# The deployment images of docker/ (tests/test_images.py), built FROM a local Debian
+# Python base: no registry is reachable, so python:3.12-slim cannot be pulled.
+
+#: The build context of the images in docker/.
+REPO_ROOT = TESTS_DIR.parent
+
+
+def _image_build_args() -> dict[str, str]:
+    """Build arguments of the test builds, which install from PyPI (``--network host``).
+
+    This machine's network intercepts TLS with a certificate authority that the Debian
+    base image does not know, so pip in the test builds trusts PyPI's hosts without
+    verifying them (test builds only; the Dockerfiles verify by default).
+    ``HYPERDOCK_TEST_PIP_INDEX_URL`` points the builds at a mirror instead.
+    """
+    index = os.environ.get("HYPERDOCK_TEST_PIP_INDEX_URL")
+    if index:
+        return {"PIP_INDEX_URL": index}
+    return {"PIP_TRUSTED_HOST": "pypi.org files.pythonhosted.org"}
+
+
+@pytest.fixture(scope="session")
+def python_base_image(docker_client: Any) -> str:
+    """Tag of the local Debian bookworm Python base (``hyperdock-test-python:bookworm``).
+
+    Made once with debootstrap and ``docker import`` (about 2 minutes), then reused while
+    the tag exists. Skips when debootstrap or root is missing (fails when ``CI=true``).
+    """
+    helper = load_image_helper("python_base")
+    reason = helper.missing_tools()
+    if reason:
+        unavailable("debootstrap", reason)
+    try:
+        return str(helper.build_base_image(docker_client))
+    except helper.BuildError as exc:
+        pytest.fail(f"cannot build the Python base image: {exc}", pytrace=False)
+
+
+def _hyperdock_image(client: Any, base: str, kind: str) -> str:
+    helper = load_image_helper("python_base")
+    try:
+        return str(
+            helper.build_image(
+                client,
+                REPO_ROOT,
+                f"docker/Dockerfile.{kind}",
+                f"hyperdock-test-{kind}:dev",
+                {"BASE": base, **_image_build_args()},
+            )
+        )
+    except helper.BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def worker_image(docker_client: Any, python_base_image: str) -> str:
+    """``hyperdock-test-worker:dev``, built from docker/Dockerfile.worker (cached layers:
+    about a minute when the dependencies change, a second when nothing did)."""
+    return _hyperdock_image(docker_client, python_base_image, "worker")
+
+
+@pytest.fixture(scope="session")
+def supervisor_image(docker_client: Any, python_base_image: str) -> str:
+    """``hyperdock-test-supervisor:dev``, from docker/Dockerfile.supervisor (it shares
+    the worker image's dependency layers)."""
+    return _hyperdock_image(docker_client, python_base_image, "supervisor")
+
+
+@pytest.fixture(scope="session")
+def template_image(docker_client: Any, python_base_image: str) -> str:
+    """``hyperdock-test-template:dev``, the target template of docker/Dockerfile.template."""
+    return _hyperdock_image(docker_client, python_base_image, "template")

@@ -354,10 +354,6 @@ def test_read_commands(proj: Path) -> None:
         (["run", "bad_space.py", "--command", "true"], "'lr'"),
         (["run", "space.py", "--command", "true", "--sampler", "grid"], "'x'"),
         (["run", "space.py", "--command", "true", "--store", "redis://x"], "unknown store URL"),
-        (
-            ["run", "space.py", "--command", "true", "--store", "mongo://127.0.0.1:1/hd/jobs"],
-            "not supported yet",
-        ),
     ],
 )
 def test_bad_input_gets_one_clear_line(proj: Path, args: list[str], says: str) -> None:
@@ -430,27 +426,45 @@ def test_legacy_supervisor_and_worker(tmp_path: Path) -> None:
     assert all(str(f).startswith(str(tmp_path / "res")) for f in folders)
 
 
-def test_legacy_mongo_url_is_not_supported_yet(tmp_path: Path) -> None:
-    out = hd(
-        "--name",
-        "x",
-        "--image",
-        "img",
-        "--config_module",
-        "example",
-        "--mongo",
-        "mongo://127.0.0.1:27017/hyperdock/jobs",
-        cwd=tmp_path,
-        exe=_script("hyperdock-supervisor"),
-    )
-    assert out.returncode != 0 and "not supported yet" in out.stderr
-    assert "Traceback" not in out.stderr
-    worker = hd(
-        cwd=tmp_path,
-        exe=_script("hyperdock-worker"),
-        env={"MONGO_URL": "mongo://127.0.0.1:27017/hyperdock"},
-    )
-    assert worker.returncode != 0 and "not supported yet" in worker.stderr
+#: A MongoDB URL nobody listens on, with a short server-selection timeout.
+UNREACHABLE_MONGO = "mongo://127.0.0.1:1/hyperdock{}?serverSelectionTimeoutMS=500"
+
+
+def test_unreachable_mongo_store_gets_one_clear_line(proj: Path) -> None:
+    """An unreachable MongoDB (any entry point, old or new URL style) is one line, exit 1."""
+    runs = [
+        hd(
+            "run",
+            "space.py",
+            "--command",
+            "true",
+            "--store",
+            UNREACHABLE_MONGO.format("/jobs"),
+            cwd=proj,
+        ),
+        hd(
+            "--name",
+            "x",
+            "--image",
+            "img",
+            "--config_module",
+            "example",
+            "--mongo",
+            UNREACHABLE_MONGO.format("/jobs"),
+            cwd=proj,
+            exe=_script("hyperdock-supervisor"),
+        ),
+        hd(
+            cwd=proj,
+            exe=_script("hyperdock-worker"),
+            env={"MONGO_URL": UNREACHABLE_MONGO.format("")},
+        ),
+    ]
+    for out in runs:
+        assert out.returncode != 0
+        assert out.stderr.strip().count("\n") == 0, out.stderr
+        assert "cannot reach MongoDB at 127.0.0.1:1" in out.stderr
+        assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
 
 
 def _script(name: str) -> str:

@@ -53,15 +53,14 @@ def open_store(url: str | None = None) -> Store:
             raise ConfigError(f"store URL {url!r} names no file; use sqlite:///./hyperdock.db")
         return SQLiteStore(path)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        raise ConfigError(
-            f"PostgreSQL stores are not supported yet ({redact_url(url)}); "
-            "use sqlite:///path/to/hyperdock.db for now"
-        )
+        from hyperdock.storage.sql import PostgresStore
+
+        # libpq reads postgresql:// and postgres://; drop SQLAlchemy's "+psycopg".
+        return PostgresStore("postgresql:" + url.split(":", 1)[1] if "+" in scheme else url)
     if scheme in ("mongo", "mongodb", "mongodb+srv"):
-        raise ConfigError(
-            f"MongoDB stores are not supported yet ({redact_url(url)}); "
-            "use sqlite:///path/to/hyperdock.db (one machine) for now"
-        )
+        from hyperdock.storage.mongo import MongoStore
+
+        return MongoStore(url)
     raise ConfigError(
         f"unknown store URL {redact_url(url)!r}: use sqlite:///path.db, "
         "postgresql://user@host/db or mongodb://host/db"

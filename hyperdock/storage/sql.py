@@ -1,29 +1,43 @@
 """SQL stores: SQLite (embedded default) and PostgreSQL, one implementation.
 
-The two dialects differ only in connection handling, placeholders, the clock and row
-locking; every query below is shared. Claims are a single ``UPDATE … WHERE id = (SELECT …
+The two dialects differ in connection handling, placeholders, the clock and row locking;
+the queries are shared, except that PostgreSQL ends an attempt (:meth:`PostgresStore.finish`)
+in one statement, the server appending the history entry, and analyzes the trials table
+after a large batch of new trials. Claims are a single ``UPDATE … WHERE id = (SELECT …
 LIMIT 1) RETURNING`` statement: under SQLite the statement holds the database's write
-lock, under PostgreSQL the inner select takes ``FOR UPDATE SKIP LOCKED``. Multi-statement
-changes run in ``BEGIN IMMEDIATE`` (SQLite) or with ``SELECT … FOR UPDATE`` (PostgreSQL).
+lock, under PostgreSQL the inner select takes ``FOR UPDATE OF t SKIP LOCKED``, so
+concurrent claims pass each other. Multi-statement changes run in ``BEGIN IMMEDIATE``
+(SQLite) or in a transaction that locks what it reads with ``SELECT … FOR UPDATE``
+(PostgreSQL); a lease check locks the trial's row only, never its experiment's.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed change survives any
 crash of a Hyperdock process (``kill -9`` included); an OS crash or power cut may lose the
 last few commits, never corrupt the file.
+
+PostgreSQL connections come from a small pool and run in autocommit mode: reads and
+single-statement changes (claim, finish) take one round trip each, and every commit is
+synchronous (durable once acknowledged). Times come from the server's clock. Schema
+creation holds an advisory lock, so many processes may open a new database at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
+import select
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import ExperimentNotFound, StoreConnectionError, StoreError
+from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError, StoreError
 from hyperdock.jsonutil import dumps
+from hyperdock.storage import redact_url
 from hyperdock.storage.base import SCHEMA_VERSION, Store
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
@@ -38,7 +52,8 @@ _TRIAL_COLS = (
 _TRIAL_COLS_T = ", ".join("t." + c.strip() for c in _TRIAL_COLS.split(","))
 
 
-def _schema(id_type: str, float_type: str) -> list[str]:
+def _schema(id_type: str, float_type: str, ref_type: str = "INTEGER") -> list[str]:
+    """The tables and indexes, in the dialect's id, float and id-reference types."""
     return [
         "CREATE TABLE IF NOT EXISTS hd_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS hd_experiments (
@@ -50,7 +65,7 @@ def _schema(id_type: str, float_type: str) -> list[str]:
             next_number INTEGER NOT NULL DEFAULT 0)""",
         f"""CREATE TABLE IF NOT EXISTS hd_trials (
             id {id_type},
-            experiment_id INTEGER NOT NULL REFERENCES hd_experiments(id) ON DELETE CASCADE,
+            experiment_id {ref_type} NOT NULL REFERENCES hd_experiments(id) ON DELETE CASCADE,
             number INTEGER NOT NULL, params TEXT NOT NULL, state TEXT NOT NULL,
             priority INTEGER NOT NULL DEFAULT 0, attempt INTEGER NOT NULL DEFAULT 0,
             worker_id TEXT, loss {float_type}, result TEXT, error TEXT,
@@ -88,9 +103,10 @@ class SQLStore(Store):
         return sql
 
     @contextlib.contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Any]:
+    def _tx(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
         """A cursor inside one transaction, committed on success. ``write=False`` for
-        reads only: it takes no write lock."""
+        reads only: it takes no write lock. ``single`` promises that the block runs one
+        statement, atomic by itself, so a dialect may skip BEGIN/COMMIT round trips."""
         raise NotImplementedError
         yield  # pragma: no cover
 
@@ -320,7 +336,7 @@ class SQLStore(Store):
         args: tuple[Any, ...] = (worker_id,)
         if experiment_id is not None:
             args += (experiment_id,)
-        with self._tx() as cur:
+        with self._tx(single=True) as cur:
             row = self._one(
                 cur,
                 f"UPDATE hd_trials SET state = 'running', worker_id = ?, "
@@ -364,12 +380,17 @@ class SQLStore(Store):
         return set(ids) - keep
 
     def _locked_lease(self, cur: Any, trial_id: int, worker_id: str) -> Any:
-        """Lock and return (attempt, max_retries, stop_requested, history) of a running
-        trial leased to ``worker_id``, or None."""
+        """Lock and return (attempt, max_retries, stop_requested, history, started_at,
+        now) of a running trial leased to ``worker_id``, or None.
+
+        Only the trial's row is locked (the experiment is read in a subquery), so
+        concurrent finishes of one experiment's trials do not wait for each other.
+        """
         return self._one(
             cur,
-            "SELECT t.attempt, e.max_retries, t.stop_requested, t.history, t.started_at "
-            "FROM hd_trials t JOIN hd_experiments e ON e.id = t.experiment_id "
+            "SELECT t.attempt, (SELECT e.max_retries FROM hd_experiments e "
+            "WHERE e.id = t.experiment_id), t.stop_requested, t.history, t.started_at, "
+            f"{self.now_sql} FROM hd_trials t "
             f"WHERE t.id = ? AND t.state = 'running' AND t.worker_id = ?{self.lock_sql}",
             (trial_id, worker_id),
         )
@@ -414,7 +435,7 @@ class SQLStore(Store):
             lease = self._locked_lease(cur, trial_id, worker_id)
             if lease is None:
                 return False
-            now = self._now(cur)
+            now = float(lease[5])
             history = self._history(
                 lease[3],
                 attempt=int(lease[0]),
@@ -454,7 +475,7 @@ class SQLStore(Store):
                 new_state = TrialState.QUEUED
             else:
                 new_state = TrialState.FAILED
-            now = self._now(cur)
+            now = float(lease[5])
             history = self._history(
                 lease[3],
                 attempt=attempt,
@@ -624,7 +645,7 @@ class SQLStore(Store):
             )
 
     def unregister_worker(self, worker_id: str) -> None:
-        with self._tx() as cur:
+        with self._tx(single=True) as cur:
             cur.execute(self._q("DELETE FROM hd_workers WHERE id = ?"), (worker_id,))
 
     def list_workers(self, *, max_age: float | None = None) -> list[Worker]:
@@ -723,7 +744,8 @@ class SQLiteStore(SQLStore):
         return conn
 
     @contextlib.contextmanager
-    def _tx(self, write: bool = True) -> Iterator[Any]:
+    def _tx(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
+        # ``single`` changes nothing here: SQLite always takes its lock up front.
         if self._closed:
             raise StoreError("the store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -768,3 +790,473 @@ class SQLiteStore(SQLStore):
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+#: Key of the advisory lock that serialises schema creation across processes.
+_SCHEMA_LOCK_KEY = 0x4859504552444F43  # "HYPERDOC"
+
+
+@functools.lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """``sql`` with ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _redact(url: str) -> str:
+    """:func:`redact_url`, also for URLs too malformed for :mod:`urllib.parse`."""
+    try:
+        return redact_url(url)
+    except ValueError:
+        return re.sub(r"^([^:/]+://[^:@/]*):[^@]*@", r"\1:***@", url)
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line of a driver message, whitespace collapsed."""
+    for line in str(text).splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return "unknown error"
+
+
+class PostgresStore(SQLStore):
+    """A PostgreSQL database: the store for workers on many machines.
+
+    Connections come from a small pool (``psycopg_pool``). Before a pooled connection
+    is used it is checked without a round trip (anything the server sent to an idle
+    connection is its goodbye); after a connection failure the server is probed
+    directly and the pool is renewed once it answers again, so the store recovers from
+    a server restart by itself.
+
+    Args:
+        url: A libpq URL, ``postgresql://user:password@host:port/database`` (query
+            options such as ``?sslmode=require`` pass through).
+        pool_size: Most connections this process keeps open.
+        timeout: Seconds to wait for a connection: to connect, or for a free one.
+
+    Raises:
+        ConfigError: psycopg is not installed.
+        StoreConnectionError: the server cannot be reached, the credentials are wrong,
+            the database does not exist or the URL is malformed.
+    """
+
+    backend = "postgresql"
+    now_sql = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    lock_sql = " FOR UPDATE"
+    claim_lock_sql = " FOR UPDATE OF t SKIP LOCKED"
+    begin_sql = "BEGIN"
+
+    def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0) -> None:
+        try:
+            import psycopg
+            import psycopg_pool
+        except ImportError as exc:
+            raise ConfigError(
+                f"PostgreSQL stores need psycopg 3 and psycopg-pool ({exc}); "
+                "pip install 'hyperdock[postgres]'"
+            ) from None
+        self._pg = psycopg
+        self._pg_pool = psycopg_pool
+        self.url = url
+        self._pool_size = max(1, pool_size)
+        self._timeout = timeout
+        self._closed = False
+        self._lock = threading.Lock()
+        #: Set when a connection failed: the next call probes the server first.
+        self._suspect = False
+        self._where = self._location()
+        self._probe()  # fails fast, with the cause, when the server cannot be reached
+        self._pool: Any = self._new_pool()
+        try:
+            self._init_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections ------------------------------------------------------------------
+    def _location(self) -> dict[str, str]:
+        """Host, port, database and user the URL names (for messages; no password)."""
+        try:
+            info = self._pg.conninfo.conninfo_to_dict(self.url)
+        except self._pg.Error as exc:
+            raise StoreConnectionError(
+                f"invalid PostgreSQL store URL {self._scrub(_redact(self.url))}: "
+                f"{self._scrub(_first_line(str(exc)))}; expected "
+                "postgresql://user:password@host:port/database"
+            ) from None
+        user = str(info.get("user") or os.environ.get("PGUSER") or "")
+        return {
+            "host": str(info.get("host") or os.environ.get("PGHOST") or "localhost"),
+            "port": str(info.get("port") or os.environ.get("PGPORT") or "5432"),
+            "dbname": str(info.get("dbname") or os.environ.get("PGDATABASE") or user),
+            "user": user,
+        }
+
+    def _conn_kwargs(self) -> dict[str, Any]:
+        """Connection options: autocommit (transactions are explicit), and defaults
+        the URL may override: a connect timeout, TCP keepalives (a dead server shows up
+        on idle pooled connections) and the application name."""
+        info = self._pg.conninfo.conninfo_to_dict(self.url)
+        defaults: dict[str, Any] = {
+            "connect_timeout": max(1, round(min(self._timeout, 10.0))),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "application_name": "hyperdock",
+        }
+        kwargs = {key: value for key, value in defaults.items() if key not in info}
+        kwargs["autocommit"] = True
+        return kwargs
+
+    def _connect(self) -> Any:
+        """One new connection, outside the pool."""
+        try:
+            return self._pg.connect(self.url, **self._conn_kwargs())
+        except self._pg.Error as exc:
+            raise StoreConnectionError(self._connect_message(exc)) from None
+
+    def _probe(self) -> None:
+        """Connect once, directly: raise StoreConnectionError with the real cause when
+        the server cannot be reached (a pool would only time out)."""
+        conn = self._connect()
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _new_pool(self) -> Any:
+        pool = self._pg_pool.ConnectionPool(
+            self.url,
+            kwargs=self._conn_kwargs(),
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self._timeout,
+            reconnect_timeout=max(self._timeout, 10.0),
+            num_workers=2,
+            name=f"hyperdock {self._where['host']}:{self._where['port']}",
+            open=False,
+        )
+        # Waiting for the first connection keeps a single-threaded user on one
+        # connection (a request while it is being made would grow the pool).
+        try:
+            pool.open(wait=True, timeout=self._timeout)
+        except self._pg_pool.PoolTimeout:
+            pool.close(timeout=1.0)
+            self._probe()  # raises StoreConnectionError with the cause
+            raise StoreConnectionError(
+                f"PostgreSQL {self.describe()} accepts connections but the pool could not "
+                f"open one within {self._timeout:.0f} s; check the server log"
+            ) from None
+        return pool
+
+    def _renew(self) -> None:
+        """After a connection failure: drop the pool (its connections are suspect and
+        its reconnection attempts back off), fail fast while the server is away, and
+        start a fresh pool as soon as it answers again."""
+        with self._lock:
+            if not self._suspect or self._closed:
+                return
+            old, self._pool = self._pool, None
+            if old is not None:
+                threading.Thread(target=self._close_pool, args=(old,), daemon=True).start()
+            self._probe()  # raises StoreConnectionError while the server is away
+            self._pool = self._new_pool()
+            self._suspect = False
+
+    @staticmethod
+    def _close_pool(pool: Any) -> None:
+        with contextlib.suppress(Exception):
+            pool.close(timeout=1.0)
+
+    def _healthy(self, conn: Any) -> bool:
+        """Check a pooled connection without a round trip when it looks fine.
+
+        An idle connection receives nothing unless the server is closing it (restart,
+        ``pg_terminate_backend``, idle timeout): then a real round trip decides.
+        """
+        if conn.closed or conn.broken:
+            return False
+        try:
+            fd = conn.fileno()
+            if hasattr(select, "poll"):
+                poller = select.poll()
+                poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+                ready = bool(poller.poll(0))
+            else:  # pragma: no cover - Windows
+                ready = bool(select.select([fd], [], [], 0)[0])
+            if ready:
+                conn.execute("")
+        except (self._pg.Error, OSError, ValueError):
+            return False
+        return True
+
+    def _getconn(self) -> tuple[Any, Any]:
+        """A healthy connection and the pool it must go back to."""
+        for _ in range(3):
+            if self._closed:
+                raise StoreError("the store is closed")
+            if self._suspect:
+                self._renew()  # raises StoreConnectionError while the server is away
+            pool = self._pool
+            if pool is None:  # another thread is renewing it
+                self._suspect = True
+                continue
+            try:
+                conn = pool.getconn()
+            except self._pg_pool.PoolTimeout:
+                self._suspect = True
+                self._renew()
+                raise StoreConnectionError(
+                    f"no free connection to PostgreSQL {self.describe()} within "
+                    f"{self._timeout:.0f} s (all {self._pool_size} of this process in "
+                    "use); retry, or give the store a larger pool_size"
+                ) from None
+            except self._pg_pool.PoolClosed:
+                continue  # replaced meanwhile by another thread
+            if self._healthy(conn):
+                return conn, pool
+            # The server dropped it, and likely its siblings: the pool is renewed.
+            self._discard(conn)
+        raise StoreConnectionError(
+            f"PostgreSQL {self.describe()} keeps dropping new connections; check the server log"
+        )
+
+    def _discard(self, conn: Any) -> None:
+        """Close a broken connection instead of returning it, and renew the pool (that
+        forgets it) before the next use."""
+        self._suspect = True
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _putconn(self, conn: Any, pool: Any) -> None:
+        if conn.closed or conn.broken:
+            self._discard(conn)
+            return
+        try:
+            pool.putconn(conn)
+        except Exception:  # the pool was closed or replaced: just close the connection
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _tx(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
+        # Connections are in autocommit mode: reads and single statements need no
+        # BEGIN/COMMIT round trips (READ COMMITTED gives every statement its snapshot).
+        # Results come in binary: less to parse for the same Python values.
+        conn, pool = self._getconn()
+        try:
+            if write and not single:
+                with conn.transaction(), conn.cursor(binary=True) as cur:
+                    yield cur
+            else:
+                with conn.cursor(binary=True) as cur:
+                    yield cur
+        except self._pg.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            self._putconn(conn, pool)
+
+    def _q(self, sql: str) -> str:
+        return _pyformat(sql)
+
+    # -- trials -----------------------------------------------------------------------
+    #: A batch at least this large refreshes the planner's statistics at once.
+    analyze_batch = 100
+
+    def add_trials(
+        self,
+        experiment_id: int,
+        params: Sequence[dict[str, Any]],
+        *,
+        first_number: int | None = None,
+    ) -> list[Trial]:
+        """:meth:`SQLStore.add_trials`, then ``ANALYZE`` after a large batch.
+
+        Autovacuum analyzes a changed table only a minute or more later; until then the
+        planner believes the queue is tiny and may claim by sorting every queued trial
+        instead of walking the queue index, which makes each claim cost O(queue).
+        """
+        trials = super().add_trials(experiment_id, params, first_number=first_number)
+        if len(trials) >= self.analyze_batch:
+            with self._tx(write=False) as cur:
+                cur.execute("ANALYZE hd_trials")
+        return trials
+
+    def finish(
+        self,
+        trial_id: int,
+        worker_id: str,
+        *,
+        state: TrialState,
+        loss: float | None = None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """:meth:`SQLStore.finish` in one statement (one round trip, one commit): the
+        lease is checked in the WHERE clause and the server appends the history entry."""
+        if not state.finished:
+            raise ValueError(f"finish() needs a final state, not {state}")
+        with self._tx(single=True) as cur:
+            row = self._one(
+                cur,
+                "UPDATE hd_trials SET state = ?, loss = ?, result = ?, error = ?, "
+                "finished_at = clock.now, history = CAST(CAST(history AS JSONB) || "
+                "jsonb_build_array(jsonb_build_object('attempt', attempt, 'worker', worker_id, "
+                "'started_at', started_at, 'ended_at', clock.now, 'state', CAST(? AS TEXT), "
+                "'message', CAST(? AS TEXT))) AS TEXT) "
+                f"FROM (SELECT {self.now_sql} AS now) AS clock "
+                "WHERE id = ? AND state = 'running' AND worker_id = ? RETURNING id",
+                (
+                    state.value,
+                    loss,
+                    dumps(result or {}),
+                    error,
+                    state.value,
+                    error,
+                    trial_id,
+                    worker_id,
+                ),
+            )
+        return row is not None
+
+    # -- schema -----------------------------------------------------------------------
+    def _schema_statements(self) -> list[str]:
+        # The advisory lock (released at commit) makes processes that start together
+        # create the tables one after the other: concurrent CREATE … IF NOT EXISTS can
+        # otherwise fail on PostgreSQL's catalogs.
+        return [
+            f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})",
+            *_schema(
+                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                "DOUBLE PRECISION",
+                "BIGINT",
+            ),
+        ]
+
+    def _init_schema(self) -> None:
+        # Fast path, taking no lock: the usual case of a database set up already.
+        with self._tx(write=False) as cur:
+            if self._one(cur, "SELECT to_regclass('hd_meta') IS NOT NULL")[0]:
+                row = self._one(cur, "SELECT value FROM hd_meta WHERE key = 'schema_version'")
+                if row is not None and int(row[0]) == SCHEMA_VERSION:
+                    return
+        super()._init_schema()
+
+    # -- errors -----------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's password, however the driver quoted it (libpq
+        echoes parts of a malformed URL). A password equal to the user name, or shorter
+        than 4 characters, is left alone: replacing it would mangle the message."""
+        text = text.replace(self.url, _redact(self.url))
+        match = re.match(r"[^:]+://([^:@/]*):([^@]*)@", self.url)
+        if match and match.group(2):
+            user, password = match.group(1), match.group(2)
+            for secret in {password, urllib.parse.unquote(password)}:
+                if len(secret) >= 4 and secret != user:
+                    text = text.replace(secret, "***")
+        return text
+
+    def _is_connection_error(self, exc: Exception) -> bool:
+        if isinstance(exc, self._pg.InterfaceError):  # e.g. "the connection is closed"
+            return True
+        if not isinstance(exc, self._pg.OperationalError):
+            return False
+        state = getattr(exc, "sqlstate", None) or ""
+        if not state:  # raised by the client side: the connection is gone
+            return True
+        return state[:2] in ("08", "28", "3D") or state in (
+            "57P01",  # admin_shutdown
+            "57P02",  # crash_shutdown
+            "57P03",  # cannot_connect_now
+            "53300",  # too_many_connections
+        )
+
+    def _error(self, exc: Exception) -> StoreError:
+        """Map a driver error to a Hyperdock one (connection problems are retryable)."""
+        if self._is_connection_error(exc):
+            self._suspect = True
+            w = self._where
+            return StoreConnectionError(
+                f"lost the connection to PostgreSQL at {w['host']}:{w['port']} (database "
+                f"{w['dbname']}): {self._scrub(_first_line(str(exc)))}; the server may be "
+                "restarting or unreachable; the call can be retried once it is back"
+            )
+        diag = getattr(exc, "diag", None)
+        if getattr(diag, "constraint_name", None) == "hd_experiments_name_key":
+            return StoreError(
+                "an experiment with that name exists already (another process created it "
+                "just now); pick another --name, or resume it by running the same command"
+            )
+        return StoreError(
+            f"PostgreSQL store {self.describe()}: {self._scrub(_first_line(str(exc)))}"
+        )
+
+    def _connect_message(self, exc: Exception) -> str:
+        """One line: where, what went wrong, what to do. Never the password."""
+        w = self._where
+        host, port, db, user = w["host"], w["port"], w["dbname"], w["user"]
+        raw = str(exc)
+        low = raw.lower()
+        if (
+            isinstance(exc, self._pg.ProgrammingError)
+            or "invalid integer value" in low
+            or ("invalid" in low and "connection option" in low)
+        ):
+            return (
+                f"invalid PostgreSQL store URL {self._scrub(_redact(self.url))}: "
+                f"{self._scrub(_first_line(raw.removeprefix('connection is bad: ')))}; "
+                "expected postgresql://user:password@host:port/database"
+            )
+        if "password authentication failed" in low:
+            reason = (
+                f"password authentication failed for user {user!r}; check the user name "
+                "and password in the store URL"
+            )
+        elif "no password supplied" in low:
+            reason = (
+                f"the server wants a password for user {user!r} and none was given; put it "
+                "in the URL (postgresql://user:password@host/db), PGPASSWORD or ~/.pgpass"
+            )
+        elif "does not exist" in low and "database" in low:
+            reason = (
+                f"database {db!r} does not exist; create it first "
+                f"(createdb -h {host} -p {port} -U {user} {db}) or name another one"
+            )
+        elif "does not exist" in low and "role" in low:
+            reason = f"user {user!r} does not exist on the server; create it or use another one"
+        elif "connection refused" in low:
+            reason = (
+                "connection refused; check that the server is running and listens on "
+                f"{host}:{port} (postgresql.conf: listen_addresses, port)"
+            )
+        elif "resolve host" in low or "translate host name" in low or "not known" in low:
+            reason = f"unknown host {host!r}; check the host name in the store URL"
+        elif "timeout expired" in low or "timed out" in low:
+            reason = "no answer in time; check the host, the port and any firewall between"
+        elif "pg_hba.conf" in low:
+            reason = (
+                "the server does not accept this user/database from this machine "
+                "(pg_hba.conf); ask its administrator to allow it"
+            )
+        elif "too many clients" in low or "remaining connection slots" in low:
+            reason = (
+                "the server has no free connection slots; stop idle clients or raise "
+                "max_connections"
+            )
+        elif "starting up" in low or "shutting down" in low or "recovery mode" in low:
+            reason = "the server is starting or stopping; try again in a moment"
+        else:
+            reason = _first_line(raw.removeprefix("connection failed: "))
+        where = f"{host}:{port} (database {db}" + (f", user {user})" if user else ")")
+        return self._scrub(f"cannot connect to PostgreSQL at {where}: {reason}")
+
+    # -- misc -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            self._close_pool(pool)
+
+    def describe(self) -> str:
+        return _redact(self.url)
