@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -400,35 +401,45 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _prepare(
-    store: Store,
-    config: str | None,
-    image: str | None,
-    command: str | None,
-    name: str | None,
-    max_trials: int | None,
-    sampler: str,
-    seed: int | None,
-    retries: int,
-    timeout: float | None,
-    priority: int,
-    lease_timeout: float,
-    target_env: Sequence[str],
-    config_dirs: Sequence[str],
-) -> tuple[Experiment, bool]:
+@dataclasses.dataclass(frozen=True)
+class ExperimentOptions:
+    """What ``run``, ``supervisor`` and ``hyperdock-supervisor`` say about an experiment."""
+
+    config: str | None
+    image: str | None = None
+    command: str | None = None
+    name: str | None = None
+    max_trials: int | None = None
+    sampler: str = "random"
+    seed: int | None = None
+    retries: int = 5
+    timeout: float | None = None
+    priority: int = 0
+    lease_timeout: float = 30.0
+    target_env: Sequence[str] = ()
+    config_dirs: Sequence[str] = ()
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> ExperimentOptions:
+        """Pop this class's fields out of a command's keyword arguments."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{n: options.pop(n) for n in names if n in options})
+
+
+def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
     from hyperdock.supervisor import open_experiment
 
-    if retries < 0:
-        raise ConfigError(f"--retries must be 0 or more, got {retries}")
-    if lease_timeout <= 0:
+    if o.retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {o.retries}")
+    if o.lease_timeout <= 0:
         raise ConfigError("--lease-timeout must be positive")
-    space = _load_space(config, config_dirs) if config else None
+    space = _load_space(o.config, o.config_dirs) if o.config else None
     target = (
-        _make_target(image, command, timeout, parse_env(target_env))
-        if (image or command or config)
+        _make_target(o.image, o.command, o.timeout, parse_env(o.target_env))
+        if (o.image or o.command or o.config)
         else None
     )
-    name = name or (_default_name(store, config) if config else None)
+    name = o.name or (_default_name(store, o.config) if o.config else None)
     if not name:
         raise ConfigError("give a CONFIG to create an experiment, or --name to resume one")
     return open_experiment(
@@ -436,12 +447,12 @@ def _prepare(
         name,
         space=space,
         target=target,
-        sampler=sampler,
-        seed=seed,
-        max_trials=_default_budget(sampler, max_trials),
-        max_retries=retries,
-        priority=priority,
-        lease_timeout=lease_timeout,
+        sampler=o.sampler,
+        seed=o.seed,
+        max_trials=_default_budget(o.sampler, o.max_trials),
+        max_retries=o.retries,
+        priority=o.priority,
+        lease_timeout=o.lease_timeout,
     )
 
 
@@ -506,18 +517,6 @@ def cli() -> None:
 @click.option("--loglevel", default="warning", show_default=True)
 def run(
     config: str,
-    image: str | None,
-    command: str | None,
-    name: str | None,
-    max_trials: int | None,
-    sampler: str,
-    seed: int | None,
-    retries: int,
-    timeout: float | None,
-    priority: int,
-    lease_timeout: float,
-    target_env: tuple[str, ...],
-    config_dirs: tuple[str, ...],
     workers: int,
     store: str | None,
     results: str,
@@ -531,6 +530,7 @@ def run(
     as_json: bool,
     quiet: bool,
     loglevel: str,
+    **options: Any,
 ) -> None:
     """Run a whole search on this machine: supervisor and WORKERS local workers.
 
@@ -540,28 +540,14 @@ def run(
     from hyperdock.worker import Worker
 
     _setup_logging(loglevel)
-    if not image and not command:
+    opts = ExperimentOptions.take({**options, "config": config})
+    if not opts.image and not opts.command:
         raise ConfigError("give the target: --image IMAGE (Docker) or --command 'CMD ARGS'")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     env = parse_env(worker_env)
     with _store(store) as st:
-        exp, created = _prepare(
-            st,
-            config,
-            image,
-            command,
-            name,
-            max_trials,
-            sampler,
-            seed,
-            retries,
-            timeout,
-            priority,
-            lease_timeout,
-            target_env,
-            config_dirs,
-        )
+        exp, created = _prepare(st, opts)
         if not created:
             click.echo(f"Resuming experiment {exp.name} ({exp.state.value}).", err=True)
         wake = threading.Condition()
@@ -628,86 +614,21 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--loglevel", default="info", show_default=True)
 def supervisor(
-    config: str | None,
-    image: str | None,
-    command: str | None,
-    name: str | None,
-    max_trials: int | None,
-    sampler: str,
-    seed: int | None,
-    retries: int,
-    timeout: float | None,
-    priority: int,
-    lease_timeout: float,
-    target_env: tuple[str, ...],
-    config_dirs: tuple[str, ...],
-    store: str | None,
-    poll: float,
-    as_json: bool,
-    loglevel: str,
+    store: str | None, poll: float, as_json: bool, loglevel: str, **options: Any
 ) -> None:
     """Create (or resume, by --name) an experiment and drive it until its budget is spent.
 
     Workers (`hyperdock worker`) on any host run the trials.
     """
     _setup_logging(loglevel)
-    _run_supervisor(
-        store,
-        config,
-        image,
-        command,
-        name,
-        max_trials,
-        sampler,
-        seed,
-        retries,
-        timeout,
-        priority,
-        lease_timeout,
-        target_env,
-        config_dirs,
-        poll,
-        as_json,
-    )
+    _run_supervisor(store, ExperimentOptions.take(options), poll, as_json)
 
 
-def _run_supervisor(
-    store: str | None,
-    config: str | None,
-    image: str | None,
-    command: str | None,
-    name: str | None,
-    max_trials: int | None,
-    sampler: str,
-    seed: int | None,
-    retries: int,
-    timeout: float | None,
-    priority: int,
-    lease_timeout: float,
-    target_env: Sequence[str],
-    config_dirs: Sequence[str],
-    poll: float,
-    as_json: bool,
-) -> None:
+def _run_supervisor(store: str | None, opts: ExperimentOptions, poll: float, as_json: bool) -> None:
     from hyperdock.supervisor import Supervisor
 
     with _store(store) as st:
-        exp, created = _prepare(
-            st,
-            config,
-            image,
-            command,
-            name,
-            max_trials,
-            sampler,
-            seed,
-            retries,
-            timeout,
-            priority,
-            lease_timeout,
-            target_env,
-            config_dirs,
-        )
+        exp, created = _prepare(st, opts)
         log.info(
             "%s experiment %s (%s) in %s",
             "created" if created else "resuming",
@@ -1173,24 +1094,12 @@ def _legacy_supervisor(
     _setup_logging(loglevel)
     dirs = [*config_dirs, LEGACY_CONFIG_DIR, "config"]
     try:
-        _run_supervisor(
-            _legacy_store(store, mongo),
-            config_module,
-            image,
-            command,
-            name,
-            max_trials,
-            sampler,
-            seed,
-            retries,
-            timeout,
-            priority,
-            30.0,
-            (),
-            dirs,
-            1.0,
-            as_json,
-        )
+        opts = ExperimentOptions(
+            config=config_module, image=image, command=command, name=name,
+            max_trials=max_trials, sampler=sampler, seed=seed, retries=retries,
+            timeout=timeout, priority=priority, config_dirs=dirs,
+        )  # fmt: skip
+        _run_supervisor(_legacy_store(store, mongo), opts, 1.0, as_json)
     except ConfigError as exc:
         _fail(str(exc), 2)
     except HyperdockError as exc:
