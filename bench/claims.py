@@ -19,6 +19,7 @@ table and writes ``bench/out/claims.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import uuid
@@ -43,17 +45,22 @@ GOAL = 0.5
 
 
 def worker(url: str, name: str, ready: Any, out: Any) -> None:
-    """Claim and finish trials until none is left; report ids and the end time."""
-    store = open_store(url)
-    ready.wait()
-    claimed = []
-    while (trial := store.claim(name)) is not None:
-        claimed.append(trial.id)
-        if not store.finish(trial.id, name, state=TrialState.COMPLETED, loss=0.0):
-            raise SystemExit(f"{name} lost the lease on trial {trial.id}")
-    end = time.monotonic()
-    store.close()
-    out.put((claimed, end))
+    """Claim and finish trials until none is left; report ids and the end time (or
+    what went wrong)."""
+    try:
+        store = open_store(url)
+        ready.wait()
+        claimed = []
+        while (trial := store.claim(name)) is not None:
+            claimed.append(trial.id)
+            if not store.finish(trial.id, name, state=TrialState.COMPLETED, loss=0.0):
+                raise RuntimeError(f"{name} lost the lease on trial {trial.id}")
+        end = time.monotonic()
+        store.close()
+        out.put((claimed, end))
+    except Exception as exc:
+        ready.abort()
+        out.put(f"{name}: {type(exc).__name__}: {exc}")
 
 
 def hyperdock_run(url: str, trials: int, workers: int) -> dict[str, Any]:
@@ -75,11 +82,15 @@ def hyperdock_run(url: str, trials: int, workers: int) -> dict[str, Any]:
     procs = [ctx.Process(target=worker, args=(url, f"w{i}", ready, out)) for i in range(workers)]
     for p in procs:
         p.start()
-    ready.wait(timeout=300)
+    with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: see below
+        ready.wait(timeout=300)
     start = time.monotonic()
     results = [out.get(timeout=600) for _ in procs]
     for p in procs:
         p.join(timeout=60)
+    failures = [r for r in results if isinstance(r, str)]
+    if failures:
+        raise SystemExit("a worker failed: " + "; ".join(failures))
     took = max(end for _, end in results) - start
     ids = Counter(tid for claimed, _ in results for tid in claimed)
     with open_store(url) as store:
@@ -200,9 +211,14 @@ def main() -> None:
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "claims.json").write_text(json.dumps(results, indent=2) + "\n")
-    bad = [k for k in ("sqlite", "postgresql") if k in results and results[k]["duplicates"]]
+    bad = [
+        k
+        for k in ("sqlite", "postgresql")
+        if k in results
+        and (results[k]["duplicates"] or results[k]["completed"] != results[k]["cycles"])
+    ]
     if bad:
-        raise SystemExit(f"duplicate claims in {', '.join(bad)}")
+        raise SystemExit(f"duplicate or lost claims in {', '.join(bad)}")
 
 
 if __name__ == "__main__":
