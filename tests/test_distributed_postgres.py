@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import PY, hd, spawn, wait_for, write
+from clihelp import PY, hd, spawn, stop_all, wait_for, write
 
 from hyperdock.errors import HyperdockError
 from hyperdock.storage import open_store
@@ -51,17 +51,6 @@ def _worker(cwd: Path, url: str, *args: str) -> subprocess.Popen[Any]:
     )  # fmt: skip
 
 
-def _stop(procs: list[subprocess.Popen[Any]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def _completed(url: str, name: str) -> Callable[[], int]:
     def count() -> int:
         try:
@@ -91,7 +80,7 @@ def test_three_workers_100_trials_one_killed_with_kill_9(tmp_path: Path, postgre
             exp = st.get_experiment("pg100")
             trials = st.list_trials(exp.id)
     finally:
-        _stop([sup, *workers])
+        stop_all([sup, *workers])
     assert [t.number for t in trials] == list(range(100))
     assert all(t.state is TrialState.COMPLETED for t in trials)
     runs = Counter(int(i) for i in ran.read_text().split())
@@ -117,7 +106,7 @@ def test_supervisor_kill_9_and_restart_on_postgres(tmp_path: Path, postgres_url:
         with open_store(url) as st:
             trials = st.list_trials(st.get_experiment("phoenix").id)
     finally:
-        _stop([sup, worker])
+        stop_all([sup, worker])
     assert [t.number for t in trials] == list(range(120))
     assert all(t.state is TrialState.COMPLETED for t in trials)
     runs = Counter(ran.read_text().split())
@@ -144,7 +133,7 @@ def test_postgres_down_for_5_s_mid_run(tmp_path: Path, postgres_url: Any,
     finally:
         if not postgres_cluster.online():
             postgres_cluster.ctl("start")
-        _stop([sup, *workers])
+        stop_all([sup, *workers])
     assert [t.number for t in trials] == list(range(40))
     assert all(t.state is TrialState.COMPLETED for t in trials)
     runs = Counter(ran.read_text().split())
@@ -168,7 +157,7 @@ def test_eight_workers_1000_noop_trials_exactly_once(tmp_path: Path, postgres_ur
             counts = st.count_trials(exp.id)
             by_worker = Counter(t.worker_id for t in st.list_trials(exp.id))
     finally:
-        _stop(workers)
+        stop_all(workers)
     assert counts[TrialState.COMPLETED] == 1000
     runs = Counter(ran.read_text().split())
     assert len(runs) == 1000 and set(runs.values()) == {1}

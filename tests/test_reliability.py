@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from clihelp import PY, spawn, wait_for, write
+from clihelp import PY, spawn, stop_all, wait_for, write
 
 from hyperdock.storage import open_store
 from hyperdock.trial import TrialState
@@ -70,17 +70,6 @@ def _worker(tmp_path: Path, store: str, i: int, *extra: str) -> subprocess.Popen
     )
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def test_kill_9_of_a_worker_mid_trial_loses_nothing(tmp_path: Path) -> None:
     store, _ = _setup(tmp_path, sleep=1.0)
     sup = _supervisor(tmp_path, store, "k9", 8, "--lease-timeout", "2", "--retries", "3")
@@ -105,7 +94,7 @@ def test_kill_9_of_a_worker_mid_trial_loses_nothing(tmp_path: Path) -> None:
             assert again.attempt == 1 and "Timed out" in again.history[0]["message"]
             assert again.worker_id != again.history[0]["worker"]
     finally:
-        _stop_all([sup, victim, survivor])
+        stop_all([sup, victim, survivor])
 
 
 def test_four_worker_processes_run_200_trials_exactly_once(tmp_path: Path) -> None:
@@ -124,7 +113,7 @@ def test_four_worker_processes_run_200_trials_exactly_once(tmp_path: Path) -> No
     try:
         assert sup.wait(timeout=300) == 0, (tmp_path / "supervisor.log").read_text()
     finally:
-        _stop_all([sup, *workers])
+        stop_all([sup, *workers])
     runs = Counter(ran.read_text().split())
     assert len(runs) == 200 and set(runs.values()) == {1}
     with open_store(store) as st:
@@ -149,4 +138,4 @@ def test_sigterm_requeues_running_trials_without_using_a_retry(tmp_path: Path) -
             assert [t.attempt for t in rows] == [0, 0]
             assert st.list_workers() == []
     finally:
-        _stop_all([sup, worker])
+        stop_all([sup, worker])
