@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import random
@@ -64,7 +65,7 @@ HYPEROPT_MODULE = """
 
 
 def test_hyperopt_module_is_translated(tmp_path: Path) -> None:
-    pytest.importorskip("hyperopt")
+    importlib.import_module("hyperopt")
     space = load_space(write(tmp_path, "legacy.py", HYPEROPT_MODULE))
     kinds = {p.label: p.kind for p in space.parameters()}
     assert kinds == {
@@ -108,7 +109,7 @@ def test_hyperopt_module_is_translated(tmp_path: Path) -> None:
 
 
 def test_hyperopt_translation_matches_hyperopt_values() -> None:
-    hyperopt = pytest.importorskip("hyperopt")
+    hyperopt = importlib.import_module("hyperopt")
     from hyperopt.pyll import scope, stochastic
 
     H = hyperopt.hp
@@ -125,7 +126,7 @@ def test_hyperopt_translation_matches_hyperopt_values() -> None:
         return json.dumps(clean, sort_keys=True, default=int)
 
     grid = {key(p) for p in Space.from_obj(space).grid()}
-    rng = pytest.importorskip("numpy").random.default_rng(0)
+    rng = importlib.import_module("numpy").random.default_rng(0)
     for _ in range(200):
         assert key(stochastic.sample(space, rng=rng)) in grid
 
@@ -223,7 +224,7 @@ def test_bad_space_in_module_names_file_and_parameter(tmp_path: Path) -> None:
 
 
 def test_untranslatable_hyperopt_expression_names_label(tmp_path: Path) -> None:
-    pytest.importorskip("hyperopt")
+    importlib.import_module("hyperopt")
     path = write(
         tmp_path,
         "arith.py",
@@ -240,7 +241,7 @@ def test_untranslatable_hyperopt_expression_names_label(tmp_path: Path) -> None:
 
 
 def test_from_hyperopt_and_from_obj_accept_hyperopt() -> None:
-    hyperopt = pytest.importorskip("hyperopt")
+    hyperopt = importlib.import_module("hyperopt")
     node = hyperopt.hp.choice("c", [1, (2, hyperopt.hp.uniform("x", 0, 1))])
     translated = from_hyperopt({"c": node})
     assert translated == {"c": Choice("c", (1, [2, Dist("uniform", "x", (0, 1))]))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import random
@@ -158,7 +159,7 @@ def test_samples_are_fresh_json() -> None:
 
 
 def test_numpy_constants_become_json() -> None:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     point = Space.from_obj({"a": np.int64(3), "b": np.float32(0.5), "c": np.arange(2)}).sample(
         random.Random(0)
     )

@@ -20,6 +20,7 @@ multi-process tests then skip, as nothing can be shared across processes.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import threading
 import time
@@ -135,7 +136,7 @@ class StoreConformance:
         assert sum(store.count_trials(exp.id).values()) == 3
 
     def test_numpy_values_are_stored_as_json(self, store: Store) -> None:
-        np = pytest.importorskip("numpy")
+        np = importlib.import_module("numpy")
         exp = make_experiment(store)
         (trial,) = store.add_trials(
             exp.id, [{"i": np.int64(3), "f": np.float32(0.5), "v": np.arange(2)}]
