@@ -507,6 +507,14 @@ class SQLStore(Store):
 
     def reap(self) -> list[Trial]:
         changed: list[int] = []
+        # Every heartbeat of every worker reaps: look first without taking a write lock.
+        stale = self._read(
+            "SELECT 1 FROM hd_trials t JOIN hd_experiments e ON e.id = t.experiment_id "
+            f"WHERE t.state = 'running' AND t.heartbeat_at < {self.now_sql} - e.lease_timeout "
+            "LIMIT 1"
+        )
+        if not stale:
+            return []
         with self._tx() as cur:
             now = self._now(cur)
             rows = self._all(
