@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=3, help="PostgreSQL runs (median)")
+    parser.add_argument("--repeat", type=int, default=5, help="PostgreSQL runs (median)")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("HYPERDOCK_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL,

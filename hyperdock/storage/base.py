@@ -45,7 +45,7 @@ from typing import Any
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 #: Bumped whenever the stored layout changes; recorded in every store.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Store(abc.ABC):

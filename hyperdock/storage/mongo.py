@@ -319,7 +319,7 @@ class MongoStore(Store):
                 f"the database was written by a newer Hyperdock (schema {row['value']}, "
                 f"this one knows {SCHEMA_VERSION}); upgrade Hyperdock: pip install -U hyperdock"
             )
-        if row is None:
+        if row is None or int(row["value"]) < SCHEMA_VERSION:  # nothing to migrate here
             self._upsert(self._meta, "schema_version", {"value": SCHEMA_VERSION})
         for name in ("experiments", "trials"):
             self._upsert(self._counters, name, {"seq": 0})

@@ -50,6 +50,7 @@ _TRIAL_COLS = (
     "history, created_at, started_at, finished_at, heartbeat_at, stop_requested"
 )
 _TRIAL_COLS_T = ", ".join("t." + c.strip() for c in _TRIAL_COLS.split(","))
+_TRIAL_COLS_H = ", ".join("hd_trials." + c.strip() for c in _TRIAL_COLS.split(","))
 
 
 def _schema(id_type: str, float_type: str, ref_type: str = "INTEGER") -> list[str]:
@@ -77,7 +78,12 @@ def _schema(id_type: str, float_type: str, ref_type: str = "INTEGER") -> list[st
         "WHERE state = 'queued'",
         "CREATE INDEX IF NOT EXISTS hd_trials_running ON hd_trials (worker_id) "
         "WHERE state = 'running'",
-        "CREATE INDEX IF NOT EXISTS hd_trials_exp ON hd_trials (experiment_id, state, loss)",
+        # Best trial by loss. Partial, so that only a finished trial adds an entry: a
+        # trial's row changes state twice (claim, finish), and every index that a
+        # change touches costs the claim loop time. Schema 1 had a full index here.
+        "DROP INDEX IF EXISTS hd_trials_exp",
+        "CREATE INDEX IF NOT EXISTS hd_trials_done ON hd_trials (experiment_id, loss) "
+        "WHERE state = 'completed'",
         f"""CREATE TABLE IF NOT EXISTS hd_workers (
             id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
             parallelism INTEGER NOT NULL, started_at {float_type} NOT NULL,
@@ -138,6 +144,11 @@ class SQLStore(Store):
                     f"the database was written by a newer Hyperdock (schema {row[0]}, this "
                     f"one knows {SCHEMA_VERSION}); upgrade Hyperdock: pip install -U hyperdock"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:  # the statements above upgraded it
+                cur.execute(
+                    self._q("UPDATE hd_meta SET value = ? WHERE key = 'schema_version'"),
+                    (str(SCHEMA_VERSION),),
+                )
 
     def _schema_statements(self) -> list[str]:
         raise NotImplementedError
@@ -173,7 +184,7 @@ class SQLStore(Store):
             loss=row[7],
             result=json.loads(row[8]) if row[8] else {},
             error=row[9],
-            history=json.loads(row[10]),
+            history=json.loads(row[10]) if row[10] != "[]" else [],
             created_at=float(row[11]),
             started_at=row[12],
             finished_at=row[13],
@@ -828,19 +839,47 @@ def _first_line(text: str) -> str:
     return "unknown error"
 
 
+class _Conn:
+    """A pooled PostgreSQL connection with its cursor (results in binary: less to
+    parse) and a poller that tells, without a round trip, whether the server sent it
+    anything while it was idle."""
+
+    __slots__ = ("_poller", "conn", "cur", "generation")
+
+    def __init__(self, conn: Any, generation: int) -> None:
+        self.conn = conn
+        self.cur = conn.cursor(binary=True)
+        self.generation = generation
+        self._poller: Any = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+
+    def readable(self) -> bool:
+        if self._poller is not None:
+            return bool(self._poller.poll(0))
+        return bool(select.select([self.conn.fileno()], [], [], 0)[0])  # pragma: no cover
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
 class PostgresStore(SQLStore):
     """A PostgreSQL database: the store for workers on many machines.
 
-    Connections come from a small pool (``psycopg_pool``). Before a pooled connection
-    is used it is checked without a round trip (anything the server sent to an idle
-    connection is its goodbye); after a connection failure the server is probed
-    directly and the pool is renewed once it answers again, so the store recovers from
-    a server restart by itself.
+    Connections are pooled: at most ``pool_size`` are in use at once in this process;
+    idle ones are kept for reuse, newest first, each with its own cursor, so that a
+    call costs no connection set-up and next to no client work. Before an idle
+    connection is used it is checked without a round trip (anything the server sent to
+    an idle connection is its goodbye). After a connection failure the next call probes
+    the server, failing fast while it is away, and every connection made before the
+    failure is dropped, so the store recovers from a server restart by itself.
 
     Args:
         url: A libpq URL, ``postgresql://user:password@host:port/database`` (query
             options such as ``?sslmode=require`` pass through).
-        pool_size: Most connections this process keeps open.
+        pool_size: Most connections this process uses at once.
         timeout: Seconds to wait for a connection: to connect, or for a free one.
 
     Raises:
@@ -858,14 +897,11 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0) -> None:
         try:
             import psycopg
-            import psycopg_pool
         except ImportError as exc:
             raise ConfigError(
-                f"PostgreSQL stores need psycopg 3 and psycopg-pool ({exc}); "
-                "pip install 'hyperdock[postgres]'"
+                f"PostgreSQL stores need psycopg 3 ({exc}); pip install 'hyperdock[postgres]'"
             ) from None
         self._pg = psycopg
-        self._pg_pool = psycopg_pool
         self.url = url
         self._pool_size = max(1, pool_size)
         self._timeout = timeout
@@ -873,9 +909,29 @@ class PostgresStore(SQLStore):
         self._lock = threading.Lock()
         #: Set when a connection failed: the next call probes the server first.
         self._suspect = False
+        #: Idle connections, the most recently used last.
+        self._idle: list[_Conn] = []
+        #: Guards the idle list and the count of connections in use.
+        self._pool_lock = threading.Lock()
+        self._freed = threading.Condition(self._pool_lock)
+        self._in_use = 0
+        self._waiting = 0
+        #: Bumped when the server was lost: older connections are not reused.
+        self._generation = 0
+        self._claim_any = self._claim_sql(False)
+        self._claim_one = self._claim_sql(True)
+        self._finish_sql = _pyformat(
+            "UPDATE hd_trials SET state = ?, loss = ?, result = ?, error = ?, "
+            "finished_at = clock.now, history = CAST(CAST(history AS JSONB) || "
+            "jsonb_build_array(jsonb_build_object('attempt', attempt, 'worker', worker_id, "
+            "'started_at', started_at, 'ended_at', clock.now, 'state', CAST(? AS TEXT), "
+            "'message', CAST(? AS TEXT))) AS TEXT) "
+            f"FROM (SELECT {self.now_sql} AS now) AS clock "
+            "WHERE id = ? AND state = 'running' AND worker_id = ? RETURNING id"
+        )
         self._where = self._location()
-        self._probe()  # fails fast, with the cause, when the server cannot be reached
-        self._pool: Any = self._new_pool()
+        # Connect once now: fails fast, with the cause, when the server cannot be reached.
+        self._idle.append(self._open())
         try:
             self._init_schema()
         except BaseException:
@@ -918,151 +974,123 @@ class PostgresStore(SQLStore):
         kwargs["autocommit"] = True
         return kwargs
 
-    def _connect(self) -> Any:
-        """One new connection, outside the pool."""
+    def _open(self) -> _Conn:
+        """A new connection of the current generation."""
         try:
-            return self._pg.connect(self.url, **self._conn_kwargs())
+            conn = self._pg.connect(self.url, **self._conn_kwargs())
         except self._pg.Error as exc:
+            self._suspect = True
             raise StoreConnectionError(self._connect_message(exc)) from None
-
-    def _probe(self) -> None:
-        """Connect once, directly: raise StoreConnectionError with the real cause when
-        the server cannot be reached (a pool would only time out)."""
-        conn = self._connect()
-        with contextlib.suppress(Exception):
-            conn.close()
-
-    def _new_pool(self) -> Any:
-        pool = self._pg_pool.ConnectionPool(
-            self.url,
-            kwargs=self._conn_kwargs(),
-            min_size=1,
-            max_size=self._pool_size,
-            timeout=self._timeout,
-            reconnect_timeout=max(self._timeout, 10.0),
-            num_workers=2,
-            name=f"hyperdock {self._where['host']}:{self._where['port']}",
-            open=False,
-        )
-        # Waiting for the first connection keeps a single-threaded user on one
-        # connection (a request while it is being made would grow the pool).
-        try:
-            pool.open(wait=True, timeout=self._timeout)
-        except self._pg_pool.PoolTimeout:
-            pool.close(timeout=1.0)
-            self._probe()  # raises StoreConnectionError with the cause
-            raise StoreConnectionError(
-                f"PostgreSQL {self.describe()} accepts connections but the pool could not "
-                f"open one within {self._timeout:.0f} s; check the server log"
-            ) from None
-        return pool
+        return _Conn(conn, self._generation)
 
     def _renew(self) -> None:
-        """After a connection failure: drop the pool (its connections are suspect and
-        its reconnection attempts back off), fail fast while the server is away, and
-        start a fresh pool as soon as it answers again."""
+        """After a connection failure: forget every connection made before it (they
+        are suspect), fail fast while the server is away, and go on with a fresh
+        connection as soon as it answers again."""
         with self._lock:
             if not self._suspect or self._closed:
                 return
-            old, self._pool = self._pool, None
-            if old is not None:
-                threading.Thread(target=self._close_pool, args=(old,), daemon=True).start()
-            self._probe()  # raises StoreConnectionError while the server is away
-            self._pool = self._new_pool()
+            with self._pool_lock:
+                self._generation += 1
+                stale, self._idle = self._idle, []
+            for item in stale:
+                item.close()
+            fresh = self._open()  # raises StoreConnectionError while the server is away
+            with self._pool_lock:
+                self._idle.append(fresh)
             self._suspect = False
 
-    @staticmethod
-    def _close_pool(pool: Any) -> None:
-        with contextlib.suppress(Exception):
-            pool.close(timeout=1.0)
-
-    def _healthy(self, conn: Any) -> bool:
-        """Check a pooled connection without a round trip when it looks fine.
+    def _healthy(self, item: _Conn) -> bool:
+        """Check an idle connection without a round trip when it looks fine.
 
         An idle connection receives nothing unless the server is closing it (restart,
         ``pg_terminate_backend``, idle timeout): then a real round trip decides.
         """
+        conn = item.conn
         if conn.closed or conn.broken:
             return False
         try:
-            fd = conn.fileno()
-            if hasattr(select, "poll"):
-                poller = select.poll()
-                poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-                ready = bool(poller.poll(0))
-            else:  # pragma: no cover - Windows
-                ready = bool(select.select([fd], [], [], 0)[0])
-            if ready:
+            if item.readable():
                 conn.execute("")
         except (self._pg.Error, OSError, ValueError):
             return False
         return True
 
-    def _getconn(self) -> tuple[Any, Any]:
-        """A healthy connection and the pool it must go back to."""
+    def _getconn(self) -> _Conn:
+        """A healthy connection, counted as in use until :meth:`_putconn`."""
         for _ in range(3):
             if self._closed:
                 raise StoreError("the store is closed")
             if self._suspect:
                 self._renew()  # raises StoreConnectionError while the server is away
-            pool = self._pool
-            if pool is None:  # another thread is renewing it
-                self._suspect = True
-                continue
-            try:
-                conn = pool.getconn()
-            except self._pg_pool.PoolTimeout:
-                self._suspect = True
-                self._renew()
-                raise StoreConnectionError(
-                    f"no free connection to PostgreSQL {self.describe()} within "
-                    f"{self._timeout:.0f} s (all {self._pool_size} of this process in "
-                    "use); retry, or give the store a larger pool_size"
-                ) from None
-            except self._pg_pool.PoolClosed:
-                continue  # replaced meanwhile by another thread
-            if self._healthy(conn):
-                return conn, pool
-            # The server dropped it, and likely its siblings: the pool is renewed.
-            self._discard(conn)
+            with self._pool_lock:
+                if self._in_use >= self._pool_size:
+                    self._waiting += 1
+                    try:
+                        free = self._freed.wait_for(
+                            lambda: self._in_use < self._pool_size, timeout=self._timeout
+                        )
+                    finally:
+                        self._waiting -= 1
+                    if not free:
+                        raise StoreConnectionError(
+                            f"no free connection to PostgreSQL {self.describe()} within "
+                            f"{self._timeout:.0f} s (all {self._pool_size} of this process "
+                            "in use); retry, or give the store a larger pool_size"
+                        )
+                self._in_use += 1
+                item = self._idle.pop() if self._idle else None
+            if item is None:
+                try:
+                    item = self._open()
+                except BaseException:
+                    self._release(None)
+                    raise
+            if self._healthy(item):
+                return item
+            # The server dropped it, and likely its siblings: renew before the next try.
+            self._suspect = True
+            item.close()
+            self._release(None)
         raise StoreConnectionError(
             f"PostgreSQL {self.describe()} keeps dropping new connections; check the server log"
         )
 
-    def _discard(self, conn: Any) -> None:
-        """Close a broken connection instead of returning it, and renew the pool (that
-        forgets it) before the next use."""
-        self._suspect = True
-        with contextlib.suppress(Exception):
-            conn.close()
+    def _release(self, keep: _Conn | None) -> None:
+        with self._pool_lock:
+            self._in_use -= 1
+            if keep is not None:
+                self._idle.append(keep)
+            if self._waiting:
+                self._freed.notify()
 
-    def _putconn(self, conn: Any, pool: Any) -> None:
+    def _putconn(self, item: _Conn) -> None:
+        conn = item.conn
+        keep: _Conn | None = item
         if conn.closed or conn.broken:
-            self._discard(conn)
-            return
-        try:
-            pool.putconn(conn)
-        except Exception:  # the pool was closed or replaced: just close the connection
-            with contextlib.suppress(Exception):
-                conn.close()
+            self._suspect = True
+            keep = None
+        elif self._closed or item.generation != self._generation:
+            keep = None
+        if keep is None:
+            item.close()
+        self._release(keep)
 
     @contextlib.contextmanager
     def _tx(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:
         # Connections are in autocommit mode: reads and single statements need no
         # BEGIN/COMMIT round trips (READ COMMITTED gives every statement its snapshot).
-        # Results come in binary: less to parse for the same Python values.
-        conn, pool = self._getconn()
+        item = self._getconn()
         try:
             if write and not single:
-                with conn.transaction(), conn.cursor(binary=True) as cur:
-                    yield cur
+                with item.conn.transaction():
+                    yield item.cur
             else:
-                with conn.cursor(binary=True) as cur:
-                    yield cur
+                yield item.cur
         except self._pg.Error as exc:
             raise self._error(exc) from None
         finally:
-            self._putconn(conn, pool)
+            self._putconn(item)
 
     def _q(self, sql: str) -> str:
         return _pyformat(sql)
@@ -1090,6 +1118,45 @@ class PostgresStore(SQLStore):
                 cur.execute("ANALYZE hd_trials")
         return trials
 
+    def _claim_sql(self, one_experiment: bool) -> str:
+        only = "AND t.experiment_id = ? " if one_experiment else ""
+        return _pyformat(
+            f"UPDATE hd_trials SET state = 'running', worker_id = ?, "
+            f"started_at = {self.now_sql}, heartbeat_at = {self.now_sql}, "
+            f"stop_requested = 0, finished_at = NULL "
+            f"FROM (SELECT t.ctid AS tid FROM hd_trials t JOIN hd_experiments e "
+            f"ON e.id = t.experiment_id WHERE t.state = 'queued' AND e.state = 'running' "
+            f"{only}ORDER BY t.priority DESC, t.id LIMIT 1{self.claim_lock_sql}) AS next "
+            f"WHERE hd_trials.ctid = next.tid AND hd_trials.state = 'queued' "
+            f"RETURNING {_TRIAL_COLS_H}"
+        )
+
+    def _execute_one(self, sql: str, args: tuple[Any, ...]) -> Any:
+        """Run one statement (atomic by itself: autocommit) and return its first row.
+
+        The hot path of claim and finish: what :meth:`_tx` does, without its
+        generator machinery. ``sql`` is in psycopg's placeholder style already.
+        """
+        item = self._getconn()
+        try:
+            item.cur.execute(sql, args)
+            return item.cur.fetchone()
+        except self._pg.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            self._putconn(item)
+
+    def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:
+        """:meth:`SQLStore.claim`, updating the locked row by its physical address
+        (``ctid``): no second index lookup. The row is locked by the inner select, so
+        its address cannot change before the update; ``state = 'queued'`` is checked
+        again all the same."""
+        if experiment_id is None:
+            row = self._execute_one(self._claim_any, (worker_id,))
+        else:
+            row = self._execute_one(self._claim_one, (worker_id, experiment_id))
+        return self._trial(row) if row else None
+
     def finish(
         self,
         trial_id: int,
@@ -1104,27 +1171,19 @@ class PostgresStore(SQLStore):
         lease is checked in the WHERE clause and the server appends the history entry."""
         if not state.finished:
             raise ValueError(f"finish() needs a final state, not {state}")
-        with self._tx(single=True) as cur:
-            row = self._one(
-                cur,
-                "UPDATE hd_trials SET state = ?, loss = ?, result = ?, error = ?, "
-                "finished_at = clock.now, history = CAST(CAST(history AS JSONB) || "
-                "jsonb_build_array(jsonb_build_object('attempt', attempt, 'worker', worker_id, "
-                "'started_at', started_at, 'ended_at', clock.now, 'state', CAST(? AS TEXT), "
-                "'message', CAST(? AS TEXT))) AS TEXT) "
-                f"FROM (SELECT {self.now_sql} AS now) AS clock "
-                "WHERE id = ? AND state = 'running' AND worker_id = ? RETURNING id",
-                (
-                    state.value,
-                    loss,
-                    dumps(result or {}),
-                    error,
-                    state.value,
-                    error,
-                    trial_id,
-                    worker_id,
-                ),
-            )
+        row = self._execute_one(
+            self._finish_sql,
+            (
+                state.value,
+                loss,
+                dumps(result) if result else "{}",
+                error,
+                state.value,
+                error,
+                trial_id,
+                worker_id,
+            ),
+        )
         return row is not None
 
     # -- schema -----------------------------------------------------------------------
@@ -1261,10 +1320,10 @@ class PostgresStore(SQLStore):
     # -- misc -------------------------------------------------------------------------
     def close(self) -> None:
         self._closed = True
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            self._close_pool(pool)
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for item in idle:
+            item.close()
 
     def describe(self) -> str:
         return _redact(self.url)
