@@ -25,7 +25,10 @@ import click
 
 from hyperdock import __version__
 from hyperdock.errors import ConfigError, HyperdockError
+from hyperdock.samplers import SAMPLERS
+from hyperdock.space import Space
 from hyperdock.storage import Store, open_store, redact_url
+from hyperdock.study import DIRECTIONS, PRUNERS, Objectives
 from hyperdock.trial import Experiment, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock")
@@ -110,23 +113,49 @@ def _trial_json(trial: Trial) -> dict[str, Any]:
     }
 
 
-def _summary(store: Store, exp: Experiment) -> dict[str, Any]:
+def _best_json(trial: Trial, objectives: Objectives) -> dict[str, Any]:
+    out = {
+        "trial": trial.id,
+        "number": trial.number,
+        "loss": trial.loss,
+        "params": trial.params,
+        "folder": trial.result.get("folder"),
+    }
+    if objectives.multi:
+        values = objectives.values(trial) or []
+        out["values"] = dict(zip(objectives.names, values, strict=False))
+    return out
+
+
+def _summary(store: Store, exp: Experiment, *, importances_too: bool = True) -> dict[str, Any]:
+    from hyperdock.study import importances, pareto_front
+
+    objectives = Objectives.from_meta(exp.meta)
     counts = store.count_trials(exp.id)
-    best = store.best_trial(exp.id)
-    return {
+    summary: dict[str, Any] = {
         "experiment": exp.name,
         "state": exp.state.value,
         "trials": {s.value: n for s, n in counts.items()},
-        "best": None
-        if best is None
-        else {
-            "trial": best.id,
-            "number": best.number,
-            "loss": best.loss,
-            "params": best.params,
-            "folder": best.result.get("folder"),
-        },
+        "objectives": objectives.to_meta(),
     }
+    trials: list[Trial] | None = None
+    if objectives.multi:
+        trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
+        front = pareto_front(trials, objectives)
+        summary["pareto_front"] = [_best_json(t, objectives) for t in front]
+        summary["best"] = _best_json(front[0], objectives) if front else None
+    else:
+        best = store.best_trial(exp.id, maximize=objectives.maximize)
+        summary["best"] = None if best is None else _best_json(best, objectives)
+    summary["importances"] = {}
+    if importances_too and counts[TrialState.COMPLETED] >= 2:
+        if trials is None:
+            trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
+        try:
+            summary["importances"] = importances(Space.from_json(exp.space), objectives, trials)
+        except HyperdockError as exc:
+            log.debug("no importances: %s", exc)
+    return summary
 
 
 def _print_best(store: Store, exp: Experiment, as_json: bool) -> bool:
@@ -143,12 +172,31 @@ def _print_best(store: Store, exp: Experiment, as_json: bool) -> bool:
         if failed:
             click.echo(f"First failure (trial {failed[0].id}): {failed[0].error}")
         return False
-    click.echo(f"Best loss: {_fmt_loss(best['loss'])} (trial {best['trial']})")
-    click.echo("Best parameters:")
-    click.echo(json.dumps(best["params"], indent=2, sort_keys=True))
-    if best["folder"]:
-        click.echo(f"Results: {best['folder']}")
+    front = summary.get("pareto_front")
+    if front is not None:
+        names = [o["name"] for o in summary["objectives"]]
+        directions = ", ".join(f"{o['name']} ({o['direction']})" for o in summary["objectives"])
+        click.echo(f"Pareto front: {len(front)} trial(s) no other trial beats on {directions}")
+        rows = [
+            [t["trial"], *(_fmt_loss(t["values"].get(n)) for n in names), _params_line(t)]
+            for t in front
+        ]
+        click.echo(_table(["trial", *names, "params"], rows))
+    else:
+        click.echo(f"Best loss: {_fmt_loss(best['loss'])} (trial {best['trial']})")
+        click.echo("Best parameters:")
+        click.echo(json.dumps(best["params"], indent=2, sort_keys=True))
+        if best["folder"]:
+            click.echo(f"Results: {best['folder']}")
+    if summary["importances"]:
+        click.echo("Parameter importances:")
+        for name, value in summary["importances"].items():
+            click.echo(f"  {name:<24} {value:6.3f}  {'#' * round(value * 30)}")
     return True
+
+
+def _params_line(best: dict[str, Any]) -> str:
+    return _short(json.dumps(best["params"], sort_keys=True), 60)
 
 
 class _Progress:
@@ -236,10 +284,12 @@ def _signals(handler: Callable[[], None]) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _load_space(source: str, config_dirs: Sequence[str] = ()) -> Any:
-    from hyperdock.config import load_space
+def _load_config(
+    source: str, config_dirs: Sequence[str] = ()
+) -> tuple[Space, dict[str, str] | None]:
+    from hyperdock.config import load_config
 
-    return load_space(source, config_dirs=config_dirs)
+    return load_config(source, config_dirs=config_dirs)
 
 
 def _make_target(
@@ -346,10 +396,35 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--sampler",
-            type=click.Choice(["grid", "random"]),
-            default="random",
+            type=click.Choice(list(SAMPLERS)),
+            default=None,
+            help="How to pick parameters (default: grid for a grid-only space, else tpe).",
+        ),
+        click.option(
+            "--pruner",
+            type=click.Choice(list(PRUNERS)),
+            default="none",
             show_default=True,
-            help="How to pick parameters.",
+            help="Stop trials whose progress.jsonl losses are poor.",
+        ),
+        click.option(
+            "--direction",
+            "directions",
+            multiple=True,
+            type=click.Choice(list(DIRECTIONS)),
+            help="minimize (default) or maximize; repeat for several objectives.",
+        ),
+        click.option(
+            "--max-time",
+            type=float,
+            default=None,
+            help="Seconds after which no new trial starts (running ones finish).",
+        ),
+        click.option(
+            "--target-loss",
+            type=float,
+            default=None,
+            help="Stop starting trials once a trial reaches this loss.",
         ),
         click.option("--seed", type=int, default=None, help="Sampler seed (reproducible runs)."),
         click.option(
@@ -410,7 +485,11 @@ class ExperimentOptions:
     command: str | None = None
     name: str | None = None
     max_trials: int | None = None
-    sampler: str = "random"
+    sampler: str | None = None
+    pruner: str = "none"
+    directions: Sequence[str] = ()
+    max_time: float | None = None
+    target_loss: float | None = None
     seed: int | None = None
     retries: int = 5
     timeout: float | None = None
@@ -433,7 +512,16 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
         raise ConfigError(f"--retries must be 0 or more, got {o.retries}")
     if o.lease_timeout <= 0:
         raise ConfigError("--lease-timeout must be positive")
-    space = _load_space(o.config, o.config_dirs) if o.config else None
+    space, named = _load_config(o.config, o.config_dirs) if o.config else (None, None)
+    objectives = Objectives.build(o.directions, named)
+    sampler = o.sampler or (_auto_sampler(space) if space is not None else "tpe")
+    if o.max_time is not None and o.max_time <= 0:
+        raise ConfigError(f"--max-time must be positive, got {o.max_time}")
+    meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": o.pruner}
+    if o.max_time is not None:
+        meta["max_time"] = o.max_time
+    if o.target_loss is not None:
+        meta["target_loss"] = o.target_loss
     target = (
         _make_target(o.image, o.command, o.timeout, parse_env(o.target_env))
         if (o.image or o.command or o.config)
@@ -447,13 +535,22 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
         name,
         space=space,
         target=target,
-        sampler=o.sampler,
+        sampler=sampler,
         seed=o.seed,
-        max_trials=_default_budget(o.sampler, o.max_trials),
+        max_trials=_default_budget(sampler, o.max_trials),
         max_retries=o.retries,
         priority=o.priority,
         lease_timeout=o.lease_timeout,
+        meta=meta,
     )
+
+
+def _auto_sampler(space: Space) -> str:
+    """``grid`` for a space made of grid axes only (v0.4 data), else ``tpe``."""
+    kinds = {p.kind for p in space.parameters()}
+    if "grid" in kinds and kinds <= {"grid", "union"} and space.grid_size() is not None:
+        return "grid"
+    return "tpe"
 
 
 # -- the hyperdock group ----------------------------------------------------------------
@@ -777,7 +874,7 @@ def status(store: str | None, as_json: bool) -> None:
     with _store(store) as st:
         exps = st.list_experiments()
         data = [
-            _summary(st, e)
+            _summary(st, e, importances_too=False)
             | {"budget": e.max_trials, "sampler": e.sampler, "target": e.target.describe()}
             for e in exps
         ]
@@ -1059,7 +1156,10 @@ def _legacy_store(store: str | None, mongo: str | None) -> str | None:
     help=f"Trials to run (default: whole grid, else {DEFAULT_MAX_TRIALS}).",
 )
 @click.option(
-    "--sampler", type=click.Choice(["grid", "random"]), default="random", show_default=True
+    "--sampler",
+    type=click.Choice(list(SAMPLERS)),
+    default=None,
+    help="Default: grid for a grid-only space, else tpe (as v0.1).",
 )
 @click.option("--seed", type=int, default=None)
 @click.option("--timeout", type=float, default=None, help="Seconds per attempt.")
@@ -1082,7 +1182,7 @@ def _legacy_supervisor(
     mongo: str | None,
     store: str | None,
     max_trials: int | None,
-    sampler: str,
+    sampler: str | None,
     seed: int | None,
     timeout: float | None,
     priority: int,

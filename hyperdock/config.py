@@ -37,7 +37,17 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 def load_space(
     source: str | os.PathLike[str], *, config_dirs: Sequence[str | os.PathLike[str]] = ()
 ) -> Space:
-    """Load the search space named by ``source``.
+    """The search space of a config (see :func:`load_config`)."""
+    return load_config(source, config_dirs=config_dirs)[0]
+
+
+def load_config(
+    source: str | os.PathLike[str], *, config_dirs: Sequence[str | os.PathLike[str]] = ()
+) -> tuple[Space, dict[str, str] | None]:
+    """Load the search space named by ``source``, and its objectives if it names them.
+
+    A config module may define ``OBJECTIVES = {"err": "minimize", "latency":
+    "minimize"}``: the target then writes ``{"losses": {"err": ..., "latency": ...}}``.
 
     Args:
         source: Path of a ``.py``, ``.json``, ``.yaml`` or ``.yml`` file, or the name of
@@ -66,7 +76,9 @@ def load_space(
             f"{text!r} is neither a .py, .json, .yaml or .yml file nor a config module name"
         )
     try:
-        return loader(path)
+        if loader is _module_space:
+            return _module_config(path)
+        return _data_space(path), None
     except SpaceError as exc:
         raise SpaceError(f"{path}: {exc}") from None
 
@@ -83,6 +95,10 @@ def _find(relative: Path, dirs: list[Path], source: str) -> Path:
 
 
 def _module_space(path: Path) -> Space:
+    return _module_config(path)[0]
+
+
+def _module_config(path: Path) -> tuple[Space, dict[str, str] | None]:
     name = f"_hyperdock_config_{next(_module_ids)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -105,7 +121,16 @@ def _module_space(path: Path) -> Space:
             f"config module {path} defines no SPACE; add a module-level SPACE, e.g. "
             f"SPACE = {{'lr': hp.loguniform('lr', -9, -2), 'epochs': 50}}"
         )
-    return Space.from_obj(from_hyperopt(module.SPACE))
+    objectives = getattr(module, "OBJECTIVES", None)
+    if objectives is not None and (
+        not isinstance(objectives, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in objectives.items())
+    ):
+        raise ConfigError(
+            f"config module {path}: OBJECTIVES must map names to directions, e.g. "
+            "OBJECTIVES = {'err': 'minimize', 'latency': 'minimize'}"
+        )
+    return Space.from_obj(from_hyperopt(module.SPACE)), objectives
 
 
 def _import_failure(path: Path, exc: BaseException) -> str:

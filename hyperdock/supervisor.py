@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError
 from hyperdock.jsonutil import dumps
@@ -20,6 +21,7 @@ from hyperdock.samplers import Sampler, make_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store, experiment_done_counts
 from hyperdock.storage.retry import Backoff, note_failure, reap_unless_recovering
+from hyperdock.study import Objectives, StudyMirror, make_pruner
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock.supervisor")
@@ -28,6 +30,8 @@ log = logging.getLogger("hyperdock.supervisor")
 QUEUE_AHEAD = 64
 #: Shortest pause between two steps.
 MIN_STEP_INTERVAL = 0.02
+#: Seconds a worker may go without a heartbeat and still count as a free slot.
+LIVE_WORKER_AGE = 60.0
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,17 @@ class Supervisor:
             reap_interval if reap_interval is not None else max(experiment.lease_timeout / 4, 0.1)
         )
         self.wake = wake or threading.Condition()
+        space = Space.from_json(experiment.space)
+        self.objectives = Objectives.from_meta(experiment.meta)
         self.sampler: Sampler = make_sampler(
-            experiment.sampler, Space.from_json(experiment.space), experiment.seed
+            experiment.sampler, space, experiment.seed, self.objectives
         )
+        self.pruner = make_pruner(str(experiment.meta.get("pruner") or "none"))
+        #: The optuna view of the experiment (adaptive samplers and pruners).
+        self.mirror: StudyMirror | None = getattr(self.sampler, "mirror", None)
+        if self.mirror is None and self.pruner is not None:
+            self.mirror = StudyMirror(space, self.objectives)
+        self.stop_reason: str | None = None
         #: Trials queued ahead of the workers, and the level that triggers a refill.
         self.queue_ahead = QUEUE_AHEAD
         self.low_watermark = QUEUE_AHEAD // 2
@@ -117,12 +129,27 @@ class Supervisor:
         if exp.state is not ExperimentState.RUNNING:
             return True
         counts = self.store.count_trials(exp.id)
+        if self.pruner is not None and counts[TrialState.RUNNING]:
+            self._prune()
+        if not self._exhausted and (reason := self._stop_condition(exp, counts)):
+            self._exhausted = True
+            self.stop_reason = reason
+            log.info("experiment %s: %s; no new trials", exp.name, reason)
+            for trial in self.store.list_trials(exp.id, states=[TrialState.QUEUED]):
+                self.store.cancel_trial(trial.id)
+            counts = self.store.count_trials(exp.id)
         created = sum(counts.values())
         budget = self.budget
         remaining = None if budget is None else budget - created
         queued = counts[TrialState.QUEUED]
-        if not self._exhausted and queued <= self.low_watermark and remaining != 0:
-            want = self.queue_ahead - queued
+        if self.sampler.adaptive:
+            # Suggest as late as possible (each suggestion learns from every result so
+            # far): queue only what idle worker slots will take now.
+            ahead, low = self._free_slots(), 0
+        else:
+            ahead, low = self.queue_ahead, self.low_watermark
+        if not self._exhausted and queued <= low and remaining != 0 and ahead > queued:
+            want = ahead - queued
             if remaining is not None:
                 want = min(want, remaining)
             added = self._queue(created, want)
@@ -137,10 +164,52 @@ class Supervisor:
             return True
         return False
 
+    def _free_slots(self) -> int:
+        """Worker slots that are idle now (at least 1: workers may not be up yet)."""
+        workers = self.store.list_workers(max_age=LIVE_WORKER_AGE)
+        free = sum(w.parallelism - len(w.running) for w in workers)
+        return max(1, free)
+
+    def _stop_condition(self, exp: Experiment, counts: dict[TrialState, int]) -> str | None:
+        """Why no more trials should start (``--max-time``, ``--target-loss``), or None."""
+        max_time = exp.meta.get("max_time")
+        if max_time is not None and time.time() - exp.created_at >= float(max_time):
+            return f"--max-time {float(max_time):g} s reached"
+        target = exp.meta.get("target_loss")
+        if target is not None and counts[TrialState.COMPLETED] and not self.objectives.multi:
+            best = self.store.best_trial(exp.id, maximize=self.objectives.maximize)
+            if best is not None and best.loss is not None:
+                reached = (
+                    best.loss >= float(target)
+                    if self.objectives.maximize
+                    else best.loss <= float(target)
+                )
+                if reached:
+                    return f"--target-loss {float(target):g} reached (trial {best.id})"
+        return None
+
+    def sync_mirror(self) -> list[Trial]:
+        """Copy the experiment's trials (and intermediate losses) into :attr:`mirror`."""
+        trials = self.store.list_trials(self.experiment.id)
+        if self.mirror is not None:
+            unsettled = [t.id for t in trials if not self.mirror.settled(t.number)]
+            progress = (
+                self.store.list_progress(self.experiment.id, trial_ids=unsettled)
+                if unsettled
+                else {}
+            )
+            self.mirror.sync(trials, progress)
+        return trials
+
+    def _prune(self) -> None:
+        assert self.mirror is not None
+        self.sync_mirror()
+        for trial_id in self.mirror.prune(self.pruner):
+            if self.store.prune_trial(trial_id):
+                log.info("trial %d pruned: its intermediate losses are poor", trial_id)
+
     def _queue(self, first: int, n: int) -> int:
-        history: list[Trial] = (
-            self.store.list_trials(self.experiment.id) if self.sampler.adaptive else []
-        )
+        history: list[Trial] = self.sync_mirror() if self.sampler.adaptive else []
         batch = []
         for number in range(first, first + n):
             params = self.sampler.suggest(number, history)
@@ -160,7 +229,7 @@ class Supervisor:
         return Progress(
             budget=self.budget,
             counts=self.store.count_trials(exp.id),
-            best=self.store.best_trial(exp.id),
+            best=self.store.best_trial(exp.id, maximize=self.objectives.maximize),
             state=exp.state,
         )
 
@@ -186,6 +255,15 @@ class Supervisor:
         return self.experiment
 
 
+def _validate(space: Space, sampler: str, meta: dict[str, Any]) -> None:
+    """Refuse settings that cannot work together, before anything is stored."""
+    objectives = Objectives.from_meta(meta)
+    make_pruner(str(meta.get("pruner") or "none"))  # validates the name
+    if meta.get("pruner") not in (None, "none") and objectives.multi:
+        raise ConfigError("--pruner works with one objective; drop it or the other objectives")
+    make_sampler(sampler, space, 0, objectives)  # validates the space for the sampler
+
+
 def open_experiment(
     store: Store,
     name: str,
@@ -198,6 +276,7 @@ def open_experiment(
     max_retries: int,
     priority: int = 0,
     lease_timeout: float = 30.0,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[Experiment, bool]:
     """Create experiment ``name``, or resume it if it exists.
 
@@ -219,8 +298,8 @@ def open_experiment(
                 f"experiment {name!r} does not exist yet: give a config (space) and a "
                 "target (--image or --command) to create it"
             ) from None
-        sampler_obj = make_sampler(sampler, space, 0)  # validates the space for the sampler
-        del sampler_obj
+        meta = dict(meta or {})
+        _validate(space, sampler, meta)
         exp = store.create_experiment(
             name,
             space=space.to_json(),
@@ -231,6 +310,7 @@ def open_experiment(
             max_retries=max_retries,
             priority=priority,
             lease_timeout=lease_timeout,
+            meta=meta,
         )
         return exp, True
     if space is not None and dumps(space.to_json()) != dumps(exp.space):

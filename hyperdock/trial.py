@@ -152,6 +152,7 @@ class Trial:
         finished_at: Unix time the trial reached a finished state.
         heartbeat_at: Last heartbeat of the running attempt.
         stop_requested: A stop was asked for (cancel, prune); the worker obeys.
+        prune_requested: The stop was asked for by the pruner: the trial ends ``pruned``.
     """
 
     id: int
@@ -170,6 +171,7 @@ class Trial:
     finished_at: float | None = None
     heartbeat_at: float | None = None
     stop_requested: bool = False
+    prune_requested: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -201,11 +203,44 @@ class LossReport:
         ok: False when the target itself declared the trial failed (``"state": "fail"``).
         loss: The loss (``None`` when the target declared failure without one).
         extra: The other keys of the JSON object, kept as trial data.
+        values: Several objectives' values (``{"loss": [a, b]}`` or ``{"losses":
+            {"err": a, "latency": b}}``); ``loss`` is then the first.
+        names: The objectives' names when they were given (``"losses"``).
     """
 
     ok: bool
     loss: float | None
     extra: dict[str, Any]
+    values: tuple[float, ...] | None = None
+    names: tuple[str, ...] | None = None
+
+    def ordered(self, names: tuple[str, ...]) -> list[float]:
+        """The objective values in the order of ``names`` (the experiment's objectives).
+
+        Raises:
+            LossFileError: the report does not hold exactly those objectives.
+        """
+        if self.values is None:
+            if self.loss is None:
+                raise LossFileError("loss.json holds no loss")
+            values: tuple[float, ...] = (self.loss,)
+        else:
+            values = self.values
+        if self.names is not None:
+            missing = [n for n in names if n not in self.names]
+            if missing or len(self.names) != len(names):
+                raise LossFileError(
+                    f'loss.json "losses" has {list(self.names)}; the experiment optimises '
+                    f"{list(names)}. Write one value per objective, by name."
+                )
+            by_name = dict(zip(self.names, values, strict=True))
+            return [by_name[n] for n in names]
+        if len(values) != len(names):
+            raise LossFileError(
+                f"loss.json holds {len(values)} loss value(s); the experiment optimises "
+                f"{len(names)} objective(s) ({', '.join(names)})."
+            )
+        return list(values)
 
 
 _OK_WORDS = {"ok", "success", "succeeded", "completed", "done"}
@@ -275,6 +310,28 @@ def parse_loss(text: str) -> LossReport:
             f'loss.json has "state" {json.dumps(word)}; use "ok" or "fail". It held {_show(text)}.'
         )
     failed = word is not None and word.lower() in _FAIL_WORDS
+    if "losses" in extra and not failed:
+        named = extra.pop("losses")
+        if not isinstance(named, dict) or not named:
+            raise LossFileError(
+                f'"losses" must map objective names to numbers; loss.json held {_show(text)}. '
+                'Write e.g. {"losses": {"err": 0.1, "latency": 12.5}}.'
+            )
+        values = tuple(_number(v, f'"losses" {k!r}', text) for k, v in named.items())
+        extra.pop("loss", None)
+        return LossReport(
+            ok=True,
+            loss=values[0],
+            extra=extra,
+            values=values,
+            names=tuple(str(k) for k in named),
+        )
+    if isinstance(extra.get("loss"), list) and not failed:
+        raw_list = extra.pop("loss")
+        if not raw_list:
+            raise LossFileError(f'"loss" is an empty list; loss.json held {_show(text)}.')
+        values = tuple(_number(v, f'"loss"[{i}]', text) for i, v in enumerate(raw_list))
+        return LossReport(ok=True, loss=values[0], extra=extra, values=values)
     if "loss" not in extra:
         if failed:
             return LossReport(ok=False, loss=None, extra=extra)

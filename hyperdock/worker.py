@@ -32,6 +32,7 @@ from typing import Any
 
 from hyperdock.errors import HyperdockError, LossFileError, StoreConnectionError, TargetError
 from hyperdock.jsonutil import dumps
+from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
 from hyperdock.storage.base import Store
 from hyperdock.storage.retry import (
@@ -41,6 +42,7 @@ from hyperdock.storage.retry import (
     reap_unless_recovering,
     recently_failed,
 )
+from hyperdock.study import Objectives
 from hyperdock.trial import Experiment, Trial, TrialState, parse_loss
 
 log = logging.getLogger("hyperdock.worker")
@@ -94,6 +96,8 @@ class Worker:
         on_trial_end: Called after each trial this worker ended.
         worker_id: Defaults to ``host-pid-random``.
         sweep_orphans: Kill Docker containers of dead workers (see :meth:`kill_orphans`).
+        progress_interval: Seconds between two reads of the targets' ``progress.jsonl``
+            (their intermediate losses go to the store for the pruner).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class Worker:
         on_trial_end: TrialListener | None = None,
         worker_id: str | None = None,
         sweep_orphans: bool = True,
+        progress_interval: float = 1.0,
     ) -> None:
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
@@ -142,6 +147,9 @@ class Worker:
         # Trials whose target has ended, waiting for the reporter thread.
         self._reports: queue.Queue[tuple[Trial, Report] | None] = queue.Queue(parallelism)
         self._ended: set[int] = set()
+        self._progress_interval = progress_interval
+        self._progress: dict[int, ProgressReader] = {}
+        self._progress_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -163,6 +171,8 @@ class Worker:
         self.kill_orphans()
         beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
         beat.start()
+        streamer = threading.Thread(target=self._progress_loop, name="hd-progress", daemon=True)
+        streamer.start()
         reporter = threading.Thread(target=self._report_loop, name="hd-reporter")
         reporter.start()
         slots = [
@@ -283,6 +293,8 @@ class Worker:
                     self._running.pop(trial.id, None)
                     self._stop_reasons.pop(trial.id, None)
                     self._ended.discard(trial.id)
+                with self._progress_lock:
+                    self._progress.pop(trial.id, None)
             if state is TrialState.QUEUED:  # a retry: an idle slot may take it now
                 with self._wake:
                     self._wake.notify_all()
@@ -317,6 +329,8 @@ class Worker:
         folder.mkdir()
         (folder / "out").mkdir()
         (folder / "params.json").write_text(dumps(trial.params))
+        with self._progress_lock:
+            self._progress[trial.id] = ProgressReader(folder / PROGRESS_FILE)
         env = dict(self._env)
         for item in exp.target.env:
             key, _, value = item.partition("=")
@@ -356,9 +370,12 @@ class Worker:
         result: dict[str, Any],
     ) -> TrialState | None:
         result = {**result, "exit_code": outcome.exit_code, "duration": outcome.duration}
+        reader = self.flush_progress(trial.id, final=True)
         if outcome.stopped:
             with self._lock:
                 reason = self._stop_reasons.get(trial.id, "stop")
+            if reason == "prune":
+                return self._pruned(trial, reader, result)
             return self._release(trial, "Cancelled" if reason != "shutdown" else "", result=result)
         if outcome.timed_out:
             return self._release(
@@ -383,6 +400,16 @@ class Worker:
                 reason += f"\nLast output ({outcome.log_file.name}):\n{tail}"
             return self._release(trial, reason, result=result)
         result.update(report.extra)
+        loss = report.loss
+        if report.ok:
+            objectives = Objectives.from_meta(exp.meta)
+            try:
+                values = report.ordered(objectives.names)
+            except LossFileError as exc:
+                return self._release(trial, str(exc), result=result)
+            loss = values[0]
+            if objectives.multi or report.values is not None:
+                result["values"] = values
         if not report.ok:
             ok = self.store.finish(
                 trial.id,
@@ -400,11 +427,74 @@ class Worker:
                 outcome.exit_code,
             )
         if not self.store.finish(
-            trial.id, self.id, state=TrialState.COMPLETED, loss=report.loss, result=result
+            trial.id, self.id, state=TrialState.COMPLETED, loss=loss, result=result
         ):
             log.warning("trial %d: lease lost before the result was saved; discarded", trial.id)
             return None
         return TrialState.COMPLETED
+
+    def _pruned(
+        self, trial: Trial, reader: ProgressReader | None, result: dict[str, Any]
+    ) -> TrialState | None:
+        last = reader.last if reader is not None else None
+        if last is not None:
+            result = {**result, "step": last[0]}
+        message = "pruned: its intermediate losses were poor" + (
+            f" (step {last[0]}, loss {last[1]:.6g})" if last else ""
+        )
+        ok = self.store.finish(
+            trial.id,
+            self.id,
+            state=TrialState.PRUNED,
+            loss=last[1] if last else None,
+            result=result,
+            error=message,
+        )
+        if ok:
+            log.info("trial %d %s", trial.id, message)
+        return TrialState.PRUNED if ok else None
+
+    # -- progress -----------------------------------------------------------------------
+    def _progress_loop(self) -> None:
+        while not self._stopping.wait(self._progress_interval):
+            with self._progress_lock:
+                ids = list(self._progress)
+            reported = []
+            for trial_id in ids:
+                try:
+                    reader = self.flush_progress(trial_id)
+                except HyperdockError as exc:
+                    if isinstance(exc, StoreConnectionError):
+                        note_failure()
+                    log.warning("could not save progress of trial %d: %s", trial_id, exc)
+                    continue
+                if reader is not None and reader.last is not None:
+                    reported.append(trial_id)
+            if reported:
+                # Trials that report progress may get pruned: learn of it now rather
+                # than at the next heartbeat.
+                with contextlib.suppress(HyperdockError):
+                    self._obey_stops(self.store.heartbeat(self.id, reported))
+
+    def flush_progress(self, trial_id: int, *, final: bool = False) -> ProgressReader | None:
+        """Send the new lines of a running trial's ``progress.jsonl`` to the store;
+        ``final`` also takes an unterminated last line (the target has ended)."""
+        with self._progress_lock:
+            reader = self._progress.get(trial_id)
+            if reader is None:
+                return None
+            reported = len(reader.bad)
+            points, offset = reader.peek(final=final)
+            if points:
+                self.store.add_progress(trial_id, self.id, points)
+            reader.commit(points, offset)
+            for line in reader.bad[reported:]:
+                log.warning(
+                    'trial %d: progress.jsonl line skipped, not {"step": N, "loss": x}: %s',
+                    trial_id,
+                    line,
+                )
+            return reader
 
     # -- heartbeats -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -423,19 +513,29 @@ class Worker:
     def beat(self) -> None:
         """One heartbeat: renew leases, obey stop requests, reap lost trials."""
         ids = self.running_trials
-        stop = self.store.heartbeat(self.id, ids)
-        for trial_id in stop:
-            with self._lock:
-                self._stop_reasons.setdefault(trial_id, "stop")
-                execution = self._running.get(trial_id)
-            if execution is not None:
-                log.info("trial %d: stop requested; stopping its target", trial_id)
-                execution.stop(self._stop_grace)
+        self._obey_stops(self.store.heartbeat(self.id, ids))
         lost = reap_unless_recovering(self.store)
         for trial in lost:
             log.warning("trial %d was lost by its worker: %s", trial.id, trial.state)
         if lost:
             self.kill_orphans()  # their containers may still be running somewhere
+
+    def _obey_stops(self, stop: set[int]) -> None:
+        """Stop the targets of trials the store wants stopped (cancel, prune, lost)."""
+        for trial_id in stop:
+            with self._lock:
+                if trial_id in self._stop_reasons:  # being stopped already
+                    continue
+            reason = "stop"
+            with contextlib.suppress(HyperdockError):
+                if self.store.get_trial(trial_id).prune_requested:
+                    reason = "prune"
+            with self._lock:
+                self._stop_reasons.setdefault(trial_id, reason)
+                execution = self._running.get(trial_id)
+            if execution is not None:
+                log.info("trial %d: %s requested; stopping its target", trial_id, reason)
+                execution.stop(self._stop_grace)
 
     def kill_orphans(self) -> list[str]:
         """Kill target containers on this Docker engine that no live worker holds.

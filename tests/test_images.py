@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from clihelp import hd, spawn, wait_for, write
+from clihelp import hd, spawn, stop_all, wait_for, write
 
 from hyperdock import cli
 from hyperdock.errors import HyperdockError
@@ -345,14 +345,17 @@ def test_supervisor_image_runs_the_original_command(
         },
     )  # fmt: skip
     try:
-        wait_for(lambda: _queued(store, "trial1", 4), timeout=120, what="the queued trials")
-        worker = hd(
-            "worker", "--store", store, "--burst", "--poll", "0.2", "--results", str(results),
+        # TPE (the default, as in v0.1) queues a trial whenever a worker slot is idle.
+        wait_for(lambda: _queued(store, "trial1", 1), timeout=120, what="a queued trial")
+        worker = spawn(
+            "worker", "--store", store, "--poll", "0.2", "--results", str(results),
             "--env", "FUNCTION=(x - 1)**2", "--network", "none", "--pull", "never",
-            cwd=tmp_path,
+            cwd=tmp_path, log=tmp_path / "worker.log",
         )  # fmt: skip
-        assert worker.returncode == 0, worker.stderr
-        code = container.wait(timeout=120)["StatusCode"]
+        try:
+            code = container.wait(timeout=180)["StatusCode"]
+        finally:
+            stop_all([worker])
         stdout = container.logs(stderr=False).decode()
         logs = container.logs().decode()
     finally:

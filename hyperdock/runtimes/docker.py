@@ -256,6 +256,7 @@ class DockerRuntime(Runtime):
             HYPERDOCK_DIR=CONTAINER_DIR,
             HYPERDOCK_PARAMS=f"{CONTAINER_DIR}/params.json",
             HYPERDOCK_LOSS=f"{CONTAINER_DIR}/loss.json",
+            HYPERDOCK_PROGRESS=f"{CONTAINER_DIR}/progress.jsonl",
             HYPERDOCK_TRIAL_ID=trial,
         )
         mounts = [

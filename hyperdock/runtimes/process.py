@@ -87,9 +87,10 @@ class ProcessRuntime(Runtime):
     """Runs ``RunContext.command`` as a local process, without a shell.
 
     The target gets the trial folder in ``HYPERDOCK_DIR`` and the paths of its files in
-    ``HYPERDOCK_PARAMS`` and ``HYPERDOCK_LOSS`` (also ``HYPERDOCK_TRIAL_ID`` and, when
-    set, ``HYPERDOCK_DATA_DIR``). It runs in its own process group, so a timeout or stop
-    ends everything it started. Its stdout and stderr go to ``log.txt`` in the folder.
+    ``HYPERDOCK_PARAMS``, ``HYPERDOCK_LOSS`` and ``HYPERDOCK_PROGRESS`` (also
+    ``HYPERDOCK_TRIAL_ID`` and, when set, ``HYPERDOCK_DATA_DIR``). It runs in its own
+    process group, so a timeout or stop ends everything it started. Its stdout and
+    stderr go to ``log.txt`` in the folder.
 
     Args:
         env: Extra environment for every target (on top of this process's own).
@@ -121,6 +122,7 @@ class ProcessRuntime(Runtime):
             HYPERDOCK_DIR=str(folder),
             HYPERDOCK_PARAMS=str(folder / "params.json"),
             HYPERDOCK_LOSS=str(folder / "loss.json"),
+            HYPERDOCK_PROGRESS=str(folder / "progress.jsonl"),
             HYPERDOCK_TRIAL_ID=str(ctx.trial_id),
         )
         if self._data_dir:

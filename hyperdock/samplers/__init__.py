@@ -1,22 +1,26 @@
-"""Samplers: grid and random natively; :func:`make_sampler` picks one by name."""
+"""Samplers: grid and random natively, tpe, gp, cmaes, nsga2 and qmc through optuna;
+:func:`make_sampler` picks one by name."""
 
 from __future__ import annotations
 
 from hyperdock.errors import ConfigError
 from hyperdock.samplers.base import Sampler
 from hyperdock.space import Space
+from hyperdock.study import Objectives
 
 __all__ = ["SAMPLERS", "Sampler", "make_sampler"]
 
 #: Names accepted by ``--sampler``.
-SAMPLERS = ("grid", "random")
+SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "qmc", "random", "grid")
 
 
-def make_sampler(name: str, space: Space, seed: int) -> Sampler:
+def make_sampler(
+    name: str, space: Space, seed: int, objectives: Objectives | None = None
+) -> Sampler:
     """Build the sampler called ``name`` for ``space``.
 
     Raises:
-        ConfigError: unknown name.
+        ConfigError: unknown name, or a single-objective sampler for several objectives.
         SpaceError: the sampler cannot handle the space (grid on a continuous one).
     """
     if name == "grid":
@@ -27,4 +31,8 @@ def make_sampler(name: str, space: Space, seed: int) -> Sampler:
         from hyperdock.samplers.random import RandomSampler
 
         return RandomSampler(space, seed)
+    from hyperdock.samplers.optuna import OPTUNA_SAMPLERS, OptunaSampler
+
+    if name in OPTUNA_SAMPLERS:
+        return OptunaSampler(name, space, seed, objectives)
     raise ConfigError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")

@@ -20,7 +20,11 @@ States and who changes them:
       ``lease_timeout``, measured with the database's clock where it has one.
     * ``running → failed``: :meth:`Store.release` when retries are spent or the error is
       not retryable, or :meth:`Store.reap` when the lost trial has no retries left.
-    * ``running → completed | pruned``: :meth:`Store.finish` by the lease holder.
+    * ``running → completed | pruned``: :meth:`Store.finish` by the lease holder. The
+      pruner asks for a stop first (:meth:`Store.prune_trial`: ``stop_requested`` and
+      ``prune_requested``); a stopped trial that is released or reaped ends ``pruned``.
+    * While a trial runs, its lease holder records intermediate losses
+      (:meth:`Store.add_progress`, one value per step, a repeated step overwrites).
     * ``queued | running → cancelled``: :meth:`Store.cancel_trial` /
       :meth:`Store.set_experiment_state`; a running trial gets ``stop_requested`` and its
       worker ends the target (the next heartbeat tells it) and then finishes it as
@@ -45,7 +49,7 @@ from typing import Any
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 #: Bumped whenever the stored layout changes; recorded in every store.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Store(abc.ABC):
@@ -218,12 +222,38 @@ class Store(abc.ABC):
         """Number of trials in each state (every state present, zeros included)."""
 
     @abc.abstractmethod
-    def best_trial(self, experiment_id: int) -> Trial | None:
-        """The completed trial with the lowest loss (lowest id on ties), or None."""
+    def best_trial(self, experiment_id: int, *, maximize: bool = False) -> Trial | None:
+        """The completed trial with the lowest (``maximize``: highest) loss, lowest id on
+        ties; None when no trial completed."""
 
     @abc.abstractmethod
     def cancel_trial(self, trial_id: int) -> TrialState:
         """Cancel a queued trial, or ask a running one to stop; returns its state after."""
+
+    @abc.abstractmethod
+    def prune_trial(self, trial_id: int) -> bool:
+        """Ask a running trial to stop because its intermediate losses are poor.
+
+        Returns:
+            True when the request was recorded: the trial is running and no stop was
+            requested yet (a cancel wins over a prune).
+        """
+
+    @abc.abstractmethod
+    def add_progress(
+        self, trial_id: int, worker_id: str, points: Sequence[tuple[int, float]]
+    ) -> bool:
+        """Record ``(step, loss)`` intermediate values of a running trial.
+
+        Returns:
+            False (and records nothing) when ``worker_id`` no longer holds the lease.
+        """
+
+    @abc.abstractmethod
+    def list_progress(
+        self, experiment_id: int, *, trial_ids: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, float]]]:
+        """Intermediate values per trial id (only trials that have some), by step."""
 
     # -- workers ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -177,6 +177,11 @@ def _unpack(doc: dict[str, Any], field: str) -> Any:
     return json.loads(raw) if raw is not None else doc.get(field)
 
 
+def _stopped_state(doc: dict[str, Any]) -> TrialState:
+    """The final state of a trial whose target was stopped on request."""
+    return TrialState.PRUNED if doc.get("prune_requested") else TrialState.CANCELLED
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -298,6 +303,7 @@ class MongoStore(Store):
         self._workers = collection("workers")
         self._counters = collection("counters")
         self._meta = collection("meta")
+        self._progress = collection("progress")
         self._clock_lock = threading.Lock()
         self._clock: tuple[float, float] | None = None  # (server time, monotonic time)
         self._clock_synced = 0.0
@@ -334,6 +340,9 @@ class MongoStore(Store):
         self._trials.create_index([("experiment_id", 1), ("_id", 1)], name="hd_exp_id")
         self._trials.create_index(
             [("experiment_id", 1), ("state", 1), ("loss", 1)], name="hd_exp_state"
+        )
+        self._progress.create_index(
+            [("experiment_id", 1), ("trial_id", 1), ("step", 1)], name="hd_progress"
         )
 
     def _upsert(self, collection: Any, key: str, fields: dict[str, Any]) -> None:
@@ -477,6 +486,7 @@ class MongoStore(Store):
             finished_at=_float(doc.get("finished_at")),
             heartbeat_at=_float(doc.get("heartbeat_at")),
             stop_requested=bool(doc.get("stop_requested")),
+            prune_requested=bool(doc.get("stop_requested") and doc.get("prune_requested")),
         )
 
     @staticmethod
@@ -613,6 +623,7 @@ class MongoStore(Store):
     @_guarded
     def delete_experiment(self, experiment_id: int) -> None:
         self._trials.delete_many({"experiment_id": experiment_id})
+        self._progress.delete_many({"experiment_id": experiment_id})
         self._experiments.delete_one({"_id": experiment_id})
 
     # -- trials -----------------------------------------------------------------------
@@ -663,6 +674,7 @@ class MongoStore(Store):
                     "finished_at": None,
                     "heartbeat_at": None,
                     "stop_requested": False,
+                    "prune_requested": False,
                     "priority": int(exp["priority"]),
                     "exp_state": exp["state"],
                     "lease_timeout": float(exp["lease_timeout"]),
@@ -733,6 +745,7 @@ class MongoStore(Store):
                     "started_at": now,
                     "heartbeat_at": now,
                     "stop_requested": False,
+                    "prune_requested": False,
                     "finished_at": None,
                 }
             },
@@ -852,7 +865,7 @@ class MongoStore(Store):
                 return None
             attempt, max_retries = int(lease["attempt"]), int(lease["max_retries"])
             if lease.get("stop_requested"):
-                new_state = TrialState.CANCELLED
+                new_state = _stopped_state(lease)
             elif retry and (not count_attempt or attempt < max_retries):
                 new_state = TrialState.QUEUED
             else:
@@ -904,7 +917,7 @@ class MongoStore(Store):
                 "(it crashed, was killed or lost the database)"
             )
             if stop:
-                new_state = TrialState.CANCELLED
+                new_state = _stopped_state(doc)
             elif attempt < int(doc["max_retries"]):
                 new_state = TrialState.QUEUED
             else:
@@ -982,7 +995,7 @@ class MongoStore(Store):
         return counts
 
     @_guarded
-    def best_trial(self, experiment_id: int) -> Trial | None:
+    def best_trial(self, experiment_id: int, *, maximize: bool = False) -> Trial | None:
         docs = list(
             self._trials.find(
                 {
@@ -990,7 +1003,7 @@ class MongoStore(Store):
                     "state": TrialState.COMPLETED.value,
                     "loss": {"$ne": None},
                 },
-                sort=[("loss", 1), ("_id", 1)],
+                sort=[("loss", -1 if maximize else 1), ("_id", 1)],
                 limit=1,
             )
         )
@@ -1015,6 +1028,48 @@ class MongoStore(Store):
         if doc is None:
             raise ExperimentNotFound(f"no trial with id {trial_id} in {self.describe()}")
         return TrialState(doc["state"])
+
+    @_guarded
+    def prune_trial(self, trial_id: int) -> bool:
+        done = self._trials.update_one(
+            {"_id": trial_id, "state": _RUNNING, "stop_requested": {"$ne": True}},
+            {"$set": {"stop_requested": True, "prune_requested": True}},
+        )
+        return bool(done.matched_count)
+
+    @_guarded
+    def add_progress(
+        self, trial_id: int, worker_id: str, points: Sequence[tuple[int, float]]
+    ) -> bool:
+        lease = self._lease(trial_id, worker_id)
+        if lease is None:
+            return False
+        for step, loss in points:
+            self._progress.update_one(
+                {"_id": f"{trial_id}:{int(step)}"},
+                {
+                    "$set": {
+                        "experiment_id": int(lease["experiment_id"]),
+                        "trial_id": trial_id,
+                        "step": int(step),
+                        "loss": float(loss),
+                    }
+                },
+                upsert=True,
+            )
+        return True
+
+    @_guarded
+    def list_progress(
+        self, experiment_id: int, *, trial_ids: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, float]]]:
+        query: dict[str, Any] = {"experiment_id": experiment_id}
+        if trial_ids is not None:
+            query["trial_id"] = {"$in": sorted(set(trial_ids))}
+        out: dict[int, list[tuple[int, float]]] = {}
+        for doc in self._progress.find(query, sort=[("trial_id", 1), ("step", 1)]):
+            out.setdefault(int(doc["trial_id"]), []).append((int(doc["step"]), float(doc["loss"])))
+        return out
 
     # -- workers ----------------------------------------------------------------------
     @_guarded

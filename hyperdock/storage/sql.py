@@ -84,6 +84,10 @@ def _schema(id_type: str, float_type: str, ref_type: str = "INTEGER") -> list[st
         "DROP INDEX IF EXISTS hd_trials_exp",
         "CREATE INDEX IF NOT EXISTS hd_trials_done ON hd_trials (experiment_id, loss) "
         "WHERE state = 'completed'",
+        f"""CREATE TABLE IF NOT EXISTS hd_progress (
+            trial_id {ref_type} NOT NULL REFERENCES hd_trials(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL, loss {float_type} NOT NULL,
+            PRIMARY KEY (trial_id, step))""",
         f"""CREATE TABLE IF NOT EXISTS hd_workers (
             id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
             parallelism INTEGER NOT NULL, started_at {float_type} NOT NULL,
@@ -190,6 +194,7 @@ class SQLStore(Store):
             finished_at=row[13],
             heartbeat_at=row[14],
             stop_requested=bool(row[15]),
+            prune_requested=row[15] == _STOP_PRUNE,
         )
 
     def _now(self, cur: Any) -> float:
@@ -479,9 +484,9 @@ class SQLStore(Store):
             lease = self._locked_lease(cur, trial_id, worker_id)
             if lease is None:
                 return None
-            attempt, max_retries, stop_requested = int(lease[0]), int(lease[1]), bool(lease[2])
+            attempt, max_retries, stop_requested = int(lease[0]), int(lease[1]), lease[2]
             if stop_requested:
-                new_state = TrialState.CANCELLED
+                new_state = _stopped_state(stop_requested)
             elif retry and (not count_attempt or attempt < max_retries):
                 new_state = TrialState.QUEUED
             else:
@@ -543,7 +548,7 @@ class SQLStore(Store):
                     "(it crashed, was killed or lost the database)"
                 )
                 if stop:
-                    new_state = TrialState.CANCELLED
+                    new_state = _stopped_state(stop)
                 elif attempt < max_retries:
                     new_state = TrialState.QUEUED
                 else:
@@ -615,10 +620,11 @@ class SQLStore(Store):
             counts[TrialState(state)] = int(n)
         return counts
 
-    def best_trial(self, experiment_id: int) -> Trial | None:
+    def best_trial(self, experiment_id: int, *, maximize: bool = False) -> Trial | None:
+        order = "DESC" if maximize else "ASC"
         rows = self._read(
             f"SELECT {_TRIAL_COLS} FROM hd_trials WHERE experiment_id = ? "
-            "AND state = 'completed' AND loss IS NOT NULL ORDER BY loss, id LIMIT 1",
+            f"AND state = 'completed' AND loss IS NOT NULL ORDER BY loss {order}, id LIMIT 1",
             (experiment_id,),
         )
         return self._trial(rows[0]) if rows else None
@@ -642,6 +648,53 @@ class SQLStore(Store):
         if row is None:
             raise ExperimentNotFound(f"no trial with id {trial_id} in {self.describe()}")
         return TrialState(row[0])
+
+    def prune_trial(self, trial_id: int) -> bool:
+        with self._tx(single=True) as cur:
+            cur.execute(
+                self._q(
+                    f"UPDATE hd_trials SET stop_requested = {_STOP_PRUNE} WHERE id = ? "
+                    "AND state = 'running' AND stop_requested = 0"
+                ),
+                (trial_id,),
+            )
+            return bool(cur.rowcount)
+
+    def add_progress(
+        self, trial_id: int, worker_id: str, points: Sequence[tuple[int, float]]
+    ) -> bool:
+        rows = [(trial_id, int(step), float(loss)) for step, loss in points]
+        with self._tx() as cur:
+            if self._locked_lease(cur, trial_id, worker_id) is None:
+                return False
+            if rows:
+                cur.executemany(
+                    self._q(
+                        "INSERT INTO hd_progress (trial_id, step, loss) VALUES (?, ?, ?) "
+                        "ON CONFLICT (trial_id, step) DO UPDATE SET loss = excluded.loss"
+                    ),
+                    rows,
+                )
+        return True
+
+    def list_progress(
+        self, experiment_id: int, *, trial_ids: Iterable[int] | None = None
+    ) -> dict[int, list[tuple[int, float]]]:
+        sql = (
+            "SELECT p.trial_id, p.step, p.loss FROM hd_progress p "
+            "JOIN hd_trials t ON t.id = p.trial_id WHERE t.experiment_id = ?"
+        )
+        args: list[Any] = [experiment_id]
+        if trial_ids is not None:
+            ids = sorted(set(trial_ids))
+            if not ids:
+                return {}
+            sql += f" AND p.trial_id IN ({', '.join('?' * len(ids))})"
+            args += ids
+        out: dict[int, list[tuple[int, float]]] = {}
+        for tid, step, loss in self._read(sql + " ORDER BY p.trial_id, p.step", args):
+            out.setdefault(int(tid), []).append((int(step), float(loss)))
+        return out
 
     # -- workers ----------------------------------------------------------------------
     def register_worker(
@@ -812,6 +865,16 @@ class SQLiteStore(SQLStore):
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
+
+#: ``stop_requested`` values: 0 none, 1 cancel, 2 prune (a cancel overrides a prune).
+_STOP_CANCEL = 1
+_STOP_PRUNE = 2
+
+
+def _stopped_state(stop_requested: Any) -> TrialState:
+    """The final state of a trial whose target was stopped on request."""
+    return TrialState.PRUNED if stop_requested == _STOP_PRUNE else TrialState.CANCELLED
+
 
 #: Key of the advisory lock that serialises schema creation across processes.
 _SCHEMA_LOCK_KEY = 0x4859504552444F43  # "HYPERDOC"

@@ -336,6 +336,61 @@ class StoreConformance:
         assert store.cancel_trial(trial.id) is TrialState.CANCELLED
         assert store.claim("w") is None
 
+    # -- pruning and progress ---------------------------------------------------------
+    def test_progress_is_kept_per_step_for_the_lease_holder(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        first, second = store.claim("w"), store.claim("w")
+        assert first is not None and second is not None
+        assert store.add_progress(first.id, "w", [(1, 0.9), (2, 0.8)])
+        assert store.add_progress(first.id, "w", [(2, 0.7), (3, 0.6)])  # step 2 rewritten
+        assert store.add_progress(second.id, "w", [(1, 0.5)])
+        assert not store.add_progress(first.id, "intruder", [(4, 0.0)])
+        assert store.list_progress(exp.id) == {
+            first.id: [(1, 0.9), (2, 0.7), (3, 0.6)],
+            second.id: [(1, 0.5)],
+        }
+        assert store.list_progress(exp.id, trial_ids=[second.id]) == {second.id: [(1, 0.5)]}
+        assert store.list_progress(make_experiment(store, "other").id) == {}
+        store.finish(first.id, "w", state=TrialState.COMPLETED, loss=0.6)
+        assert not store.add_progress(first.id, "w", [(5, 0.1)])  # finished: no lease
+
+    def test_prune_stops_a_running_trial_which_ends_pruned(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}, {"n": 1}, {"n": 2}])
+        a, b = store.claim("w"), store.claim("w")
+        assert a is not None and b is not None
+        assert store.prune_trial(a.id)
+        assert not store.prune_trial(a.id)  # asked already
+        assert store.heartbeat("w", [a.id, b.id]) == {a.id}
+        got = store.get_trial(a.id)
+        assert got.stop_requested and got.prune_requested
+        assert store.finish(a.id, "w", state=TrialState.PRUNED, loss=0.7, result={"step": 3})
+        pruned = store.get_trial(a.id)
+        assert pruned.state is TrialState.PRUNED and pruned.loss == 0.7
+        # A stopped trial released (target died while stopping) also ends pruned.
+        assert store.prune_trial(b.id)
+        assert store.release(b.id, "w", error="stopped") is TrialState.PRUNED
+        # Queued trials cannot be pruned; a cancel overrides a prune request.
+        (queued,) = store.list_trials(exp.id, states=[TrialState.QUEUED])
+        assert not store.prune_trial(queued.id)
+        c = store.claim("w")
+        assert c is not None
+        assert store.cancel_trial(c.id) is TrialState.RUNNING
+        assert not store.prune_trial(c.id)
+        assert not store.get_trial(c.id).prune_requested
+        assert store.count_trials(exp.id)[TrialState.PRUNED] == 2
+        assert store.best_trial(exp.id) is None  # pruned trials are never the best
+
+    def test_a_lost_pruned_trial_is_reaped_as_pruned(self, store: Store) -> None:
+        exp = make_experiment(store, lease_timeout=0.2)
+        store.add_trials(exp.id, [{"n": 0}])
+        trial = store.claim("w")
+        assert trial is not None
+        assert store.prune_trial(trial.id)
+        time.sleep(0.5)
+        assert [t.state for t in store.reap()] == [TrialState.PRUNED]
+
     # -- queries ----------------------------------------------------------------------
     def test_counts_best_and_filters(self, store: Store) -> None:
         exp = make_experiment(store, max_retries=0)
@@ -361,6 +416,8 @@ class StoreConformance:
         assert [t.number for t in done] == [0, 1, 2]
         assert [t.number for t in store.list_trials(exp.id, since_id=done[1].id, limit=2)] == [2, 3]
         assert store.best_trial(make_experiment(store, "empty").id) is None
+        top = store.best_trial(exp.id, maximize=True)
+        assert top is not None and top.loss == 0.5 and top.number == 0
 
     # -- workers ----------------------------------------------------------------------
     def test_worker_registry(self, store: Store) -> None:

@@ -1,0 +1,92 @@
+"""Adaptive samplers through optuna's ask/tell: tpe, gp, cmaes, nsga2 and qmc.
+
+Each suggestion syncs the experiment's trials into a :class:`~hyperdock.study.StudyMirror`
+and asks the named optuna sampler for the next point. The sampler is rebuilt for every
+trial number with a seed derived from ``(seed, number)`` (QMC keeps the experiment's
+seed: its sequence must stay one sequence), so a seeded run is reproducible and a
+restarted supervisor proposes what the old one would have, given the same history.
+
+Pending trials (queued or running) are ``RUNNING`` in the mirror: TPE runs with
+``constant_liar=True`` and the GP sampler with its own liar, so parallel workers get
+distinct points. Parts of a space a sampler cannot model (CMA-ES and QMC: categorical
+and conditional parameters) are sampled independently, with optuna's warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from hyperdock.errors import ConfigError
+from hyperdock.samplers.base import Sampler
+from hyperdock.space import Space
+from hyperdock.study import Objectives, StudyMirror, _optuna
+from hyperdock.trial import Trial
+
+#: The optuna-backed sampler names.
+OPTUNA_SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "qmc")
+#: Samplers that handle one objective only.
+SINGLE_OBJECTIVE = ("gp", "cmaes")
+
+
+def derive_seed(seed: int, number: int) -> int:
+    """A 32-bit seed for trial ``number`` of an experiment seeded ``seed``."""
+    digest = hashlib.blake2b(f"hyperdock:{seed}:{number}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+def build_optuna_sampler(name: str, seed: int) -> Any:
+    """The optuna sampler called ``name``, seeded."""
+    opt = _optuna()
+    if name == "tpe":
+        return opt.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
+    if name == "gp":
+        from hyperdock.samplers.gp import GPSampler
+
+        return GPSampler(seed=seed)
+    if name == "cmaes":
+        return opt.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
+    if name == "nsga2":
+        return opt.samplers.NSGAIISampler(seed=seed)
+    if name == "qmc":
+        return opt.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=True)
+    raise ConfigError(f"unknown optuna sampler {name!r}")  # pragma: no cover
+
+
+class OptunaSampler(Sampler):
+    """One of :data:`OPTUNA_SAMPLERS`, driving a :class:`StudyMirror`.
+
+    Args:
+        name: The sampler's name.
+        space: The experiment's space.
+        seed: The experiment's seed.
+        objectives: What the experiment optimises.
+
+    Raises:
+        ConfigError: the sampler cannot handle several objectives.
+    """
+
+    adaptive = True
+
+    def __init__(
+        self, name: str, space: Space, seed: int, objectives: Objectives | None = None
+    ) -> None:
+        super().__init__(space, seed)
+        objectives = objectives or Objectives()
+        if objectives.multi and name in SINGLE_OBJECTIVE:
+            raise ConfigError(
+                f"the {name} sampler handles one objective; with several use tpe or nsga2"
+            )
+        if name == "cmaes":
+            import importlib.util
+
+            if importlib.util.find_spec("cmaes") is None:
+                raise ConfigError("the cmaes sampler needs the cmaes package: pip install cmaes")
+        self.kind = name
+        self.mirror = StudyMirror(space, objectives)
+
+    def suggest(self, number: int, trials: Sequence[Trial]) -> dict[str, Any] | None:
+        self.mirror.sync(trials)
+        seed = self.seed % 2**32 if self.kind == "qmc" else derive_seed(self.seed, number)
+        return self.mirror.ask(number, build_optuna_sampler(self.kind, seed))

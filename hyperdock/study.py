@@ -1,0 +1,525 @@
+"""An experiment seen as an optuna study: objectives, the space in optuna's terms, and
+the in-memory mirror that adaptive samplers, pruners and importances work on.
+
+The store is the truth; :class:`StudyMirror` copies it into an in-memory optuna study,
+one optuna trial per store trial (matched by trial number):
+
+* finished trials become ``COMPLETE`` (with their objective values), ``PRUNED`` (with
+  their intermediate losses) or ``FAIL``;
+* queued and running trials stay ``RUNNING``: samplers treat them as pending, so TPE's
+  constant liar (and our GP's) keeps parallel workers away from each other's points.
+
+A restarted supervisor builds the same mirror from the store, so TPE and GP continue as
+if nothing happened. (CMA-ES, NSGA-II and QMC also keep generation state in optuna's
+trial attributes, which the store does not hold: after a restart they start a new
+generation from the history they see.)
+
+Spaces map to optuna distributions one node at a time: ``uniform`` → float,
+``loguniform`` → log float, quantised kinds (``quniform``, ``qloguniform``,
+``uniformint``) → an integer step index ``k`` with value ``k * q``, ``randint`` → int,
+``choice``/``pchoice``/grid axes → a categorical over option indices, whose chosen
+option is then walked (conditional parameters appear only when their option is picked).
+Unbounded ``normal``-family nodes are searched within mean ± 3 sigma (a warning says so);
+``pchoice`` weights are not used by optuna samplers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hyperdock.errors import ConfigError
+from hyperdock.jsonutil import dumps
+from hyperdock.space import UNION_LABEL, Choice, Dist, GridAxis, Space, Union, _steps
+from hyperdock.trial import Trial, TrialState
+
+log = logging.getLogger("hyperdock.study")
+
+#: Directions an objective may have.
+DIRECTIONS = ("minimize", "maximize")
+#: Pruner names accepted by ``--pruner``.
+PRUNERS = ("none", "median", "asha", "hyperband")
+#: Unbounded distributions are searched within mean ± this many sigmas.
+SIGMAS = 3.0
+
+
+class _Forward(logging.Handler):
+    """Passes optuna's warnings to our log, each once per process whatever trial it
+    names (a fallback warning would otherwise repeat for every trial)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        key = re.sub(r"Trial#?\s*\d+", "Trial", message)
+        if key not in self.seen:
+            self.seen.add(key)
+            log.log(record.levelno, "optuna: %s", message)
+
+
+_configured = False
+
+
+def _optuna() -> Any:
+    global _configured
+    try:
+        import optuna
+    except ImportError:  # pragma: no cover - a dependency
+        raise ConfigError("adaptive samplers need optuna: pip install optuna") from None
+    if not _configured:
+        # optuna's warnings go through our logging (once each), not its own handler.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        optuna.logging.disable_default_handler()
+        optuna.logging.disable_propagation()
+        logging.getLogger("optuna").addHandler(_Forward())
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        _configured = True
+    return optuna
+
+
+# -- objectives ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Objectives:
+    """What an experiment optimises.
+
+    Attributes:
+        names: One name per objective (``("loss",)`` for the usual single loss).
+        directions: ``"minimize"`` or ``"maximize"`` per objective.
+    """
+
+    names: tuple[str, ...] = ("loss",)
+    directions: tuple[str, ...] = ("minimize",)
+
+    def __post_init__(self) -> None:
+        if not self.names or len(self.names) != len(self.directions):
+            raise ConfigError("give one direction per objective")
+        for d in self.directions:
+            if d not in DIRECTIONS:
+                raise ConfigError(f"direction must be minimize or maximize, got {d!r}")
+        if len(set(self.names)) != len(self.names):
+            raise ConfigError(f"objective names must differ, got {list(self.names)}")
+
+    @property
+    def multi(self) -> bool:
+        """Several objectives (the result is a Pareto front)."""
+        return len(self.names) > 1
+
+    @property
+    def maximize(self) -> bool:
+        """The (first) objective is maximised."""
+        return self.directions[0] == "maximize"
+
+    @classmethod
+    def build(
+        cls, directions: Sequence[str] = (), named: Mapping[str, str] | None = None
+    ) -> Objectives:
+        """From ``--direction`` values (unnamed objectives) or ``{name: direction}``."""
+        if named:
+            if directions:
+                raise ConfigError("give either named objectives or --direction, not both")
+            return cls(tuple(named), tuple(str(d).lower() for d in named.values()))
+        dirs = tuple(d.lower() for d in directions) or ("minimize",)
+        names = ("loss",) if len(dirs) == 1 else tuple(f"loss{i}" for i in range(len(dirs)))
+        return cls(names, dirs)
+
+    def to_meta(self) -> list[dict[str, str]]:
+        """As stored in ``experiment.meta["objectives"]``."""
+        return [
+            {"name": n, "direction": d} for n, d in zip(self.names, self.directions, strict=True)
+        ]
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> Objectives:
+        """Inverse of :meth:`to_meta` (the default when the experiment has none)."""
+        items = meta.get("objectives")
+        if not items:
+            return cls()
+        return cls(tuple(i["name"] for i in items), tuple(i["direction"] for i in items))
+
+    def values(self, trial: Trial) -> list[float] | None:
+        """The objective values of a completed trial (None when it has none)."""
+        if self.multi:
+            raw = trial.result.get("values")
+            if isinstance(raw, list) and len(raw) == len(self.names):
+                return [float(v) for v in raw]
+            return None
+        return None if trial.loss is None else [float(trial.loss)]
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """``a`` is no worse than ``b`` everywhere and better somewhere (minimising)."""
+    pairs = list(zip(a, b, strict=True))
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+
+def pareto_front(trials: Iterable[Trial], objectives: Objectives) -> list[Trial]:
+    """The completed trials no other completed trial dominates, in trial order."""
+    points = []
+    for t in trials:
+        if t.state is TrialState.COMPLETED and (v := objectives.values(t)) is not None:
+            signs = [1.0 if d == "minimize" else -1.0 for d in objectives.directions]
+            points.append((t, [s * x for s, x in zip(signs, v, strict=True)]))
+    front = []
+    for t, v in points:
+        dominated = any(
+            all(a <= b for a, b in zip(w, v, strict=True))
+            and any(a < b for a, b in zip(w, v, strict=True))
+            for _, w in points
+        )
+        if not dominated:
+            front.append(t)
+    return sorted(front, key=lambda t: t.number)
+
+
+# -- the space in optuna's terms ----------------------------------------------------------
+Pick = Callable[[str, Any], Any]
+
+
+class OptunaSpace:
+    """A :class:`Space` as optuna distributions, walked define-by-run."""
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self.optuna = _optuna()
+        self.distributions: dict[str, Any] = {}
+        self._index(space.root)
+
+    # distributions ------------------------------------------------------------------
+    def _index(self, node: Any) -> None:
+        match node:
+            case dict():
+                for v in node.values():
+                    self._index(v)
+            case list():
+                for v in node:
+                    self._index(v)
+            case Dist():
+                self.distributions[node.label] = self._dist(node)
+            case Choice():
+                self.distributions[node.label] = self._categorical(len(node.options))
+                for option in node.options:
+                    self._index(option)
+            case GridAxis():
+                self.distributions[node.label] = self._categorical(max(1, len(node.values)))
+            case Union():
+                self.distributions[UNION_LABEL] = self._categorical(len(node.spaces))
+                for member in node.spaces:
+                    self._index(member)
+
+    def _categorical(self, n: int) -> Any:
+        return self.optuna.distributions.CategoricalDistribution(list(range(n)))
+
+    def _dist(self, node: Dist) -> Any:
+        d = self.optuna.distributions
+        a = node.named_args
+        kind = node.kind
+        if kind == "uniform":
+            return d.FloatDistribution(a["low"], a["high"])
+        if kind == "loguniform":
+            return d.FloatDistribution(math.exp(a["low"]), math.exp(a["high"]), log=True)
+        if kind == "randint":
+            return d.IntDistribution(int(a["low"]), int(a["high"]) - 1)
+        if kind in ("normal", "qnormal", "lognormal", "qlognormal"):
+            log.warning(
+                "parameter %r: %s is unbounded; adaptive samplers search it within mu ± %g sigma",
+                node.label,
+                kind,
+                SIGMAS,
+            )
+            low, high = a["mu"] - SIGMAS * a["sigma"], a["mu"] + SIGMAS * a["sigma"]
+            if kind.endswith("lognormal"):
+                low, high = math.exp(low), math.exp(high)
+            if kind == "normal":
+                return d.FloatDistribution(low, high)
+            if kind == "lognormal":
+                return d.FloatDistribution(low, high, log=True)
+            return self._steps_dist(low, high, a["q"], log=kind == "qlognormal")
+        if kind in ("quniform", "uniformint"):
+            return self._steps_dist(a["low"], a["high"], a["q"], log=False)
+        if kind == "qloguniform":
+            return self._steps_dist(math.exp(a["low"]), math.exp(a["high"]), a["q"], log=True)
+        raise ConfigError(f"parameter {node.label!r}: {kind} has no optuna form")
+
+    def _steps_dist(self, low: float, high: float, q: float, *, log: bool) -> Any:
+        ks, _ = _steps(low, high, q)
+        k_low, k_high = ks.start, max(ks.start, ks.stop - 1)
+        return self.optuna.distributions.IntDistribution(k_low, k_high, log=log and k_low >= 1)
+
+    # walking ------------------------------------------------------------------------
+    def build(self, pick: Pick) -> dict[str, Any]:
+        """The parameters, each node's value coming from ``pick(label, distribution)``."""
+        out = self._build(self.space.root, pick)
+        assert isinstance(out, dict)
+        return out
+
+    def _build(self, node: Any, pick: Pick) -> Any:
+        match node:
+            case dict():
+                return {k: self._build(v, pick) for k, v in node.items()}
+            case list():
+                return [self._build(v, pick) for v in node]
+            case Dist():
+                raw = pick(node.label, self.distributions[node.label])
+                return self._value(node, raw)
+            case Choice():
+                i = int(pick(node.label, self.distributions[node.label]))
+                return self._build(node.options[i], pick)
+            case GridAxis():
+                i = int(pick(node.label, self.distributions[node.label]))
+                return self._build(node.values[i], pick)
+            case Union():
+                i = int(pick(UNION_LABEL, self.distributions[UNION_LABEL]))
+                return self._build(node.spaces[i], pick)
+        return node
+
+    @staticmethod
+    def _value(node: Dist, raw: Any) -> Any:
+        a = node.named_args
+        if "q" in a:
+            from hyperdock.space import _multiple
+
+            value = _multiple(int(raw), a["q"])
+            return int(value) if node.kind == "uniformint" else value
+        if node.kind == "randint":
+            return int(raw)
+        return float(raw)
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Parameters for an optuna trial (``study.ask()``), define-by-run."""
+
+        def pick(label: str, dist: Any) -> Any:
+            d = self.optuna.distributions
+            if isinstance(dist, d.CategoricalDistribution):
+                return trial.suggest_categorical(label, dist.choices)
+            if isinstance(dist, d.IntDistribution):
+                return trial.suggest_int(label, dist.low, dist.high, log=dist.log)
+            return trial.suggest_float(label, dist.low, dist.high, log=dist.log)
+
+        return self.build(pick)
+
+    def internal(self, params: Any) -> dict[str, Any] | None:
+        """The optuna parameter values that give ``params``; None when ``params`` do not
+        fit the space (then the trial cannot be mirrored)."""
+        out: dict[str, Any] = {}
+        return out if self._invert(self.space.root, params, out) else None
+
+    def _invert(self, node: Any, value: Any, out: dict[str, Any]) -> bool:
+        match node:
+            case dict():
+                if not isinstance(value, dict) or set(value) != set(node):
+                    return False
+                return all(self._invert(node[k], value[k], out) for k in node)
+            case list():
+                if not isinstance(value, list) or len(value) != len(node):
+                    return False
+                return all(self._invert(n, v, out) for n, v in zip(node, value, strict=True))
+            case Dist():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    return False
+                out[node.label] = self._raw(node, float(value))
+                return True
+            case Choice():
+                return self._first_match(node.label, node.options, value, out)
+            case GridAxis():
+                return self._first_match(node.label, node.values, value, out)
+            case Union():
+                return self._first_match(UNION_LABEL, node.spaces, value, out)
+        return dumps(node) == dumps(value)
+
+    def _first_match(
+        self, label: str, options: Sequence[Any], value: Any, out: dict[str, Any]
+    ) -> bool:
+        for i, option in enumerate(options):
+            tmp: dict[str, Any] = {}
+            if self._invert(option, value, tmp):
+                out[label] = i
+                out.update(tmp)
+                return True
+        return False
+
+    def _raw(self, node: Dist, value: float) -> Any:
+        dist = self.distributions[node.label]
+        a = node.named_args
+        raw: float = value / a["q"] if "q" in a else value
+        low, high = dist.low, dist.high
+        raw = min(max(raw, low), high)
+        if isinstance(dist, self.optuna.distributions.IntDistribution):
+            return round(raw)
+        return raw
+
+
+# -- the mirror ---------------------------------------------------------------------------
+_STATES = {
+    TrialState.COMPLETED: "COMPLETE",
+    TrialState.PRUNED: "PRUNED",
+    TrialState.FAILED: "FAIL",
+    TrialState.CANCELLED: "FAIL",
+}
+
+
+class StudyMirror:
+    """An in-memory optuna study kept in step with an experiment's trials.
+
+    Not thread-safe: one supervisor owns it.
+
+    Args:
+        space: The experiment's space.
+        objectives: What is optimised.
+    """
+
+    def __init__(self, space: Space, objectives: Objectives) -> None:
+        self.optuna = _optuna()
+        self.codec = OptunaSpace(space)
+        self.objectives = objectives
+        self.storage = self.optuna.storages.InMemoryStorage()
+        self.study = self.optuna.create_study(
+            storage=self.storage,
+            directions=list(objectives.directions),
+            sampler=self.optuna.samplers.RandomSampler(seed=0),
+        )
+        self._ids: dict[int, int] = {}  # trial number -> optuna trial id
+        self._store_ids: dict[int, int] = {}  # store trial id -> optuna trial id
+        self._final: set[int] = set()  # trial numbers mirrored in a final state
+        self._steps: dict[int, int] = {}  # optuna trial id -> intermediate values set
+        self._unfit: set[int] = set()
+
+    def settled(self, number: int) -> bool:
+        """Trial ``number`` is mirrored in its final state (nothing more to copy)."""
+        return number in self._final or number in self._unfit
+
+    @property
+    def pending_ids(self) -> list[int]:
+        """Store ids of trials mirrored as running (progress is wanted for them)."""
+        return [sid for sid, oid in self._store_ids.items() if oid not in self._final_oids()]
+
+    def _final_oids(self) -> set[int]:
+        return {self._ids[n] for n in self._final if n in self._ids}
+
+    def sync(
+        self,
+        trials: Iterable[Trial],
+        progress: Mapping[int, Sequence[tuple[int, float]]] | None = None,
+    ) -> None:
+        """Bring the study up to date with ``trials`` (and their intermediate losses)."""
+        progress = progress or {}
+        opt = self.optuna
+        for t in trials:
+            if t.number in self._final or t.number in self._unfit:
+                continue
+            oid = self._ids.get(t.number)
+            if oid is None:
+                internal = self.codec.internal(t.params)
+                if internal is None:
+                    log.debug("trial %d does not fit the space; not mirrored", t.number)
+                    self._unfit.add(t.number)
+                    continue
+                frozen = opt.trial.create_trial(
+                    state=opt.trial.TrialState.RUNNING,
+                    params=internal,
+                    distributions={k: self.codec.distributions[k] for k in internal},
+                )
+                oid = self.storage.create_new_trial(self.study._study_id, template_trial=frozen)
+                self._ids[t.number] = oid
+            self._store_ids[t.id] = oid
+            self._set_progress(oid, progress.get(t.id, ()))
+            if t.state.finished:
+                self._finish(t, oid)
+
+    def _set_progress(self, oid: int, points: Sequence[tuple[int, float]]) -> None:
+        if self.objectives.multi or not points:
+            return
+        done = self._steps.get(oid, 0)
+        for step, loss in points[done:]:
+            if math.isfinite(loss):
+                self.storage.set_trial_intermediate_value(oid, step, loss)
+        self._steps[oid] = len(points)
+
+    def _finish(self, t: Trial, oid: int) -> None:
+        opt = self.optuna
+        state = _STATES[t.state]
+        values = self.objectives.values(t) if state == "COMPLETE" else None
+        if state == "COMPLETE" and (values is None or not all(map(math.isfinite, values))):
+            state = "FAIL"
+        self.storage.set_trial_state_values(
+            oid, opt.trial.TrialState[state], values if state == "COMPLETE" else None
+        )
+        self._final.add(t.number)
+
+    def ask(self, number: int, sampler: Any) -> dict[str, Any]:
+        """Parameters for trial ``number`` from ``sampler`` (an optuna sampler).
+
+        Asking again for a number whose trial never reached the store (the store was
+        down) returns the same parameters.
+        """
+        oid = self._ids.get(number)
+        if oid is not None:
+            frozen = self.storage.get_trial(oid)
+            return self.codec.build(lambda label, _dist: frozen.params[label])
+        self.study.sampler = sampler
+        trial = self.study.ask()
+        params = self.codec.suggest(trial)
+        self._ids[number] = trial._trial_id
+        return params
+
+    def prune(self, pruner: Any) -> list[int]:
+        """Store ids of running trials that ``pruner`` would stop now."""
+        out = []
+        for sid in self.pending_ids:
+            oid = self._store_ids[sid]
+            frozen = self.storage.get_trial(oid)
+            if frozen.state != self.optuna.trial.TrialState.RUNNING:
+                continue
+            if not frozen.intermediate_values:
+                continue
+            if pruner.prune(self.study, frozen):
+                out.append(sid)
+        return out
+
+    def importances(self) -> dict[str, float]:
+        """Parameter importances (optuna's default evaluator) for the first objective;
+        empty with fewer than two completed trials or nothing to compare."""
+        opt = self.optuna
+        done = self.study.get_trials(deepcopy=False, states=(opt.trial.TrialState.COMPLETE,))
+        if len(done) < 2:
+            return {}
+        target = (lambda t: t.values[0]) if self.objectives.multi else None
+        try:
+            result: dict[str, float] = opt.importance.get_param_importances(
+                self.study, target=target
+            )
+        except (RuntimeError, ValueError) as exc:
+            log.debug("no importances: %s", exc)
+            return {}
+        return {k: float(v) for k, v in result.items()}
+
+
+def make_pruner(name: str) -> Any:
+    """The optuna pruner for ``--pruner`` (None for ``none``).
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    if name in ("none", "", None):
+        return None
+    opt = _optuna()
+    if name == "median":
+        return opt.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2)
+    if name == "asha":
+        return opt.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return opt.pruners.HyperbandPruner()
+    raise ConfigError(f"unknown pruner {name!r}; choose one of: {', '.join(PRUNERS)}")
+
+
+def importances(space: Space, objectives: Objectives, trials: Iterable[Trial]) -> dict[str, float]:
+    """Parameter importances from an experiment's trials (for reports)."""
+    mirror = StudyMirror(space, objectives)
+    mirror.sync(trials)
+    return mirror.importances()
