@@ -1093,6 +1093,35 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
 
 
 @cli.command()
+@_store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port to listen on.")
+@click.option(
+    "--token",
+    envvar="HYPERDOCK_TOKEN",
+    default=None,
+    help="Required for actions; required to bind beyond localhost. [env HYPERDOCK_TOKEN]",
+)
+def dashboard(store: str | None, host: str, port: int, token: str | None) -> None:
+    """Serve the web dashboard: experiments, trials, plots, workers, actions."""
+    import contextlib
+
+    from hyperdock.dashboard import check_bind, plotly_js, serve
+
+    check_bind(host, token)
+    plotly_js()  # refuses at once (ConfigError) when plotly is missing
+    with _store(store) as st:
+
+        def ready(url: str) -> None:
+            click.echo(f"Dashboard on {url} (store {st.describe()}); Ctrl-C stops it.")
+            if token:
+                click.echo(f"Open {url}?token=… to enable actions.")
+
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(st, host, port, token, ready=ready)
+
+
+@cli.command()
 @click.argument("name", required=False)
 @click.option("--trial", "trial_ids", type=int, multiple=True, help="Cancel only this trial.")
 @_store_option

@@ -1,0 +1,356 @@
+"""The web dashboard: a WSGI app over the store contract, served by the standard library.
+
+``create_app(store, token)`` returns a WSGI callable with a JSON API (``/api/...``) and
+HTML pages rendered in the browser by ``static/app.js``; :func:`serve` runs it on a
+threading ``wsgiref`` server. Actions (POST) are CSRF-safe: they need the header
+``X-Hyperdock-Token`` equal to the token when one is set, else the custom header
+``X-Requested-With: hyperdock`` (which browsers send cross-site only with a CORS grant,
+never given here) and a local ``Host``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import socketserver
+import urllib.parse
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from hyperdock.dashboard import api, pages
+from hyperdock.errors import ConfigError, StoreError
+from hyperdock.storage.base import Store
+
+__all__ = ["LOCAL_HOSTS", "check_bind", "create_app", "serve"]
+
+log = logging.getLogger("hyperdock.dashboard")
+
+#: Hosts the dashboard may bind without a token.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Largest JSON body an action accepts.
+MAX_BODY = 1024 * 1024
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token.
+
+    Raises:
+        ConfigError: ``host`` is not a loopback name and no token is set.
+    """
+    if host not in LOCAL_HOSTS and not token:
+        raise ConfigError(
+            f"refusing to bind the dashboard to {host} without a token: "
+            "give --token (or HYPERDOCK_TOKEN), or use --host 127.0.0.1"
+        )
+
+
+@cache
+def plotly_js() -> bytes:
+    """plotly.js from the installed ``plotly`` package (never a CDN).
+
+    Raises:
+        ConfigError: plotly is not installed.
+    """
+    try:
+        import plotly
+    except ImportError:
+        raise ConfigError(
+            "the dashboard needs plotly: pip install 'hyperdock[dashboard]'"
+        ) from None
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    if path.is_file():
+        return path.read_bytes()
+    from plotly.offline import get_plotlyjs
+
+    return str(get_plotlyjs()).encode("utf-8")
+
+
+class _Response:
+    def __init__(
+        self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]]
+    ) -> None:
+        self.status, self.body, self.content_type, self.headers = (
+            status,
+            body,
+            content_type,
+            headers,
+        )
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _json(status: int, data: Any) -> _Response:
+    body = json.dumps(data, allow_nan=False, default=str).encode("utf-8")
+    return _Response(status, body, "application/json; charset=utf-8", [])
+
+
+def _error(status: int, message: str) -> _Response:
+    return _json(status, {"error": message})
+
+
+def _sanitize(data: Any) -> Any:
+    """JSON cannot hold NaN/inf: send them as null."""
+    if isinstance(data, float) and (data != data or data in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(data, dict):
+        return {str(k): _sanitize(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_sanitize(v) for v in data]
+    return data
+
+
+class DashboardApp:
+    """The WSGI application. Build it with :func:`create_app`."""
+
+    def __init__(self, store: Store, token: str | None = None) -> None:
+        """Serve ``store``; ``token`` (when set) is required by every action."""
+        self.store = store
+        self.token = token or None
+
+    # -- WSGI -----------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """Handle one request."""
+        try:
+            response = self._dispatch(environ)
+        except api.ApiError as exc:
+            response = _error(exc.status, exc.message)
+        except StoreError as exc:
+            log.warning("dashboard: store error: %s", exc)
+            response = _error(503, f"store error: {exc}")
+        except Exception:
+            log.exception("dashboard: unexpected error")
+            response = _error(500, "internal error (see the dashboard's log)")
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *_SECURITY_HEADERS,
+            ("Content-Security-Policy", _CSP),
+            *response.headers,
+        ]
+        reason = _REASONS.get(response.status, "Error")
+        start_response(f"{response.status} {reason}", headers)
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            return [b""]
+        return [response.body]
+
+    def _dispatch(self, environ: dict[str, Any]) -> _Response:
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", "/")) or "/"
+        if path.startswith("/api/"):
+            if method in ("GET", "HEAD"):
+                return _json(200, _sanitize(self._api_get(path)))
+            if method == "POST":
+                self._authorise(environ)
+                body = self._body(environ)
+                return _json(200, _sanitize(self._api_post(path, body)))
+            raise api.ApiError(405, f"{method} is not allowed here")
+        if method not in ("GET", "HEAD"):
+            raise api.ApiError(405, f"{method} is not allowed here")
+        if path.startswith("/static/"):
+            return self._static(path[len("/static/") :])
+        return self._page(path)
+
+    # -- security -------------------------------------------------------------------
+    def _authorise(self, environ: dict[str, Any]) -> None:
+        """Let an action through only with the token, or (no token) the custom header
+        from a local origin. Raises ApiError(403) otherwise."""
+        if self.token is not None:
+            given = str(environ.get("HTTP_X_HYPERDOCK_TOKEN", ""))
+            if not given:
+                raise api.ApiError(
+                    403, "this action needs the dashboard token: open the page with ?token=…"
+                )
+            if not hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8")):
+                raise api.ApiError(403, "wrong dashboard token")
+            return
+        if environ.get("HTTP_X_REQUESTED_WITH", "") != "hyperdock":
+            raise api.ApiError(403, "refused: actions need the header X-Requested-With: hyperdock")
+        host = str(environ.get("HTTP_HOST") or "")
+        hostname = urllib.parse.urlsplit(f"//{host}").hostname or ""
+        if hostname not in LOCAL_HOSTS:
+            # Without a token only a local page may act (defeats DNS rebinding).
+            raise api.ApiError(403, f"refused: actions from host {host!r} need a token")
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and origin != "null":
+            origin_host = urllib.parse.urlsplit(str(origin)).netloc
+            if origin_host != host:
+                raise api.ApiError(403, "refused: cross-origin request")
+
+    @staticmethod
+    def _body(environ: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            raise api.ApiError(413, "request body too large")
+        raw = environ["wsgi.input"].read(length) if length > 0 else b""
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise api.ApiError(400, f"the body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise api.ApiError(400, "the body must be a JSON object")
+        return data
+
+    # -- routes ---------------------------------------------------------------------
+    def _api_get(self, path: str) -> Any:
+        if path == "/api/experiments":
+            return api.list_experiments(self.store)
+        if path == "/api/workers":
+            return api.list_workers(self.store)
+        if m := re.fullmatch(r"/api/trials/(\d+)", path):
+            return api.trial_detail(self.store, int(m.group(1)))
+        if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
+            return api.experiment_detail(self.store, urllib.parse.unquote(m.group(1)))
+        raise api.ApiError(404, f"no such endpoint: {path}")
+
+    def _api_post(self, path: str, body: dict[str, Any]) -> Any:
+        if path == "/api/experiments":
+            return api.create_experiment(self.store, body)
+        if m := re.fullmatch(r"/api/trials/(\d+)/cancel", path):
+            return api.cancel_trial(self.store, int(m.group(1)))
+        if m := re.fullmatch(r"/api/experiments/([^/]+)/(cancel|delete|clone)", path):
+            name, action = urllib.parse.unquote(m.group(1)), m.group(2)
+            if action == "cancel":
+                return api.cancel_experiment(self.store, name)
+            if action == "delete":
+                return api.delete_experiment(self.store, name)
+            return api.clone_experiment(self.store, name, body)
+        raise api.ApiError(404, f"no such endpoint: POST {path}")
+
+    @staticmethod
+    def _static(name: str) -> _Response:
+        if name == "plotly.min.js":
+            return _Response(200, plotly_js(), _STATIC_TYPES[".js"], [])
+        if name not in ("app.js", "style.css"):
+            return _Response(404, b"not found", "text/plain; charset=utf-8", [])
+        path = STATIC_DIR / name
+        return _Response(200, path.read_bytes(), _STATIC_TYPES[path.suffix], [])
+
+    @staticmethod
+    def _page(path: str) -> _Response:
+        html_type = "text/html; charset=utf-8"
+        if path in ("/", "/experiments"):
+            text = pages.render("experiments")
+        elif path == "/workers":
+            text = pages.render("workers")
+        elif m := re.fullmatch(r"/experiments/([^/]+)", path):
+            text = pages.render("experiment", name=urllib.parse.unquote(m.group(1)))
+        elif m := re.fullmatch(r"/trials/(\d+)", path):
+            text = pages.render("trial", id=m.group(1))
+        else:
+            return _Response(404, pages.not_found(f"no page {path}").encode(), html_type, [])
+        return _Response(200, text.encode("utf-8"), html_type, [])
+
+
+def create_app(store: Store, token: str | None = None) -> DashboardApp:
+    """The dashboard as a WSGI callable over ``store``.
+
+    Args:
+        store: Any store; only the store contract is used.
+        token: When set, every action (POST) needs header ``X-Hyperdock-Token`` equal
+            to it; pages get it from ``?token=`` (kept in the tab's sessionStorage).
+    """
+    return DashboardApp(store, token)
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _IPv6Server(_ThreadingServer):
+    import socket as _socket
+
+    address_family = _socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def make_dashboard_server(
+    store: Store, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+) -> WSGIServer:
+    """A threading server (not yet serving) for the dashboard; ``port`` 0 picks one.
+
+    Raises:
+        ConfigError: binding beyond this machine without a token.
+    """
+    check_bind(host, token)
+    server_class = _IPv6Server if ":" in host else _ThreadingServer
+    return make_server(
+        host,
+        port,
+        create_app(store, token),
+        server_class=server_class,
+        handler_class=_QuietHandler,
+    )
+
+
+def serve(
+    store: Store,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    *,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the dashboard until interrupted.
+
+    Args:
+        ready: Called with the dashboard's URL once it listens.
+
+    Raises:
+        ConfigError: binding beyond this machine without a token, or the port is taken.
+    """
+    try:
+        server = make_dashboard_server(store, host, port, token)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{server.server_port}/"
+    if ready is not None:
+        ready(url)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

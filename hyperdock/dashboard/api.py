@@ -1,0 +1,449 @@
+"""The dashboard's JSON API: what each endpoint returns, built from the store contract only.
+
+Every function takes a :class:`~hyperdock.storage.base.Store` and returns plain JSON data
+or raises :class:`ApiError` (HTTP status plus one message for people).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hyperdock.errors import ExperimentNotFound, HyperdockError, StoreError
+from hyperdock.space import Space
+from hyperdock.storage.base import Store
+from hyperdock.study import Objectives, importances, pareto_front
+from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
+
+log = logging.getLogger("hyperdock.dashboard")
+
+#: Bytes of a trial's log returned by ``GET /api/trials/<id>``.
+LOG_TAIL_BYTES = 64 * 1024
+#: Files of a trial's ``out/`` folder listed at most.
+MAX_OUT_FILES = 500
+#: Budget of a created experiment when none is given (grid searches: the whole grid).
+DEFAULT_BUDGET = 50
+#: Seconds a worker may go without a heartbeat and still be listed.
+WORKER_MAX_AGE = 60.0
+
+
+class ApiError(Exception):
+    """A request the API refuses: an HTTP status and one message.
+
+    Attributes:
+        status: HTTP status code.
+        message: What went wrong, for people.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# -- reading ----------------------------------------------------------------------------
+def _experiment(store: Store, name: str) -> Experiment:
+    try:
+        return store.get_experiment(name)
+    except ExperimentNotFound:
+        raise ApiError(404, f"no experiment named {name!r}") from None
+
+
+def _trial(store: Store, trial_id: int) -> Trial:
+    try:
+        return store.get_trial(trial_id)
+    except ExperimentNotFound:
+        raise ApiError(404, f"no trial with id {trial_id}") from None
+
+
+def experiment_row(store: Store, exp: Experiment) -> dict[str, Any]:
+    """One experiment as listed by ``GET /api/experiments``."""
+    objectives = Objectives.from_meta(exp.meta)
+    counts = store.count_trials(exp.id)
+    best = None if objectives.multi else store.best_trial(exp.id, maximize=objectives.maximize)
+    done = sum(n for s, n in counts.items() if s.finished)
+    return {
+        "id": exp.id,
+        "name": exp.name,
+        "state": exp.state.value,
+        "sampler": exp.sampler,
+        "done": done,
+        "budget": exp.max_trials,
+        "queued": counts[TrialState.QUEUED],
+        "running": counts[TrialState.RUNNING],
+        "completed": counts[TrialState.COMPLETED],
+        "failed": counts[TrialState.FAILED],
+        "best_loss": None if best is None else best.loss,
+        "best_trial": None if best is None else best.id,
+        "objectives": objectives.to_meta(),
+        "priority": exp.priority,
+        "created_at": exp.created_at,
+        "target": exp.target.describe(),
+    }
+
+
+def list_experiments(store: Store) -> list[dict[str, Any]]:
+    """``GET /api/experiments``."""
+    return [experiment_row(store, exp) for exp in store.list_experiments()]
+
+
+def trial_row(trial: Trial, objectives: Objectives) -> dict[str, Any]:
+    """One trial as listed in an experiment's detail."""
+    values = objectives.values(trial) if trial.state is TrialState.COMPLETED else None
+    return {
+        "id": trial.id,
+        "number": trial.number,
+        "state": trial.state.value,
+        "loss": trial.loss,
+        "values": values,
+        "params": trial.params,
+        "attempt": trial.attempt,
+        "worker": trial.worker_id,
+        "error": trial.error,
+        "created_at": trial.created_at,
+        "started_at": trial.started_at,
+        "finished_at": trial.finished_at,
+        "duration": trial.duration,
+        "stop_requested": trial.stop_requested,
+        "prune_requested": trial.prune_requested,
+    }
+
+
+class _ImportanceCache:
+    """Importances are costly (a random forest); recompute only when trials complete."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[int, tuple[int, dict[str, float]]] = {}
+
+    def get(
+        self, exp: Experiment, objectives: Objectives, completed: list[Trial]
+    ) -> dict[str, float]:
+        key = len(completed)
+        with self._lock:
+            hit = self._cache.get(exp.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        result: dict[str, float] = {}
+        if key >= 2:
+            try:
+                result = importances(Space.from_json(exp.space), objectives, completed)
+            except HyperdockError as exc:
+                log.debug("no importances for %s: %s", exp.name, exc)
+            except Exception as exc:  # optuna may refuse odd studies; a plot is optional
+                log.debug("importances failed for %s: %s", exp.name, exc)
+        with self._lock:
+            self._cache[exp.id] = (key, result)
+        return result
+
+
+_importances = _ImportanceCache()
+
+
+def experiment_detail(store: Store, name: str) -> dict[str, Any]:
+    """``GET /api/experiments/<name>``: summary, trials, curves, importances, front."""
+    exp = _experiment(store, name)
+    objectives = Objectives.from_meta(exp.meta)
+    trials = store.list_trials(exp.id)
+    completed = [t for t in trials if t.state is TrialState.COMPLETED]
+    summary = experiment_row(store, exp)
+    try:
+        space_text = Space.from_json(exp.space).describe()
+    except HyperdockError:
+        space_text = json.dumps(exp.space)
+    summary.update(
+        {
+            "seed": exp.seed,
+            "max_retries": exp.max_retries,
+            "lease_timeout": exp.lease_timeout,
+            "space": exp.space,
+            "space_text": space_text,
+            "meta": exp.meta,
+        }
+    )
+    progress = store.list_progress(exp.id)
+    out: dict[str, Any] = {
+        "experiment": summary,
+        "trials": [trial_row(t, objectives) for t in trials],
+        "progress": {str(tid): [[s, v] for s, v in pts] for tid, pts in progress.items()},
+        "importances": _importances.get(exp, objectives, completed),
+        "pareto_front": None,
+    }
+    if objectives.multi:
+        front = pareto_front(completed, objectives)
+        out["pareto_front"] = [
+            {"id": t.id, "number": t.number, "values": objectives.values(t)} for t in front
+        ]
+    return out
+
+
+def _tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        end = fh.tell()
+        fh.seek(max(end - size, 0))
+        data = fh.read()
+    return data.decode("utf-8", errors="replace")
+
+
+def _folder_files(folder: Path) -> dict[str, Any]:
+    """Log tail, graphs.json and out/ listing of a trial folder on this host."""
+    out: dict[str, Any] = {"log": None, "log_file": None, "graphs": None, "files": []}
+    for name in ("log.txt", "docker_log.txt"):
+        path = folder / name
+        if path.is_file():
+            try:
+                out["log"] = _tail(path)
+                out["log_file"] = name
+            except OSError as exc:
+                out["log"] = f"(cannot read {name}: {exc})"
+            break
+    graphs = folder / "graphs.json"
+    if graphs.is_file():
+        try:
+            out["graphs"] = json.loads(graphs.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            out["graphs_error"] = f"graphs.json is unreadable: {exc}"
+    out_dir = folder / "out"
+    if out_dir.is_dir():
+        files: list[dict[str, Any]] = []
+        for path in sorted(out_dir.rglob("*")):
+            if len(files) >= MAX_OUT_FILES:
+                break
+            if path.is_file():
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    size = None
+                files.append({"path": path.relative_to(out_dir).as_posix(), "size": size})
+        out["files"] = files
+    return out
+
+
+def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
+    """``GET /api/trials/<id>``: the trial, and what its folder holds (if on this host)."""
+    trial = _trial(store, trial_id)
+    try:
+        exp: Experiment | None = store.get_experiment(trial.experiment_id)
+    except ExperimentNotFound:
+        exp = None
+    objectives = Objectives.from_meta(exp.meta) if exp is not None else Objectives()
+    out = trial_row(trial, objectives)
+    out.update(
+        {
+            "experiment": None if exp is None else exp.name,
+            "result": trial.result,
+            "history": trial.history,
+            "attempts": trial.attempt + (0 if trial.state is TrialState.QUEUED else 1),
+            "heartbeat_at": trial.heartbeat_at,
+            "folder": None,
+            "folder_here": False,
+            "log": None,
+            "log_file": None,
+            "graphs": None,
+            "files": [],
+            "progress": [],
+        }
+    )
+    if exp is not None:
+        pts = store.list_progress(exp.id, trial_ids=[trial.id]).get(trial.id, [])
+        out["progress"] = [[s, v] for s, v in pts]
+    folder = trial.result.get("folder") if isinstance(trial.result, dict) else None
+    if isinstance(folder, str) and folder:
+        out["folder"] = folder
+        path = Path(folder)
+        if path.is_dir():
+            out["folder_here"] = True
+            out.update(_folder_files(path))
+    return out
+
+
+def list_workers(store: Store) -> list[dict[str, Any]]:
+    """``GET /api/workers``: live workers (heartbeat within :data:`WORKER_MAX_AGE`)."""
+    now = time.time()
+    return [
+        {
+            "id": w.id,
+            "host": w.host,
+            "pid": w.pid,
+            "parallelism": w.parallelism,
+            "started_at": w.started_at,
+            "heartbeat_at": w.heartbeat_at,
+            "heartbeat_age": max(now - w.heartbeat_at, 0.0),
+            "running": list(w.running),
+        }
+        for w in store.list_workers(max_age=WORKER_MAX_AGE)
+    ]
+
+
+# -- actions ----------------------------------------------------------------------------
+def cancel_experiment(store: Store, name: str) -> dict[str, Any]:
+    """``POST /api/experiments/<name>/cancel``."""
+    exp = _experiment(store, name)
+    store.set_experiment_state(exp.id, ExperimentState.CANCELLED)
+    return {"ok": True, "experiment": experiment_row(store, store.get_experiment(exp.id))}
+
+
+def delete_experiment(store: Store, name: str) -> dict[str, Any]:
+    """``POST /api/experiments/<name>/delete``."""
+    exp = _experiment(store, name)
+    store.delete_experiment(exp.id)
+    return {"ok": True, "deleted": exp.name}
+
+
+def _new_name(body: dict[str, Any]) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(400, "give the new experiment a name")
+    name = name.strip()
+    if len(name) > 200:
+        raise ApiError(400, "the name is longer than 200 characters")
+    return name
+
+
+def _exists(store: Store, name: str) -> bool:
+    try:
+        store.get_experiment(name)
+    except ExperimentNotFound:
+        return False
+    return True
+
+
+def clone_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/experiments/<name>/clone``: same space, target, sampler and budget."""
+    exp = _experiment(store, name)
+    new = _new_name(body)
+    if _exists(store, new):
+        raise ApiError(409, f"an experiment named {new!r} exists already")
+    try:
+        made = store.create_experiment(
+            new,
+            space=exp.space,
+            target=exp.target,
+            sampler=exp.sampler,
+            seed=exp.seed,
+            max_trials=exp.max_trials,
+            max_retries=exp.max_retries,
+            priority=exp.priority,
+            lease_timeout=exp.lease_timeout,
+            meta=dict(exp.meta),
+        )
+    except StoreError as exc:
+        raise ApiError(409, str(exc)) from None
+    return {"ok": True, "experiment": experiment_row(store, made)}
+
+
+def _contains_hp(data: Any) -> bool:
+    if isinstance(data, dict):
+        return "$hp" in data or any(_contains_hp(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_contains_hp(v) for v in data)
+    return False
+
+
+def parse_space(raw: Any) -> Space:
+    """A space given as JSON text (or already parsed): ``Space.to_json`` form when it
+    holds ``{"$hp": ...}`` nodes, else the v0.4 data format.
+
+    Raises:
+        ApiError: 400 when it is not valid JSON or not a valid space.
+    """
+    from hyperdock.config import space_from_v04
+
+    data = raw
+    if isinstance(raw, str):
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, f"the space is not valid JSON: {exc}") from None
+    try:
+        return Space.from_json(data) if _contains_hp(data) else space_from_v04(data)
+    except HyperdockError as exc:
+        raise ApiError(400, f"invalid space: {exc}") from None
+
+
+def _target(body: dict[str, Any]) -> Target:
+    image = body.get("image") or None
+    command = body.get("command") or None
+    if image is not None and not isinstance(image, str):
+        raise ApiError(400, "image must be a string")
+    if isinstance(command, str):
+        try:
+            argv: tuple[str, ...] | None = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise ApiError(400, f"cannot split the command: {exc}") from None
+    elif isinstance(command, list) and all(isinstance(c, str) for c in command):
+        argv = tuple(command)
+    elif command is None:
+        argv = None
+    else:
+        raise ApiError(400, "command must be a string or a list of strings")
+    if not image and not argv:
+        raise ApiError(400, "give the target: an image or a command")
+    timeout = body.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise ApiError(400, "timeout must be a positive number of seconds")
+    return Target(image=image, command=argv, timeout=timeout)
+
+
+def _auto_sampler(space: Space) -> str:
+    kinds = {p.kind for p in space.parameters()}
+    if "grid" in kinds and kinds <= {"grid", "union"} and space.grid_size() is not None:
+        return "grid"
+    return "tpe"
+
+
+def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/experiments``: ``{"name", "space", "image" | "command", "max_trials",
+    "sampler"?, "timeout"?}``."""
+    from hyperdock.supervisor import open_experiment
+
+    name = _new_name(body)
+    if "space" not in body:
+        raise ApiError(400, "give the space (JSON)")
+    space = parse_space(body["space"])
+    target = _target(body)
+    sampler = body.get("sampler") or _auto_sampler(space)
+    if not isinstance(sampler, str):
+        raise ApiError(400, "sampler must be a string")
+    budget = body.get("max_trials")
+    if budget in ("", None):
+        budget = None if sampler == "grid" else DEFAULT_BUDGET
+    elif isinstance(budget, str) and budget.strip().isdigit():
+        budget = int(budget)
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)):
+        raise ApiError(400, "max_trials must be a whole number")
+    if budget is not None and budget < 1:
+        raise ApiError(400, f"max_trials must be at least 1, got {budget}")
+    if _exists(store, name):
+        raise ApiError(409, f"an experiment named {name!r} exists already")
+    meta: dict[str, Any] = {"objectives": Objectives().to_meta(), "pruner": "none"}
+    try:
+        exp, _ = open_experiment(
+            store,
+            name,
+            space=space,
+            target=target,
+            sampler=sampler,
+            seed=None,
+            max_trials=budget,
+            max_retries=5,
+            meta=meta,
+        )
+    except HyperdockError as exc:
+        raise ApiError(400, str(exc)) from None
+    return {"ok": True, "experiment": experiment_row(store, exp)}
+
+
+def cancel_trial(store: Store, trial_id: int) -> dict[str, Any]:
+    """``POST /api/trials/<id>/cancel``."""
+    _trial(store, trial_id)
+    state = store.cancel_trial(trial_id)
+    return {"ok": True, "id": trial_id, "state": state.value}

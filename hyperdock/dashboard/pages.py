@@ -1,0 +1,58 @@
+"""The dashboard's HTML: one small shell per page. ``app.js`` fetches the JSON API and
+renders everything with DOM APIs (``textContent``), so no user data is ever in this HTML
+except attribute values escaped with :func:`html.escape`."""
+
+from __future__ import annotations
+
+import html
+
+_TITLES = {
+    "experiments": "Experiments",
+    "experiment": "Experiment",
+    "trial": "Trial",
+    "workers": "Workers",
+}
+
+
+def render(page: str, **data: str) -> str:
+    """The HTML shell of ``page`` (``experiments``, ``experiment``, ``trial``,
+    ``workers``); ``data`` become ``data-*`` attributes of ``<body>`` for ``app.js``."""
+    attrs = "".join(
+        f' data-{html.escape(key, quote=True)}="{html.escape(value, quote=True)}"'
+        for key, value in sorted(data.items())
+    )
+    title = _TITLES.get(page, "Hyperdock")
+    plotly = (
+        '<script src="/static/plotly.min.js"></script>\n' if page in ("experiment", "trial") else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Hyperdock · {html.escape(title)}</title>
+<link rel="stylesheet" href="/static/style.css">
+{plotly}<script src="/static/app.js" defer></script>
+</head>
+<body data-page="{html.escape(page, quote=True)}"{attrs}>
+<header>
+<a class="brand" href="/">Hyperdock</a>
+<nav><a href="/">Experiments</a> <a href="/workers">Workers</a></nav>
+<span id="status" class="status"></span>
+</header>
+<div id="error" class="error" role="alert" hidden></div>
+<div id="notice" class="notice" role="status" hidden></div>
+<main id="main"><p class="muted">Loading…</p></main>
+</body>
+</html>
+"""
+
+
+def not_found(message: str) -> str:
+    """A plain 404 page."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Not found</title>'
+        '<link rel="stylesheet" href="/static/style.css"></head><body><main>'
+        f'<h1>Not found</h1><p>{html.escape(message)}</p><p><a href="/">Experiments</a></p>'
+        "</main></body></html>"
+    )

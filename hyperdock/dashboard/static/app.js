@@ -1,0 +1,693 @@
+// Hyperdock dashboard. Renders every page from the JSON API with DOM APIs only:
+// user data goes in through textContent / attributes, never as HTML markup.
+"use strict";
+
+(function () {
+  const POLL_MS = 2000;
+  const body = document.body;
+  const main = document.getElementById("main");
+  const errorBox = document.getElementById("error");
+  const noticeBox = document.getElementById("notice");
+  const statusBox = document.getElementById("status");
+
+  // -- token: ?token=... is kept in this tab's sessionStorage, then removed from the URL
+  (function takeToken() {
+    const url = new URL(window.location.href);
+    const token = url.searchParams.get("token");
+    if (token !== null) {
+      if (token) sessionStorage.setItem("hyperdock-token", token);
+      else sessionStorage.removeItem("hyperdock-token");
+      url.searchParams.delete("token");
+      window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+    }
+  })();
+
+  function token() {
+    return sessionStorage.getItem("hyperdock-token");
+  }
+
+  // -- small DOM helpers ------------------------------------------------------------
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    if (attrs) {
+      for (const [key, value] of Object.entries(attrs)) {
+        if (value === null || value === undefined || value === false) continue;
+        if (key === "text") node.textContent = String(value);
+        else if (key === "onclick") node.addEventListener("click", value);
+        else if (key === "className") node.className = value;
+        else node.setAttribute(key, String(value));
+      }
+    }
+    for (const child of children || []) {
+      if (child === null || child === undefined) continue;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  function fmtNum(v) {
+    if (v === null || v === undefined) return "-";
+    if (typeof v !== "number") return String(v);
+    if (Number.isInteger(v)) return String(v);
+    return Number(v.toPrecision(6)).toString();
+  }
+
+  function fmtTime(ts) {
+    if (!ts) return "-";
+    return new Date(ts * 1000).toLocaleString();
+  }
+
+  function fmtValue(v) {
+    if (typeof v === "string") return v;
+    if (typeof v === "number") return fmtNum(v);
+    return JSON.stringify(v);
+  }
+
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = !message;
+  }
+
+  function showNotice(message) {
+    noticeBox.textContent = message;
+    noticeBox.hidden = !message;
+    if (message) setTimeout(() => { if (noticeBox.textContent === message) noticeBox.hidden = true; }, 4000);
+  }
+
+  // -- API ------------------------------------------------------------------------
+  async function getJSON(path) {
+    const resp = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+    const data = await resp.json().catch(() => ({ error: resp.statusText }));
+    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    return data;
+  }
+
+  async function post(path, payload) {
+    const headers = { "Content-Type": "application/json", "X-Requested-With": "hyperdock" };
+    const t = token();
+    if (t) headers["X-Hyperdock-Token"] = t;
+    const resp = await fetch(path, {
+      method: "POST",
+      headers: headers,
+      body: JSON.stringify(payload || {}),
+      credentials: "same-origin",
+    });
+    const data = await resp.json().catch(() => ({ error: resp.statusText }));
+    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    return data;
+  }
+
+  async function act(label, path, payload, after) {
+    try {
+      const data = await post(path, payload);
+      showError("");
+      showNotice(label + ": done");
+      if (after) after(data);
+      refresh();
+      return data;
+    } catch (err) {
+      showError(label + " refused: " + err.message);
+      return null;
+    }
+  }
+
+  function encodeName(name) {
+    return encodeURIComponent(name);
+  }
+
+  // -- polling ----------------------------------------------------------------------
+  let renderPage = null;
+  let busy = false;
+
+  async function refresh() {
+    if (!renderPage || busy) return;
+    busy = true;
+    try {
+      await renderPage();
+      statusBox.textContent = "updated " + new Date().toLocaleTimeString();
+      statusBox.classList.remove("stale");
+    } catch (err) {
+      statusBox.textContent = "cannot update: " + err.message;
+      statusBox.classList.add("stale");
+    } finally {
+      busy = false;
+    }
+  }
+
+  // -- generic table with sorting and filtering ------------------------------------
+  // columns: [{key, label, value(row) -> sortable, cell(row) -> node|string}]
+  function makeTable(id, columns, opts) {
+    const state = { sortKey: opts && opts.sortKey, desc: !!(opts && opts.desc), filter: "" };
+    const wrap = el("div", { className: "table-wrap" });
+    let filterInput = null;
+    if (opts && opts.filterable) {
+      filterInput = el("input", {
+        type: "search",
+        id: id + "-filter",
+        placeholder: "filter (text or state)…",
+        className: "filter",
+      });
+      filterInput.addEventListener("input", () => {
+        state.filter = filterInput.value.toLowerCase();
+        draw();
+      });
+      wrap.appendChild(filterInput);
+    }
+    const table = el("table", { id: id });
+    const thead = el("thead");
+    const headRow = el("tr");
+    for (const col of columns) {
+      const th = el("th", { text: col.label, "data-key": col.key });
+      if (col.value) {
+        th.classList.add("sortable");
+        th.addEventListener("click", () => {
+          if (state.sortKey === col.key) state.desc = !state.desc;
+          else { state.sortKey = col.key; state.desc = false; }
+          draw();
+        });
+      }
+      headRow.appendChild(th);
+    }
+    thead.appendChild(headRow);
+    const tbody = el("tbody");
+    table.appendChild(thead);
+    table.appendChild(tbody);
+    wrap.appendChild(table);
+    let rows = [];
+
+    function draw() {
+      clear(tbody);
+      let shown = rows;
+      if (state.filter) {
+        shown = rows.filter((r) => (opts.search ? opts.search(r) : JSON.stringify(r))
+          .toLowerCase().includes(state.filter));
+      }
+      const col = columns.find((c) => c.key === state.sortKey);
+      if (col && col.value) {
+        shown = shown.slice().sort((a, b) => {
+          const va = col.value(a), vb = col.value(b);
+          if (va === vb) return 0;
+          if (va === null || va === undefined) return 1;
+          if (vb === null || vb === undefined) return -1;
+          const cmp = va < vb ? -1 : 1;
+          return state.desc ? -cmp : cmp;
+        });
+      }
+      for (const r of shown) {
+        const tr = el("tr", opts && opts.rowAttrs ? opts.rowAttrs(r) : null);
+        for (const c of columns) {
+          const content = c.cell ? c.cell(r) : fmtValue(c.value(r));
+          const td = el("td", { className: c.key });
+          if (typeof content === "string") td.textContent = content;
+          else if (content) td.appendChild(content);
+          tr.appendChild(td);
+        }
+        tbody.appendChild(tr);
+      }
+      if (!shown.length) {
+        tbody.appendChild(el("tr", null, [el("td", { colspan: columns.length, className: "muted", text: rows.length ? "no trial matches the filter" : "nothing yet" })]));
+      }
+    }
+
+    return {
+      node: wrap,
+      update(newRows) { rows = newRows; draw(); },
+      headRow: headRow,
+    };
+  }
+
+  function button(label, cls, onclick, attrs) {
+    return el("button", Object.assign({ type: "button", className: cls || "", text: label, onclick: onclick }, attrs || {}));
+  }
+
+  function section(title, children, attrs) {
+    return el("section", attrs || null, [el("h2", { text: title }), ...children]);
+  }
+
+  function kvTable(obj) {
+    const table = el("table", { className: "kv" });
+    const entries = Object.entries(obj || {});
+    if (!entries.length) table.appendChild(el("tr", null, [el("td", { className: "muted", text: "(none)" })]));
+    for (const [k, v] of entries) {
+      table.appendChild(el("tr", null, [el("th", { text: k }), el("td", { text: fmtValue(v) })]));
+    }
+    return table;
+  }
+
+  // Flatten nested params into "a.b" keys.
+  function flatten(obj, prefix, out) {
+    out = out || {};
+    for (const [k, v] of Object.entries(obj || {})) {
+      const key = prefix ? prefix + "." + k : k;
+      if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
+      else out[key] = v;
+    }
+    return out;
+  }
+
+  // -- Plotly helpers ----------------------------------------------------------------
+  const plotLayout = (title, extra) => Object.assign({
+    title: { text: title, font: { size: 14 } },
+    margin: { l: 50, r: 20, t: 40, b: 40 },
+    height: 320,
+    showlegend: true,
+  }, extra || {});
+
+  function plot(div, traces, layout) {
+    if (!window.Plotly) return;
+    window.Plotly.react(div, traces, layout, { displaylogo: false, responsive: true });
+  }
+
+  // ==================================================================================
+  // Page: experiments
+  // ==================================================================================
+  function experimentsPage() {
+    clear(main);
+    const heading = el("h1", { text: "Experiments" });
+    const table = makeTable("experiments", [
+      { key: "name", label: "Name", value: (r) => r.name,
+        cell: (r) => el("a", { href: "/experiments/" + encodeName(r.name), text: r.name }) },
+      { key: "state", label: "State", value: (r) => r.state },
+      { key: "sampler", label: "Sampler", value: (r) => r.sampler },
+      { key: "done", label: "Done / budget", value: (r) => r.done,
+        cell: (r) => r.done + " / " + (r.budget === null ? "∞" : r.budget) },
+      { key: "running", label: "Running", value: (r) => r.running },
+      { key: "failed", label: "Failed", value: (r) => r.failed },
+      { key: "best", label: "Best loss", value: (r) => r.best_loss,
+        cell: (r) => r.objectives.length > 1 ? "Pareto (" + r.objectives.length + " objectives)" : fmtNum(r.best_loss) },
+      { key: "actions", label: "", cell: (r) => experimentActions(r, false) },
+    ], { sortKey: "name", rowAttrs: (r) => ({ "data-name": r.name }) });
+
+    const form = createForm();
+    main.appendChild(heading);
+    main.appendChild(table.node);
+    main.appendChild(form);
+
+    renderPage = async () => {
+      const rows = await getJSON("/api/experiments");
+      table.update(rows);
+    };
+  }
+
+  function experimentActions(exp, onDetail) {
+    const box = el("span", { className: "actions" });
+    if (exp.state === "running") {
+      box.appendChild(button("Cancel", "cancel-experiment", () => {
+        if (!window.confirm("Cancel experiment " + exp.name + "?")) return;
+        act("Cancel " + exp.name, "/api/experiments/" + encodeName(exp.name) + "/cancel");
+      }));
+    }
+    box.appendChild(button("Clone", "clone-experiment", () => {
+      const name = window.prompt("Name of the copy of " + exp.name + ":", exp.name + "-2");
+      if (!name) return;
+      act("Clone " + exp.name, "/api/experiments/" + encodeName(exp.name) + "/clone", { name: name },
+        (data) => { if (onDetail) window.location.href = "/experiments/" + encodeName(data.experiment.name); });
+    }));
+    box.appendChild(button("Delete", "delete-experiment danger", () => {
+      if (!window.confirm("Delete experiment " + exp.name + " and all its trials?")) return;
+      act("Delete " + exp.name, "/api/experiments/" + encodeName(exp.name) + "/delete", {},
+        () => { if (onDetail) window.location.href = "/"; });
+    }));
+    return box;
+  }
+
+  function createForm() {
+    const name = el("input", { id: "create-name", name: "name", required: true, placeholder: "my-search" });
+    const space = el("textarea", { id: "create-space", name: "space", rows: 4, required: true,
+      placeholder: '{"lr": [0.1, 0.01], "layers": [1, 2], "epochs": 10}' });
+    const command = el("input", { id: "create-command", name: "command", placeholder: "python train.py" });
+    const image = el("input", { id: "create-image", name: "image", placeholder: "or a Docker image" });
+    const budget = el("input", { id: "create-budget", name: "max_trials", type: "number", min: 1, placeholder: "50 (grid: all)" });
+    const sampler = el("select", { id: "create-sampler", name: "sampler" }, [
+      el("option", { value: "", text: "auto" }),
+      ...["tpe", "gp", "cmaes", "nsga2", "qmc", "random", "grid"].map((s) => el("option", { value: s, text: s })),
+    ]);
+    const form = el("form", { id: "create-form", className: "create" }, [
+      el("h2", { text: "New experiment" }),
+      el("label", null, ["Name ", name]),
+      el("label", null, ["Space (JSON: v0.4 data format or Space.to_json) ", space]),
+      el("label", null, ["Command ", command]),
+      el("label", null, ["Image ", image]),
+      el("label", null, ["Budget ", budget]),
+      el("label", null, ["Sampler ", sampler]),
+      el("button", { type: "submit", text: "Create" }),
+    ]);
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const payload = {
+        name: name.value.trim(),
+        space: space.value,
+        command: command.value.trim() || null,
+        image: image.value.trim() || null,
+        max_trials: budget.value ? Number(budget.value) : null,
+        sampler: sampler.value || null,
+      };
+      act("Create " + payload.name, "/api/experiments", payload, () => form.reset());
+    });
+    return form;
+  }
+
+  // ==================================================================================
+  // Page: one experiment
+  // ==================================================================================
+  function experimentPage(name) {
+    clear(main);
+    const title = el("h1", null, ["Experiment ", el("span", { id: "exp-name", text: name })]);
+    const summary = el("div", { id: "summary", className: "summary" });
+    const actions = el("div", { id: "exp-actions" });
+    let paramKeys = [];
+    let multi = false;
+
+    const columns = () => {
+      const cols = [
+        { key: "number", label: "#", value: (r) => r.number,
+          cell: (r) => el("a", { href: "/trials/" + r.id, text: String(r.number) }) },
+        { key: "id", label: "Id", value: (r) => r.id },
+        { key: "state", label: "State", value: (r) => r.state,
+          cell: (r) => el("span", { className: "state state-" + r.state, text: r.state + (r.stop_requested && r.state === "running" ? " (stopping)" : "") }) },
+        { key: "loss", label: multi ? "Values" : "Loss", value: (r) => (multi ? (r.values ? r.values[0] : null) : r.loss),
+          cell: (r) => multi ? (r.values ? r.values.map(fmtNum).join(", ") : "-") : fmtNum(r.loss) },
+      ];
+      for (const key of paramKeys) {
+        cols.push({ key: "p:" + key, label: key, value: (r) => { const v = r.flat[key]; return v === undefined ? null : v; },
+          cell: (r) => (r.flat[key] === undefined ? "" : fmtValue(r.flat[key])) });
+      }
+      cols.push(
+        { key: "attempt", label: "Attempt", value: (r) => r.attempt },
+        { key: "duration", label: "Duration (s)", value: (r) => r.duration, cell: (r) => fmtNum(r.duration) },
+        { key: "actions", label: "", cell: (r) => (r.state === "queued" || r.state === "running")
+          ? button("Cancel", "cancel-trial", () => act("Cancel trial " + r.id, "/api/trials/" + r.id + "/cancel"), { "data-trial-id": r.id })
+          : null },
+      );
+      return cols;
+    };
+
+    const tableBox = el("div", { id: "trials-box" });
+    let table = null;
+    let tableKeys = null;
+
+    const plots = el("div", { className: "plots" }, [
+      el("div", { id: "history", className: "plot" }),
+      el("div", { id: "parallel", className: "plot" }),
+      el("div", { id: "importances", className: "plot" }),
+      el("div", { id: "intermediate", className: "plot" }),
+      el("div", { id: "pareto", className: "plot" }),
+    ]);
+    const slices = el("div", { id: "slices", className: "plots" });
+
+    main.appendChild(title);
+    main.appendChild(actions);
+    main.appendChild(summary);
+    main.appendChild(section("Trials", [tableBox]));
+    main.appendChild(section("Plots", [plots]));
+    main.appendChild(section("Slices", [slices]));
+
+    let lastActionsKey = null;
+
+    renderPage = async () => {
+      const data = await getJSON("/api/experiments/" + encodeName(name));
+      const exp = data.experiment;
+      multi = exp.objectives.length > 1;
+      // summary
+      clear(summary);
+      summary.appendChild(kvTable({
+        state: exp.state,
+        sampler: exp.sampler,
+        "done / budget": exp.done + " / " + (exp.budget === null ? "∞" : exp.budget),
+        running: exp.running,
+        failed: exp.failed,
+        "best loss": multi ? "(Pareto front below)" : fmtNum(exp.best_loss),
+        objectives: exp.objectives.map((o) => o.name + " (" + o.direction + ")").join(", "),
+        target: exp.target,
+        space: exp.space_text,
+      }));
+      const actionsKey = exp.state;
+      if (actionsKey !== lastActionsKey) {
+        clear(actions);
+        actions.appendChild(experimentActions(exp, true));
+        lastActionsKey = actionsKey;
+      }
+      // trials
+      const rows = data.trials.map((t) => Object.assign({}, t, { flat: flatten(t.params) }));
+      const keys = [];
+      for (const r of rows) for (const k of Object.keys(r.flat)) if (!keys.includes(k)) keys.push(k);
+      const keySig = JSON.stringify([keys, multi]);
+      if (keySig !== tableKeys) {
+        paramKeys = keys;
+        const old = table;
+        table = makeTable("trials", columns(), {
+          filterable: true, sortKey: "number",
+          search: (r) => r.state + " " + r.id + " " + JSON.stringify(r.params) + " " + (r.error || ""),
+          rowAttrs: (r) => ({ "data-trial-id": r.id, "data-state": r.state }),
+        });
+        if (old) {
+          const oldFilter = old.node.querySelector("input.filter");
+          const newFilter = table.node.querySelector("input.filter");
+          if (oldFilter && newFilter && oldFilter.value) {
+            newFilter.value = oldFilter.value;
+            newFilter.dispatchEvent(new Event("input"));
+          }
+        }
+        clear(tableBox);
+        tableBox.appendChild(table.node);
+        tableKeys = keySig;
+      }
+      table.update(rows);
+      drawExperimentPlots(data, rows, keys, multi, slices);
+    };
+  }
+
+  function drawExperimentPlots(data, rows, keys, multi, slicesBox) {
+    const exp = data.experiment;
+    const maximize = exp.objectives.length && exp.objectives[0].direction === "maximize";
+    const done = rows.filter((r) => r.state === "completed" && r.loss !== null);
+    // history
+    const xs = done.map((r) => r.number);
+    const ys = done.map((r) => r.loss);
+    const best = [];
+    let cur = null;
+    for (const y of ys) {
+      if (cur === null || (maximize ? y > cur : y < cur)) cur = y;
+      best.push(cur);
+    }
+    plot("history", [
+      { x: xs, y: ys, mode: "markers", type: "scatter", name: "loss",
+        text: done.map((r) => "trial " + r.id), hoverinfo: "x+y+text" },
+      { x: xs, y: best, mode: "lines", type: "scatter", name: "best so far", line: { shape: "hv" } },
+    ], plotLayout("Optimisation history", { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: "loss" } } }));
+
+    // parallel coordinates
+    const dims = [];
+    for (const key of keys) {
+      const vals = done.map((r) => r.flat[key]);
+      if (vals.some((v) => v === undefined)) continue;
+      if (vals.every((v) => typeof v === "number")) {
+        dims.push({ label: key, values: vals });
+      } else {
+        const cats = [...new Set(vals.map(fmtValue))];
+        dims.push({ label: key, values: vals.map((v) => cats.indexOf(fmtValue(v))),
+          tickvals: cats.map((_, i) => i), ticktext: cats });
+      }
+    }
+    if (!multi) dims.push({ label: "loss", values: done.map((r) => r.loss) });
+    plot("parallel", [{
+      type: "parcoords", dimensions: dims,
+      line: multi ? {} : { color: done.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
+    }], plotLayout("Parallel coordinates", { showlegend: false }));
+
+    // importances
+    const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
+    plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => e[0]), name: "importance" }],
+      plotLayout(imp.length ? "Parameter importances" : "Parameter importances (need 2+ completed trials)", { showlegend: false, margin: { l: 120, r: 20, t: 40, b: 40 } }));
+
+    // intermediate curves
+    const byId = {};
+    for (const r of rows) byId[r.id] = r;
+    const curves = [];
+    for (const [tid, pts] of Object.entries(data.progress || {})) {
+      const t = byId[tid];
+      const pruned = t && t.state === "pruned";
+      curves.push({
+        x: pts.map((p) => p[0]), y: pts.map((p) => p[1]), type: "scatter",
+        mode: pruned ? "lines+markers" : "lines",
+        name: "trial " + tid + (pruned ? " (pruned)" : ""),
+        line: pruned ? { dash: "dot", color: "#c0392b" } : {},
+        marker: pruned ? { symbol: "x", size: 7 } : {},
+      });
+    }
+    plot("intermediate", curves, plotLayout(curves.length ? "Intermediate losses" : "Intermediate losses (none reported)",
+      { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "loss" } } }));
+
+    // pareto
+    const paretoDiv = document.getElementById("pareto");
+    if (multi) {
+      paretoDiv.hidden = false;
+      const names = exp.objectives.map((o) => o.name);
+      const all = rows.filter((r) => r.state === "completed" && r.values);
+      const front = data.pareto_front || [];
+      plot("pareto", [
+        { x: all.map((r) => r.values[0]), y: all.map((r) => r.values[1]), mode: "markers", type: "scatter", name: "trials",
+          marker: { color: "#bbb" }, text: all.map((r) => "trial " + r.id) },
+        { x: front.map((f) => f.values[0]), y: front.map((f) => f.values[1]), mode: "markers", type: "scatter",
+          name: "Pareto front", marker: { color: "#c0392b", size: 10 }, text: front.map((f) => "trial " + f.id) },
+      ], plotLayout("Pareto front", { xaxis: { title: { text: names[0] } }, yaxis: { title: { text: names[1] || "" } } }));
+    } else {
+      paretoDiv.hidden = true;
+    }
+
+    // slices: one per parameter
+    const wanted = keys.map((k) => "slice-" + k);
+    for (const child of [...slicesBox.children]) {
+      if (!wanted.includes(child.dataset.slice)) slicesBox.removeChild(child);
+    }
+    keys.forEach((key) => {
+      let div = [...slicesBox.children].find((c) => c.dataset.slice === "slice-" + key);
+      if (!div) {
+        div = el("div", { className: "plot slice", "data-slice": "slice-" + key });
+        slicesBox.appendChild(div);
+      }
+      const pts = done.filter((r) => r.flat[key] !== undefined);
+      const vals = pts.map((r) => r.flat[key]);
+      const numeric = vals.every((v) => typeof v === "number");
+      plot(div, [{ x: numeric ? vals : vals.map(fmtValue), y: pts.map((r) => r.loss), mode: "markers", type: "scatter",
+        name: key, text: pts.map((r) => "trial " + r.id), marker: { color: pts.map((r) => r.number), colorscale: "Blues" } }],
+        plotLayout("Slice: " + key, { showlegend: false, height: 260, xaxis: { title: { text: key }, type: numeric ? "-" : "category" }, yaxis: { title: { text: "loss" } } }));
+    });
+  }
+
+  // ==================================================================================
+  // Page: one trial
+  // ==================================================================================
+  function trialPage(id) {
+    clear(main);
+    const title = el("h1", null, ["Trial ", el("span", { text: id })]);
+    const expLink = el("p", { id: "trial-experiment" });
+    const actions = el("div", { id: "trial-actions" });
+    const info = el("div", { id: "trial-info" });
+    const params = el("div", { id: "params" });
+    const result = el("pre", { id: "result" });
+    const history = el("div", { id: "history-table" });
+    const logBox = el("pre", { id: "log", className: "log" });
+    const logNote = el("p", { id: "log-note", className: "muted" });
+    const graphs = el("div", { id: "graphs", className: "plots" });
+    const files = el("ul", { id: "files" });
+    main.appendChild(title);
+    main.appendChild(expLink);
+    main.appendChild(actions);
+    main.appendChild(info);
+    main.appendChild(section("Parameters", [params]));
+    main.appendChild(section("Result", [result]));
+    main.appendChild(section("History", [history]));
+    main.appendChild(section("Log (tail)", [logNote, logBox]));
+    main.appendChild(section("Graphs", [graphs]));
+    main.appendChild(section("Files in out/", [files]));
+
+    let lastState = null;
+    let lastLog = null;
+    let lastGraphs = null;
+
+    renderPage = async () => {
+      const t = await getJSON("/api/trials/" + encodeURIComponent(id));
+      clear(expLink);
+      if (t.experiment !== null) {
+        expLink.appendChild(document.createTextNode("Experiment "));
+        expLink.appendChild(el("a", { href: "/experiments/" + encodeName(t.experiment), text: t.experiment }));
+      }
+      if (t.state !== lastState) {
+        clear(actions);
+        if (t.state === "queued" || t.state === "running") {
+          actions.appendChild(button("Cancel trial", "cancel-trial", () => act("Cancel trial " + t.id, "/api/trials/" + t.id + "/cancel"), { "data-trial-id": t.id }));
+        }
+        lastState = t.state;
+      }
+      clear(info);
+      info.appendChild(kvTable({
+        state: t.state + (t.stop_requested && t.state === "running" ? " (stop requested)" : ""),
+        loss: t.values && t.values.length > 1 ? t.values.map(fmtNum).join(", ") : fmtNum(t.loss),
+        number: t.number,
+        attempts: t.attempts,
+        worker: t.worker || "-",
+        created: fmtTime(t.created_at),
+        started: fmtTime(t.started_at),
+        finished: fmtTime(t.finished_at),
+        error: t.error || "-",
+        folder: t.folder || "-",
+      }));
+      clear(params);
+      params.appendChild(kvTable(flatten(t.params)));
+      result.textContent = JSON.stringify(t.result, null, 2);
+      clear(history);
+      const hist = el("table", null, [el("tr", null, ["worker", "state", "start", "end", "message"].map((h) => el("th", { text: h })))]);
+      for (const h of t.history || []) {
+        hist.appendChild(el("tr", null, [
+          el("td", { text: h.worker || "-" }), el("td", { text: h.state || "-" }),
+          el("td", { text: fmtTime(h.started_at || h.start) }), el("td", { text: fmtTime(h.finished_at || h.end) }),
+          el("td", { text: h.message || h.error || "" }),
+        ]));
+      }
+      if (!(t.history || []).length) hist.appendChild(el("tr", null, [el("td", { colspan: 5, className: "muted", text: "no attempt ended yet" })]));
+      history.appendChild(hist);
+      // log
+      if (t.log !== lastLog) {
+        const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
+        logBox.textContent = t.log === null ? "" : t.log;
+        if (atBottom) logBox.scrollTop = logBox.scrollHeight;
+        lastLog = t.log;
+      }
+      logNote.textContent = t.log_file ? t.log_file + (t.state === "running" ? " (refreshing every 2 s)" : "")
+        : (t.folder ? (t.folder_here ? "no log file" : "the trial folder is not on this host") : "no trial folder yet");
+      // graphs
+      const graphSig = JSON.stringify(t.graphs);
+      if (graphSig !== lastGraphs) {
+        lastGraphs = graphSig;
+        clear(graphs);
+        if (Array.isArray(t.graphs)) {
+          t.graphs.forEach((g, i) => {
+            const div = el("div", { id: "graph-" + i, className: "plot" });
+            graphs.appendChild(div);
+            const series = Array.isArray(g.series) ? g.series : [];
+            plot(div, series.map((s) => ({ x: s.x, y: s.y, name: String(s.label || ""), type: "scatter", mode: "lines" })),
+              plotLayout(String(g.name || "graph " + i), { xaxis: { title: { text: String(g.x_axis || "") } }, yaxis: { title: { text: String(g.y_axis || "") } } }));
+          });
+        } else {
+          graphs.appendChild(el("p", { className: "muted", text: t.graphs_error || "no graphs.json" }));
+        }
+      }
+      clear(files);
+      for (const f of t.files || []) files.appendChild(el("li", { text: f.path + " (" + fmtNum(f.size) + " bytes)" }));
+      if (!(t.files || []).length) files.appendChild(el("li", { className: "muted", text: "(none)" }));
+    };
+  }
+
+  // ==================================================================================
+  // Page: workers
+  // ==================================================================================
+  function workersPage() {
+    clear(main);
+    main.appendChild(el("h1", { text: "Workers" }));
+    const table = makeTable("workers", [
+      { key: "id", label: "Worker", value: (r) => r.id },
+      { key: "host", label: "Host", value: (r) => r.host },
+      { key: "pid", label: "PID", value: (r) => r.pid },
+      { key: "parallelism", label: "Slots", value: (r) => r.parallelism },
+      { key: "heartbeat", label: "Heartbeat", value: (r) => r.heartbeat_age, cell: (r) => Math.round(r.heartbeat_age) + " s ago" },
+      { key: "running", label: "Running trials", value: (r) => r.running.length,
+        cell: (r) => { const span = el("span"); r.running.forEach((tid, i) => { if (i) span.appendChild(document.createTextNode(", ")); span.appendChild(el("a", { href: "/trials/" + tid, text: String(tid) })); }); return span; } },
+    ], { sortKey: "id" });
+    main.appendChild(table.node);
+    renderPage = async () => table.update(await getJSON("/api/workers"));
+  }
+
+  // -- start ------------------------------------------------------------------------
+  const page = body.dataset.page;
+  if (page === "experiments") experimentsPage();
+  else if (page === "experiment") experimentPage(body.dataset.name);
+  else if (page === "trial") trialPage(body.dataset.id);
+  else if (page === "workers") workersPage();
+  refresh();
+  setInterval(refresh, POLL_MS);
+})();

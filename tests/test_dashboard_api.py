@@ -1,0 +1,558 @@
+"""The dashboard's JSON API, pages and security rules, on SQLite and PostgreSQL.
+
+The WSGI app is called directly (environ from ``wsgiref.util.setup_testing_defaults``);
+one test serves it over real HTTP on 127.0.0.1 with an ephemeral port, and the CLI's
+bind refusal runs as a subprocess. Browser behaviour is in test_dashboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from clihelp import hd, spawn, wait_for
+
+from hyperdock.config import space_from_v04
+from hyperdock.dashboard import check_bind, create_app, make_dashboard_server
+from hyperdock.errors import ConfigError, ExperimentNotFound
+from hyperdock.storage import Store, open_store
+from hyperdock.study import Objectives
+from hyperdock.trial import Target, TrialState
+
+XSS = "<script>alert(1)</script>"
+TOKEN = "s3cret-token"
+
+
+# -- filling a store --------------------------------------------------------------------
+def fill_store(store: Store, folder_root: Path) -> dict[str, Any]:
+    """An experiment ``exp`` with 2 completed trials (one holding a trial folder), one
+    running (with intermediate losses), one queued; a 2-objective experiment ``multi``;
+    a live worker. Returns the ids the tests look at."""
+    space = space_from_v04({"x": [0.5, 1.5, 2.0, 3.0], "name": [XSS, "b", "c", "d"]})
+    exp = store.create_experiment(
+        "exp",
+        space=space.to_json(),
+        target=Target(command=("python", "train.py")),
+        sampler="random",
+        seed=1,
+        max_trials=10,
+        meta={"objectives": Objectives().to_meta(), "pruner": "none"},
+    )
+    params = [
+        {"x": 0.5, "name": XSS},
+        {"x": 1.5, "name": "b"},
+        {"x": 2.0, "name": "c"},
+        {"x": 3.0, "name": "d"},
+    ]
+    trials = store.add_trials(exp.id, params)
+    store.register_worker("w1", host="host-a", pid=123, parallelism=2)
+    folder = folder_root / "exp-1" / "20240101T000000Z"
+    (folder / "out" / "sub").mkdir(parents=True)
+    (folder / "log.txt").write_text("epoch 1\nepoch 2 " + XSS + "\ndone\n")
+    (folder / "out" / "model.txt").write_text("weights")
+    (folder / "out" / "sub" / "more.bin").write_bytes(b"\0" * 10)
+    graphs = [{"name": "acc", "x_axis": "epoch", "y_axis": "acc", "series": [
+        {"label": "train", "x": [1, 2, 3], "y": [0.5, 0.7, 0.8]}]}]  # fmt: skip
+    (folder / "graphs.json").write_text(json.dumps(graphs))
+    first = store.claim("w1", experiment_id=exp.id)
+    assert first is not None and first.id == trials[0].id
+    store.add_progress(first.id, "w1", [(1, 2.0), (2, 1.0)])
+    store.finish(
+        first.id, "w1", state=TrialState.COMPLETED, loss=0.25, result={"folder": str(folder)}
+    )
+    second = store.claim("w1", experiment_id=exp.id)
+    assert second is not None
+    store.finish(second.id, "w1", state=TrialState.COMPLETED, loss=0.75)
+    running = store.claim("w1", experiment_id=exp.id)
+    assert running is not None
+    store.add_progress(running.id, "w1", [(1, 3.0)])
+    store.heartbeat("w1", [running.id])
+
+    multi = store.create_experiment(
+        "multi",
+        space=space.to_json(),
+        target=Target(command=("python", "train.py")),
+        sampler="random",
+        seed=1,
+        max_trials=10,
+        meta={"objectives": Objectives(("err", "time"), ("minimize", "minimize")).to_meta()},
+    )
+    store.add_trials(multi.id, params[:3])
+    for values in ([1.0, 3.0], [2.0, 1.0], [3.0, 4.0]):
+        t = store.claim("w2", experiment_id=multi.id)
+        assert t is not None
+        store.finish(
+            t.id, "w2", state=TrialState.COMPLETED, loss=values[0], result={"values": values}
+        )
+    return {
+        "exp": exp.id,
+        "completed": first.id,
+        "completed2": second.id,
+        "running": running.id,
+        "queued": trials[3].id,
+        "folder": str(folder),
+        "multi": multi.id,
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dash.db'}"
+    factory: Callable[[], str] = request.getfixturevalue("postgres_url")
+    return factory()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def filled(store: Store, tmp_path: Path) -> dict[str, Any]:
+    return fill_store(store, tmp_path / "results")
+
+
+# -- calling the WSGI app --------------------------------------------------------------
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def data(self) -> Any:
+        assert self.headers["Content-Type"].startswith("application/json"), self.headers
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+def call(
+    app: Any,
+    path: str,
+    *,
+    method: str = "GET",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """Run one request through the WSGI app ``app``."""
+    raw = b"" if body is None else json.dumps(body).encode()
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_LENGTH": str(len(raw)),
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": io.BytesIO(raw),
+    }
+    for key, value in (headers or {}).items():
+        environ["HTTP_" + key.upper().replace("-", "_")] = value
+    setup_testing_defaults(environ)
+    got: dict[str, Any] = {}
+
+    def start_response(status: str, hdrs: list[tuple[str, str]], exc_info: Any = None) -> None:
+        got["status"] = int(status.split()[0])
+        got["headers"] = dict(hdrs)
+
+    chunks = app(environ, start_response)
+    return Reply(got["status"], got["headers"], b"".join(chunks))
+
+
+LOCAL = {"X-Requested-With": "hyperdock"}
+
+
+def post(app: Any, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    return call(app, path, method="POST", body=body if body is not None else {}, headers=headers)
+
+
+# -- reading ----------------------------------------------------------------------------
+def test_list_experiments(store: Store, filled: dict[str, Any]) -> None:
+    rows = call(create_app(store), "/api/experiments").data
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"exp", "multi"}
+    exp = by_name["exp"]
+    assert exp["id"] == filled["exp"]
+    assert exp["state"] == "running"
+    assert exp["sampler"] == "random"
+    assert (exp["done"], exp["budget"], exp["running"], exp["failed"]) == (2, 10, 1, 0)
+    assert exp["best_loss"] == 0.25
+    assert exp["objectives"] == [{"name": "loss", "direction": "minimize"}]
+    assert len(by_name["multi"]["objectives"]) == 2
+
+
+def test_experiment_detail(store: Store, filled: dict[str, Any]) -> None:
+    data = call(create_app(store), "/api/experiments/exp").data
+    assert data["experiment"]["name"] == "exp"
+    assert data["experiment"]["done"] == 2
+    states = {t["id"]: t["state"] for t in data["trials"]}
+    assert states == {
+        filled["completed"]: "completed",
+        filled["completed2"]: "completed",
+        filled["running"]: "running",
+        filled["queued"]: "queued",
+    }
+    xss_row = next(t for t in data["trials"] if t["id"] == filled["completed"])
+    assert xss_row["params"] == {"x": 0.5, "name": XSS}  # data, not markup
+    assert data["progress"][str(filled["completed"])] == [[1, 2.0], [2, 1.0]]
+    assert data["progress"][str(filled["running"])] == [[1, 3.0]]
+    assert isinstance(data["importances"], dict)
+    assert set(data["importances"]) <= {"x", "name"}
+    assert data["pareto_front"] is None
+
+
+def test_experiment_detail_pareto_front(store: Store, filled: dict[str, Any]) -> None:
+    data = call(create_app(store), "/api/experiments/multi").data
+    front = data["pareto_front"]
+    assert [f["values"] for f in front] == [[1.0, 3.0], [2.0, 1.0]]
+    assert all(t["values"] is not None for t in data["trials"])
+
+
+def test_trial_detail_reads_the_folder(store: Store, filled: dict[str, Any]) -> None:
+    data = call(create_app(store), f"/api/trials/{filled['completed']}").data
+    assert data["params"] == {"x": 0.5, "name": XSS}
+    assert data["state"] == "completed"
+    assert data["loss"] == 0.25
+    assert data["result"]["folder"] == filled["folder"]
+    assert data["folder_here"] is True
+    assert data["experiment"] == "exp"
+    assert data["attempts"] == 1
+    assert isinstance(data["history"], list)
+    assert data["log_file"] == "log.txt"
+    assert data["log"].endswith("done\n") and XSS in data["log"]
+    assert data["graphs"][0]["series"][0]["y"] == [0.5, 0.7, 0.8]
+    assert [f["path"] for f in data["files"]] == ["model.txt", "sub/more.bin"]
+    assert data["progress"] == [[1, 2.0], [2, 1.0]]
+
+
+def test_trial_detail_without_folder(store: Store, filled: dict[str, Any]) -> None:
+    data = call(create_app(store), f"/api/trials/{filled['running']}").data
+    assert data["state"] == "running"
+    assert data["worker"] == "w1"
+    assert (data["log"], data["graphs"], data["files"]) == (None, None, [])
+
+
+def test_trial_log_tail_is_bounded(store: Store, filled: dict[str, Any], tmp_path: Path) -> None:
+    from hyperdock.dashboard.api import LOG_TAIL_BYTES
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "docker_log.txt").write_text("x" * (LOG_TAIL_BYTES * 2) + "END")
+    store.finish(filled["running"], "w1", state=TrialState.COMPLETED, loss=1.0,
+                 result={"folder": str(folder)})  # fmt: skip
+    data = call(create_app(store), f"/api/trials/{filled['running']}").data
+    assert data["log_file"] == "docker_log.txt"
+    assert len(data["log"]) == LOG_TAIL_BYTES and data["log"].endswith("END")
+
+
+def test_workers(store: Store, filled: dict[str, Any]) -> None:
+    rows = call(create_app(store), "/api/workers").data
+    w1 = next(r for r in rows if r["id"] == "w1")
+    assert (w1["host"], w1["pid"], w1["parallelism"]) == ("host-a", 123, 2)
+    assert filled["running"] in w1["running"]
+
+
+def test_not_found(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    assert call(app, "/api/experiments/nope").status == 404
+    assert "nope" in call(app, "/api/experiments/nope").data["error"]
+    assert call(app, "/api/trials/999999").status == 404
+    assert call(app, "/api/nothing").status == 404
+    assert call(app, "/no/such/page").status == 404
+    assert post(app, "/api/trials/999999/cancel", headers=LOCAL).status == 404
+    assert call(app, "/api/experiments", method="PUT").status == 405
+
+
+# -- actions ------------------------------------------------------------------------------
+def test_cancel_trial(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    reply = post(app, f"/api/trials/{filled['running']}/cancel", headers=LOCAL)
+    assert reply.status == 200, reply.text
+    assert reply.data["state"] == "running"
+    assert store.get_trial(filled["running"]).stop_requested
+    reply = post(app, f"/api/trials/{filled['queued']}/cancel", headers=LOCAL)
+    assert reply.data["state"] == "cancelled"
+    assert store.get_trial(filled["queued"]).state is TrialState.CANCELLED
+
+
+def test_cancel_experiment(store: Store, filled: dict[str, Any]) -> None:
+    reply = post(create_app(store), "/api/experiments/exp/cancel", headers=LOCAL)
+    assert reply.status == 200, reply.text
+    assert reply.data["experiment"]["state"] == "cancelled"
+    assert store.get_trial(filled["queued"]).state is TrialState.CANCELLED
+    assert store.get_trial(filled["running"]).stop_requested
+
+
+def test_delete_experiment(store: Store, filled: dict[str, Any]) -> None:
+    reply = post(create_app(store), "/api/experiments/multi/delete", headers=LOCAL)
+    assert reply.status == 200, reply.text
+    with pytest.raises(ExperimentNotFound):
+        store.get_experiment("multi")
+    assert store.get_experiment("exp").id == filled["exp"]
+
+
+def test_clone_experiment(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    reply = post(app, "/api/experiments/exp/clone", {"name": "exp-2"}, headers=LOCAL)
+    assert reply.status == 200, reply.text
+    old, new = store.get_experiment("exp"), store.get_experiment("exp-2")
+    assert new.id != old.id
+    assert (new.space, new.target, new.sampler, new.max_trials, new.meta) == (
+        old.space,
+        old.target,
+        old.sampler,
+        old.max_trials,
+        old.meta,
+    )
+    assert store.list_trials(new.id) == []
+    assert post(app, "/api/experiments/exp/clone", {"name": "exp-2"}, LOCAL).status == 409
+    assert post(app, "/api/experiments/exp/clone", {}, LOCAL).status == 400
+
+
+def test_create_experiment_v04_space(store: Store) -> None:
+    app = create_app(store)
+    body = {
+        "name": "made",
+        "space": json.dumps({"a": [1, 2], "b": 1, "n": XSS}),
+        "command": "python train.py --fast",
+        "max_trials": None,
+    }
+    reply = post(app, "/api/experiments", body, headers=LOCAL)
+    assert reply.status == 200, reply.text
+    exp = store.get_experiment("made")
+    assert exp.sampler == "grid"  # v0.4 lists are grid axes
+    assert exp.max_trials is None
+    assert exp.target.command == ("python", "train.py", "--fast")
+    assert exp.space["n"] == XSS
+
+
+def test_create_experiment_space_json_form(store: Store) -> None:
+    space = {"x": {"$hp": "uniform", "label": "x", "low": 0, "high": 1}}
+    body = {"name": "tpe", "space": json.dumps(space), "image": "me/img:1", "max_trials": 7}
+    reply = post(create_app(store), "/api/experiments", body, headers=LOCAL)
+    assert reply.status == 200, reply.text
+    exp = store.get_experiment("tpe")
+    assert (exp.sampler, exp.max_trials, exp.target.image) == ("tpe", 7, "me/img:1")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"name": "e", "space": "{not json", "command": "x"}, 400, "not valid JSON"),
+        ({"name": "e", "space": "[]", "command": "x"}, 400, "invalid space"),
+        ({"name": "e", "space": "{}"}, 400, "target"),
+        ({"space": "{}", "command": "x"}, 400, "name"),
+        ({"name": "e", "space": "{}", "command": "x", "max_trials": 0}, 400, "at least 1"),
+        ({"name": "e", "space": '{"a": [1]}', "command": "x", "sampler": "nope"}, 400, "nope"),
+    ],
+)
+def test_create_experiment_refusals(
+    store: Store, body: dict[str, Any], status: int, words: str
+) -> None:
+    reply = post(create_app(store), "/api/experiments", body, headers=LOCAL)
+    assert reply.status == status, reply.text
+    assert words in reply.data["error"]
+    assert store.list_experiments() == []
+
+
+def test_create_existing_name_conflicts(store: Store, filled: dict[str, Any]) -> None:
+    body = {"name": "exp", "space": "{}", "command": "x"}
+    assert post(create_app(store), "/api/experiments", body, headers=LOCAL).status == 409
+
+
+# -- security -----------------------------------------------------------------------------
+ACTIONS = [
+    ("/api/experiments/exp/cancel", {}),
+    ("/api/experiments/exp/delete", {}),
+    ("/api/experiments/exp/clone", {"name": "copy"}),
+    ("/api/experiments", {"name": "new", "space": "{}", "command": "x"}),
+    ("/api/trials/{running}/cancel", {}),
+]
+
+
+def _unchanged(store: Store, filled: dict[str, Any]) -> None:
+    assert [e.name for e in store.list_experiments()] == ["exp", "multi"]
+    assert store.get_experiment("exp").state.value == "running"
+    assert not store.get_trial(filled["running"]).stop_requested
+
+
+@pytest.mark.parametrize(("path", "body"), ACTIONS)
+def test_actions_without_token_refused(
+    store: Store, filled: dict[str, Any], path: str, body: dict[str, Any]
+) -> None:
+    app = create_app(store, token=TOKEN)
+    path = path.format(**filled)
+    for headers in ({}, LOCAL, {"X-Hyperdock-Token": "wrong"}, {"X-Hyperdock-Token": ""}):
+        reply = post(app, path, body, headers=headers)
+        assert reply.status == 403, (headers, reply.text)
+        assert "token" in reply.data["error"]
+    _unchanged(store, filled)
+    # reading needs no token
+    assert call(app, "/api/experiments").status == 200
+
+
+def test_actions_with_token(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store, token=TOKEN)
+    reply = post(app, f"/api/trials/{filled['running']}/cancel", {}, {"X-Hyperdock-Token": TOKEN})
+    assert reply.status == 200, reply.text
+    assert store.get_trial(filled["running"]).stop_requested
+
+
+@pytest.mark.parametrize(("path", "body"), ACTIONS)
+def test_cross_site_post_refused(
+    store: Store, filled: dict[str, Any], path: str, body: dict[str, Any]
+) -> None:
+    """What a foreign page can send (a form or a simple fetch: no custom header), or a
+    DNS-rebound page (custom header, but a foreign Host/Origin), changes nothing."""
+    app = create_app(store)
+    path = path.format(**filled)
+    attempts = [
+        {},
+        {"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        {"X-Requested-With": "XMLHttpRequest"},
+        {**LOCAL, "Host": "evil.example:8765"},
+        {**LOCAL, "Origin": "http://evil.example"},
+    ]
+    for headers in attempts:
+        reply = post(app, path, body, headers=headers)
+        assert reply.status == 403, (headers, reply.text)
+    _unchanged(store, filled)
+
+
+def test_same_origin_post_allowed(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    headers = {**LOCAL, "Host": "127.0.0.1:8765", "Origin": "http://127.0.0.1:8765"}
+    assert post(app, "/api/experiments/exp/cancel", {}, headers).status == 200
+
+
+def test_bad_bodies(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    environ_body = b"[1, 2]"
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/experiments",
+        "CONTENT_LENGTH": str(len(environ_body)),
+        "wsgi.input": io.BytesIO(environ_body),
+        "HTTP_X_REQUESTED_WITH": "hyperdock",
+    }
+    setup_testing_defaults(environ)
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    assert status[0].startswith("400") and b"JSON object" in body
+
+
+# -- pages and static files ---------------------------------------------------------------
+def test_pages(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    for path in ("/", "/workers", "/experiments/exp", f"/trials/{filled['completed']}"):
+        reply = call(app, path)
+        assert reply.status == 200, path
+        assert reply.headers["Content-Type"].startswith("text/html")
+        assert '<script src="/static/app.js"' in reply.text
+        assert "Content-Security-Policy" in reply.headers
+    assert "/static/plotly.min.js" in call(app, "/experiments/exp").text
+
+
+def test_page_escapes_the_name_in_the_shell(store: Store) -> None:
+    reply = call(create_app(store), "/experiments/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert XSS not in reply.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in reply.text
+
+
+def test_static_files(store: Store) -> None:
+    app = create_app(store)
+    plotly = call(app, "/static/plotly.min.js")
+    assert plotly.status == 200 and plotly.headers["Content-Type"].startswith("text/javascript")
+    assert len(plotly.body) > 1_000_000 and b"plotly" in plotly.body[:2000].lower()
+    assert b"textContent" in call(app, "/static/app.js").body
+    assert call(app, "/static/style.css").status == 200
+    assert call(app, "/static/../__init__.py").status == 404
+    assert call(app, "/static/nothing.js").status == 404
+
+
+def test_app_js_never_uses_inner_html() -> None:
+    from hyperdock.dashboard import STATIC_DIR
+
+    text = (STATIC_DIR / "app.js").read_text()
+    assert "innerHTML" not in text and "insertAdjacentHTML" not in text
+    assert "document.write" not in text
+
+
+# -- serving -------------------------------------------------------------------------------
+def test_check_bind() -> None:
+    for host in ("127.0.0.1", "localhost", "::1"):
+        check_bind(host, None)
+    check_bind("0.0.0.0", "t")
+    with pytest.raises(ConfigError, match="token"):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(ConfigError):
+        check_bind("192.168.1.2", "")
+
+
+def test_served_over_http(store: Store, filled: dict[str, Any]) -> None:
+    server = make_dashboard_server(store, "127.0.0.1", 0, token=TOKEN)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with urllib.request.urlopen(base + "/api/experiments", timeout=10) as resp:
+            assert {r["name"] for r in json.load(resp)} == {"exp", "multi"}
+        url = f"{base}/api/trials/{filled['running']}/cancel"
+        request = urllib.request.Request(url, data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=10)
+        assert info.value.code == 403
+        request.add_header("X-Hyperdock-Token", TOKEN)
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert json.load(resp)["ok"] is True
+        assert store.get_trial(filled["running"]).stop_requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_refuses_public_bind_without_token(tmp_path: Path) -> None:
+    out = hd("dashboard", "--store", f"sqlite:///{tmp_path / 'x.db'}", "--host", "0.0.0.0",
+             cwd=tmp_path, env={"HYPERDOCK_TOKEN": ""}, timeout=60)  # fmt: skip
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "token" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_serves(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with open_store(url) as st:
+        fill_store(st, tmp_path / "results")
+    log = tmp_path / "dash.log"
+    proc = spawn("dashboard", "--store", url, "--port", str(port), cwd=tmp_path, log=log)
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/workers", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, 30, "the dashboard to listen")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/experiments/exp", timeout=5) as r:
+        assert json.load(r)["experiment"]["name"] == "exp"
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert f"127.0.0.1:{port}" in log.read_text()

@@ -1,0 +1,236 @@
+"""The dashboard in a real browser: Chromium (the Debian package at /usr/bin/chromium)
+driven by Python playwright. Nothing is downloaded (never ``playwright install``).
+
+Outside CI a missing Chromium or playwright skips these tests; with ``CI=true`` it fails
+them (see ``conftest.unavailable``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelp import wait_for
+from conftest import unavailable
+from test_dashboard_api import TOKEN, XSS, fill_store
+
+from hyperdock.dashboard import make_dashboard_server
+from hyperdock.storage import Store, open_store
+from hyperdock.trial import TrialState
+
+CHROMIUM = os.environ.get("HYPERDOCK_TEST_CHROMIUM", "/usr/bin/chromium")
+#: Milliseconds a page may take to show what a test waits for (polling is every 2 s).
+WAIT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium, launched once per module."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        unavailable("playwright", f"{exc}; pip install playwright")
+    if not Path(CHROMIUM).exists():
+        unavailable("Chromium", f"{CHROMIUM} is missing; apt-get install chromium")
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        except Exception as exc:
+            unavailable("Chromium", f"cannot launch {CHROMIUM}: {exc}")
+        yield b
+        b.close()
+
+
+class Dashboard:
+    """A dashboard served on 127.0.0.1 (ephemeral port) over a filled SQLite store."""
+
+    def __init__(self, store: Store, ids: dict[str, Any], url: str) -> None:
+        self.store, self.ids, self.url = store, ids, url
+
+
+def _serve(tmp_path: Path, token: str | None) -> Iterator[Dashboard]:
+    store = open_store(f"sqlite:///{tmp_path / 'browser.db'}")
+    ids = fill_store(store, tmp_path / "results")
+    server = make_dashboard_server(store, "127.0.0.1", 0, token=token)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Dashboard(store, ids, f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
+
+
+@pytest.fixture
+def dash(tmp_path: Path) -> Iterator[Dashboard]:
+    """Without a token."""
+    yield from _serve(tmp_path, None)
+
+
+@pytest.fixture
+def dash_token(tmp_path: Path) -> Iterator[Dashboard]:
+    """With the token ``TOKEN``."""
+    yield from _serve(tmp_path, TOKEN)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; JavaScript errors and dialogs fail the test."""
+    context = browser.new_context()
+    pg = context.new_page()
+    errors: list[str] = []
+    dialogs: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.set_default_timeout(WAIT_MS)
+    pg.hd_dialogs = dialogs
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+    assert dialogs == [], f"dialogs opened: {dialogs}"
+
+
+def _plot_points(page: Any, selector: str) -> int:
+    return int(
+        page.evaluate(
+            """(sel) => { const d = document.querySelector(sel);
+                return d && d.data && d.data.length ? (d.data[0].x || d.data[0].dimensions
+                || []).length : 0; }""",
+            selector,
+        )
+    )
+
+
+def test_pages_load(dash: Dashboard, page: Any) -> None:
+    page.goto(dash.url + "/")
+    page.wait_for_selector("#experiments tr[data-name='exp']")
+    row = page.locator("#experiments tr[data-name='exp']")
+    assert "2 / 10" in row.inner_text()
+    assert page.locator("#experiments tr[data-name='multi']").count() == 1
+    assert page.locator("#create-form").count() == 1
+
+    page.goto(dash.url + "/workers")
+    page.locator("#workers td.id", has_text="w1").wait_for()
+    assert "host-a" in page.locator("#workers").inner_text()
+
+    page.goto(f"{dash.url}/experiments/exp")
+    page.wait_for_selector(f"#trials tr[data-trial-id='{dash.ids['queued']}']")
+    assert page.locator("#trials tbody tr").count() == 4
+
+    page.goto(f"{dash.url}/trials/{dash.ids['completed']}")
+    page.wait_for_function("document.querySelector('#log').textContent.includes('epoch 2')")
+    assert "model.txt" in page.locator("#files").inner_text()
+    assert page.locator("#params").inner_text().count("0.5") >= 1
+
+
+def test_plots_render(dash: Dashboard, page: Any) -> None:
+    page.goto(f"{dash.url}/experiments/exp")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#history');"
+        " return d && d.data && d.data[0].x.length > 0; }"
+    )
+    assert page.evaluate("document.querySelector('#history').data[0].x.length") == 2
+    assert page.evaluate("document.querySelector('#history').data[1].y") == [0.25, 0.25]
+    assert _plot_points(page, "#parallel") == 3  # x, name, loss
+    assert _plot_points(page, "#intermediate") > 0
+    assert page.evaluate("document.querySelector('#importances').data.length") == 1
+    assert page.locator("#slices .slice").count() == 2
+    assert _plot_points(page, "#slices .slice") == 2
+    assert page.locator("#pareto").is_hidden()
+    page.locator("#trials th[data-key='loss']").click()  # sortable
+    first = page.locator("#trials tbody tr").first.get_attribute("data-trial-id")
+    assert first == str(dash.ids["completed"])
+    page.fill("#trials-filter", "queued")  # filterable
+    assert page.locator("#trials tbody tr").count() == 1
+
+    page.goto(f"{dash.url}/experiments/multi")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#pareto');"
+        " return d && d.data && d.data[1].x.length === 2; }"
+    )
+
+    page.goto(f"{dash.url}/trials/{dash.ids['completed']}")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#graph-0');"
+        " return d && d.data && d.data[0].x.length === 3; }"
+    )
+
+
+def test_page_updates_by_itself(dash: Dashboard, page: Any) -> None:
+    running = dash.ids["running"]
+    page.goto(f"{dash.url}/experiments/exp")
+    page.wait_for_selector(f"#trials tr[data-trial-id='{running}'][data-state='running']")
+    page.evaluate("window.hdMarker = 42")  # survives only if the page is not reloaded
+    assert dash.store.finish(running, "w1", state=TrialState.COMPLETED, loss=0.125)
+    page.wait_for_selector(f"#trials tr[data-trial-id='{running}'][data-state='completed']")
+    assert page.evaluate("window.hdMarker") == 42
+    page.wait_for_function("document.querySelector('#history').data[0].x.length === 3")
+
+
+def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:
+    running = dash_token.ids["running"]
+    page.goto(f"{dash_token.url}/experiments/exp?token={TOKEN}")
+    assert "token" not in page.url  # taken off the address bar
+    button = page.locator(f"#trials button.cancel-trial[data-trial-id='{running}']")
+    button.click()
+    wait_for(lambda: dash_token.store.get_trial(running).stop_requested, 10, "the stop request")
+    state_cell = page.locator(f"#trials tr[data-trial-id='{running}'] td.state")
+    state_cell.filter(has_text="stopping").wait_for()
+    assert page.locator("#error").is_hidden()
+    # the worker obeys the stop: the trial ends cancelled, and the page shows it
+    dash_token.store.finish(running, "w1", state=TrialState.CANCELLED)
+    page.wait_for_selector(f"#trials tr[data-trial-id='{running}'][data-state='cancelled']")
+
+    # the trial page's button too (the token is kept for the tab)
+    queued = dash_token.ids["queued"]
+    page.goto(f"{dash_token.url}/trials/{queued}")
+    page.locator("#trial-actions button.cancel-trial").click()
+    wait_for(lambda: dash_token.store.get_trial(queued).state is TrialState.CANCELLED, 10, "cancel")
+
+
+def test_actions_without_token_are_refused(dash_token: Dashboard, page: Any) -> None:
+    running = dash_token.ids["running"]
+    page.goto(f"{dash_token.url}/experiments/exp")
+    page.locator(f"#trials button.cancel-trial[data-trial-id='{running}']").click()
+    page.wait_for_selector("#error:not([hidden])")
+    assert "token" in page.locator("#error").inner_text()
+    assert not dash_token.store.get_trial(running).stop_requested
+
+    page.goto(f"{dash_token.url}/?token=wrong")
+    page.fill("#create-name", "new-one")
+    page.fill("#create-space", '{"a": [1, 2]}')
+    page.fill("#create-command", "python train.py")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "wrong dashboard token" in page.locator("#error").inner_text()
+    assert [e.name for e in dash_token.store.list_experiments()] == ["exp", "multi"]
+
+
+def test_create_from_the_browser(dash: Dashboard, page: Any) -> None:
+    page.goto(dash.url + "/")
+    page.wait_for_selector("#experiments tr[data-name='exp']")
+    page.fill("#create-name", "from-ui")
+    page.fill("#create-space", '{"a": [1, 2], "b": 3}')
+    page.fill("#create-command", "python train.py")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#experiments tr[data-name='from-ui']")
+    assert dash.store.get_experiment("from-ui").sampler == "grid"
+
+
+def test_script_in_a_parameter_is_shown_as_text(dash: Dashboard, page: Any) -> None:
+    xss_trial = dash.ids["completed"]
+    page.goto(f"{dash.url}/experiments/exp")
+    cell = page.locator(f"#trials tr[data-trial-id='{xss_trial}'] td", has_text=XSS)
+    cell.first.wait_for(state="visible")
+    assert page.locator("#main script").count() == 0
+    page.goto(f"{dash.url}/trials/{xss_trial}")
+    page.get_by_text(XSS, exact=True).first.wait_for(state="visible")
+    page.wait_for_function("(x) => document.querySelector('#log').textContent.includes(x)", arg=XSS)
+    assert page.locator("#main script").count() == 0
+    page.wait_for_timeout(2500)  # one more poll: still nothing ran
+    assert page.hd_dialogs == []
