@@ -6,8 +6,10 @@ durable SQLite file, one trial at a time:
     * optuna:    optuna's ``study.optimize`` with ``sqlite:///`` storage and its
                  RandomSampler (the same sampler as Hyperdock's here), the objective
                  running the same command and reading loss.json;
-    * hyperdock: ``hyperdock run space.json --command …`` end to end, as a user runs it
-                 (interpreter start-up and imports included).
+    * hyperdock: ``hyperdock run space.py --command … --sampler random`` end to end, as
+                 a user runs it (interpreter start-up and imports included);
+    * hyperdock with TPE (the default sampler), for information: every trial then
+      waits for a suggestion that has seen all earlier results.
 
 Part 2 — a tiny Docker image (busybox, built locally), M trials:
     * bare:      a loop of ``docker run --rm`` of the same image and command;
@@ -64,7 +66,7 @@ def optuna_loop(n: int, work: Path) -> float:
     return time.perf_counter() - start
 
 
-def hyperdock_run(n: int, work: Path, *target: str) -> float:
+def hyperdock_run(n: int, work: Path, *target: str, sampler: str = "random") -> float:
     (work / "space.py").write_text(
         "from hyperdock import hp\nSPACE = {'x': hp.uniform('x', 0, 1)}\n"
     )
@@ -76,6 +78,8 @@ def hyperdock_run(n: int, work: Path, *target: str) -> float:
         "space.py",
         "--max-trials",
         str(n),
+        "--sampler",
+        sampler,
         "--store",
         f"sqlite:///{work}/hd.db",
         "--results",
@@ -154,16 +158,20 @@ def main() -> None:
     n = args.trials
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for sub in ("bare", "optuna", "hd"):
+        for sub in ("bare", "optuna", "hd", "tpe"):
             (work / sub).mkdir()
         bare = bare_loop(n, work / "bare")
         opt = optuna_loop(n, work / "optuna")
         hd = hyperdock_run(n, work / "hd", "--command", f"sh -c '{NOOP}'")
+        # The default sampler, for information: each trial waits for a TPE suggestion
+        # that has seen every earlier result.
+        tpe = hyperdock_run(n, work / "tpe", "--command", f"sh -c '{NOOP}'", sampler="tpe")
     print(f"No-op local target, {n} trials, SQLite file store, 1 trial at a time:")
     results["process"] = [
         row("bare spawn loop", bare, n, None, ""),
         row("optuna 5 study.optimize (sqlite)", opt, n, bare, "bare"),
         row("hyperdock run --command", hd, n, bare, "bare"),
+        row("hyperdock run --command --sampler tpe", tpe, n, bare, "bare"),
     ]
     print(
         f"  hyperdock / optuna = {hd / opt:.3f} (goal <= 0.2); "
