@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -87,10 +88,45 @@ def _fmt_time(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _fmt_duration(seconds: float | None) -> str:
+    """``0.8s``, ``42s``, ``3m05s``, ``2h04m``, ``3d05h``; ``-`` for None."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    n = round(seconds)
+    if n < 60:
+        return f"{n}s"
+    if n < 3600:
+        return f"{n // 60}m{n % 60:02d}s"
+    if n < 86400:
+        return f"{n // 3600}h{n % 3600 // 60:02d}m"
+    return f"{n // 86400}d{n % 86400 // 3600:02d}h"
+
+
+def _fmt_ago(ts: float | None, now: float | None = None) -> str:
+    """How long ago ``ts`` was (``12s ago``, ``3m05s ago``); a date beyond a week."""
+    if ts is None:
+        return "-"
+    age = (time.time() if now is None else now) - ts
+    if age > 7 * 86400:
+        return _fmt_time(ts)
+    return f"{_fmt_duration(age)} ago"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    """An aligned text table; the columns numbered in ``right`` are right-aligned."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+
+    lines = [line(r) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -158,8 +194,11 @@ def _summary(store: Store, exp: Experiment, *, importances_too: bool = True) -> 
     return summary
 
 
-def _print_best(store: Store, exp: Experiment, as_json: bool) -> bool:
-    summary = _summary(store, exp)
+def _print_best(
+    store: Store, exp: Experiment, as_json: bool, summary: dict[str, Any] | None = None
+) -> bool:
+    if summary is None:
+        summary = _summary(store, exp)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
         return summary["best"] is not None
@@ -193,6 +232,42 @@ def _print_best(store: Store, exp: Experiment, as_json: bool) -> bool:
         for name, value in summary["importances"].items():
             click.echo(f"  {name:<24} {value:6.3f}  {'#' * round(value * 30)}")
     return True
+
+
+def _check_notify(urls: Sequence[str]) -> None:
+    """Refuse --notify values that are not http(s) URLs, before the run starts."""
+    from hyperdock.notify import check_url
+
+    for url in urls:
+        problem = check_url(url)
+        if problem:
+            raise ConfigError(problem)
+
+
+def _finish(store: Store, exp: Experiment, as_json: bool, notify: Sequence[str]) -> NoReturn:
+    """Print the result of a run, POST it to the --notify URLs, exit 0 (a trial
+    completed) or 1."""
+    from hyperdock.notify import event_of, notify_all
+
+    exp = store.get_experiment(exp.id)
+    summary = _summary(store, exp)
+    ok = _print_best(store, exp, as_json, summary)
+    if notify:
+        notify_all(notify, summary | {"event": event_of(summary)})
+    sys.exit(0 if ok else 1)
+
+
+def _notify_error(store: Store, exp: Experiment, notify: Sequence[str], exc: Exception) -> None:
+    """POST a "failed" summary to the --notify URLs when a run dies with an error."""
+    from hyperdock.notify import notify_all
+
+    if not notify:
+        return
+    try:
+        summary = _summary(store, store.get_experiment(exp.id), importances_too=False)
+    except Exception:  # the store may be what failed
+        summary = {"experiment": exp.name, "state": exp.state.value, "trials": {}, "best": None}
+    notify_all(notify, summary | {"event": "failed", "error": str(exc) or type(exc).__name__})
 
 
 def _params_line(best: dict[str, Any]) -> str:
@@ -375,6 +450,17 @@ def _store_option(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="URL",
         help="Store URL: sqlite:///path.db (default sqlite:///./hyperdock.db), "
         "postgresql://…, mongodb://… [env HYPERDOCK_STORE]",
+    )(f)
+
+
+def _notify_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--notify",
+        "notify",
+        multiple=True,
+        metavar="URL",
+        help="POST a JSON summary here when the experiment finishes, is cancelled or "
+        "fails (repeat for several; Slack webhooks get a Slack message). Not stored.",
     )(f)
 
 
@@ -609,6 +695,7 @@ def cli() -> None:
     show_default=True,
     help="Seconds between worker heartbeats.",
 )
+@_notify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--loglevel", default="warning", show_default=True)
@@ -624,6 +711,7 @@ def run(
     network: str | None,
     pull: str,
     heartbeat: float,
+    notify: tuple[str, ...],
     as_json: bool,
     quiet: bool,
     loglevel: str,
@@ -643,6 +731,7 @@ def run(
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     env = parse_env(worker_env)
+    _check_notify(notify)
     with _store(store) as st:
         exp, created = _prepare(st, opts)
         if not created:
@@ -679,13 +768,17 @@ def run(
                 f"{exp.sampler}, seed {exp.seed}, store {st.describe()}",
                 err=True,
             )
-        with _signals(on_interrupt), _Progress(supervisor, not quiet and not as_json):
-            worker_thread.start()
-            try:
-                supervisor.run(stop)
-            finally:
-                worker.stop()
-                worker_thread.join()
+        try:
+            with _signals(on_interrupt), _Progress(supervisor, not quiet and not as_json):
+                worker_thread.start()
+                try:
+                    supervisor.run(stop)
+                finally:
+                    worker.stop()
+                    worker_thread.join()
+        except Exception as exc:
+            _notify_error(st, exp, notify, exc)
+            raise
         if interrupted.is_set():
             click.echo(
                 f"Interrupted. Resume with: hyperdock run {shlex.quote(config)} "
@@ -693,8 +786,7 @@ def run(
                 err=True,
             )
             sys.exit(130)
-        ok = _print_best(st, st.get_experiment(exp.id), as_json)
-    sys.exit(0 if ok else 1)
+        _finish(st, exp, as_json, notify)
 
 
 @cli.command()
@@ -708,22 +800,35 @@ def run(
     show_default=True,
     help="Seconds between checks of the store.",
 )
+@_notify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--loglevel", default="info", show_default=True)
 def supervisor(
-    store: str | None, poll: float, as_json: bool, loglevel: str, **options: Any
+    store: str | None,
+    poll: float,
+    notify: tuple[str, ...],
+    as_json: bool,
+    loglevel: str,
+    **options: Any,
 ) -> None:
     """Create (or resume, by --name) an experiment and drive it until its budget is spent.
 
     Workers (`hyperdock worker`) on any host run the trials.
     """
     _setup_logging(loglevel)
-    _run_supervisor(store, ExperimentOptions.take(options), poll, as_json)
+    _run_supervisor(store, ExperimentOptions.take(options), poll, as_json, notify)
 
 
-def _run_supervisor(store: str | None, opts: ExperimentOptions, poll: float, as_json: bool) -> None:
+def _run_supervisor(
+    store: str | None,
+    opts: ExperimentOptions,
+    poll: float,
+    as_json: bool,
+    notify: Sequence[str] = (),
+) -> None:
     from hyperdock.supervisor import Supervisor
 
+    _check_notify(notify)
     with _store(store) as st:
         exp, created = _prepare(st, opts)
         log.info(
@@ -733,15 +838,18 @@ def _run_supervisor(store: str | None, opts: ExperimentOptions, poll: float, as_
             exp.target.describe(),
             st.describe(),
         )
-        sup = Supervisor(st, exp, poll_interval=poll)
         stop = threading.Event()
-        with _signals(stop.set):
-            sup.run(stop)
+        try:
+            sup = Supervisor(st, exp, poll_interval=poll)
+            with _signals(stop.set):
+                sup.run(stop)
+        except Exception as exc:
+            _notify_error(st, exp, notify, exc)
+            raise
         if stop.is_set():
             click.echo(f"Supervisor stopped; resume with --name {exp.name}", err=True)
             sys.exit(130)
-        ok = _print_best(st, st.get_experiment(exp.id), as_json)
-    sys.exit(0 if ok else 1)
+        _finish(st, exp, as_json, notify)
 
 
 def _worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -885,7 +993,8 @@ def status(store: str | None, as_json: bool) -> None:
         click.echo("No experiments yet. Start one with: hyperdock run CONFIG --command '…'")
         return
     rows = []
-    for d in data:
+    now = time.time()
+    for d, e in zip(data, exps, strict=True):
         t = d["trials"]
         done = sum(n for s, n in t.items() if s not in ("queued", "running"))
         rows.append(
@@ -896,10 +1005,13 @@ def status(store: str | None, as_json: bool) -> None:
                 t["running"],
                 t["failed"],
                 _fmt_loss(d["best"]["loss"]) if d["best"] else "-",
-                d["target"],
+                d["sampler"],
+                _fmt_ago(e.created_at, now),
+                _short(d["target"], 50),
             ]
         )
-    click.echo(_table(["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "BEST", "TARGET"], rows))
+    headers = ["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "BEST", "SAMPLER", "CREATED"]
+    click.echo(_table([*headers, "TARGET"], rows, right=(2, 3, 4, 5)))
 
 
 @cli.command()
@@ -921,9 +1033,13 @@ def trials(name: str, store: str | None, states: tuple[str, ...], as_json: bool)
     if as_json:
         click.echo(json.dumps([_trial_json(t) for t in rows], indent=2, sort_keys=True))
         return
+    if not rows:
+        click.echo(f"No trials{' in these states' if states else ''} in experiment {exp.name}.")
+        return
+    now = time.time()
     click.echo(
         _table(
-            ["ID", "#", "STATE", "LOSS", "TRY", "PARAMS", "ERROR"],
+            ["ID", "#", "STATE", "LOSS", "TRY", "STARTED", "DURATION", "PARAMS", "ERROR"],
             [
                 [
                     t.id,
@@ -931,13 +1047,25 @@ def trials(name: str, store: str | None, states: tuple[str, ...], as_json: bool)
                     t.state.value,
                     _fmt_loss(t.loss),
                     t.attempt + 1,
+                    _fmt_time(t.started_at),
+                    _trial_duration(t, now),
                     _short(json.dumps(t.params, sort_keys=True), 60),
                     _short((t.error or "").splitlines()[0] if t.error else "", 50),
                 ]
                 for t in rows
             ],
+            right=(0, 1, 3, 4, 6),
         )
     )
+
+
+def _trial_duration(trial: Trial, now: float) -> str:
+    """The last attempt's duration; for a running trial the time so far (``12s+``)."""
+    if trial.state is TrialState.RUNNING and trial.started_at is not None:
+        return _fmt_duration(now - trial.started_at) + "+"
+    if trial.state is TrialState.QUEUED:
+        return "-"
+    return _fmt_duration(trial.duration)
 
 
 def _short(text: str, n: int) -> str:
@@ -969,6 +1097,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
     "--output",
     "-o",
@@ -976,8 +1105,10 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     default=None,
     help="File to write (default: standard output).",
 )
-def export(name: str, store: str | None, fmt: str, output: str | None) -> None:
+def export(name: str, store: str | None, fmt: str, as_json: bool, output: str | None) -> None:
     """Export every trial of experiment NAME as CSV or JSON."""
+    if as_json:
+        fmt = "json"
     with _store(store) as st:
         exp = st.get_experiment(name)
         rows = st.list_trials(exp.id)
@@ -1076,18 +1207,20 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
         return
     click.echo(
         _table(
-            ["WORKER", "HOST", "PID", "SLOTS", "HEARTBEAT", "RUNNING"],
+            ["WORKER", "HOST", "PID", "SLOTS", "UP", "HEARTBEAT", "RUNNING"],
             [
                 [
                     w.id,
                     w.host,
                     w.pid,
                     w.parallelism,
-                    f"{max(now - w.heartbeat_at, 0):.0f} s ago",
+                    _fmt_duration(now - w.started_at),
+                    _fmt_ago(w.heartbeat_at, now),
                     ",".join(map(str, w.running)) or "-",
                 ]
                 for w in found
             ],
+            right=(2, 3, 4),
         )
     )
 
@@ -1104,8 +1237,6 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
 )
 def dashboard(store: str | None, host: str, port: int, token: str | None) -> None:
     """Serve the web dashboard: experiments, trials, plots, workers, actions."""
-    import contextlib
-
     from hyperdock.dashboard import check_bind, plotly_js, serve
 
     check_bind(host, token)
@@ -1144,6 +1275,200 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
             state = st.cancel_trial(trial_id)
             verb = "is being stopped" if state is TrialState.RUNNING else f"is {state.value}"
             click.echo(f"Trial {trial_id} {verb}.")
+
+
+#: Names of the file holding a trial's output (local command, Docker).
+_LOG_NAMES = ("log.txt", "docker_log.txt")
+#: Seconds between store polls of ``logs --follow``.
+_FOLLOW_POLL = 0.5
+#: Seconds ``logs --follow`` waits for a running trial's folder to appear on this host.
+_FOLLOW_GRACE = 10.0
+
+
+def _attempt_folders(results: str, exp: Experiment, trial: Trial) -> list[Path]:
+    """The trial's attempt folders under ``results`` on this host, newest first."""
+    from hyperdock.worker import slugify
+
+    trial_dir = Path(results).expanduser() / f"{slugify(exp.name)}-{trial.id}"
+    try:
+        return sorted((p for p in trial_dir.iterdir() if p.is_dir()), reverse=True)
+    except OSError:
+        return []
+
+
+def _log_file(st: Store, trial: Trial, results: str) -> Path | None:
+    """The log of the trial's current (running) or last attempt, if it is on this host.
+
+    A running trial's log is in the newest timestamp folder under
+    ``<results>/<experiment slug>-<trial id>/``; a finished one's in the folder its result
+    records, else the newest one found under ``results``.
+    """
+    recorded = trial.result.get("folder")
+    candidates: list[Path] = []
+    newest = _attempt_folders(results, st.get_experiment(trial.experiment_id), trial)[:1]
+    if trial.state is TrialState.RUNNING:
+        candidates = newest
+    else:
+        candidates = ([Path(recorded)] if recorded else []) + newest
+    for folder in candidates:
+        for name in _LOG_NAMES:
+            if (folder / name).is_file():
+                return (folder / name).resolve()
+    return None
+
+
+def _get_trial(st: Store, trial_id: int) -> Trial:
+    from hyperdock.errors import ExperimentNotFound
+
+    try:
+        return st.get_trial(trial_id)
+    except ExperimentNotFound:
+        raise ConfigError(f"no trial with id {trial_id} in {st.describe()}") from None
+
+
+def _last_lines(text: str, lines: int | None) -> str:
+    if lines is None:
+        return text
+    if lines <= 0:
+        return ""
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)
+
+
+class _Tail:
+    """Prints what is appended to a file (bytes decoded as UTF-8 across reads)."""
+
+    def __init__(self, path: Path, lines: int | None) -> None:
+        import codecs
+
+        self.path = path
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        data = path.read_bytes()
+        self._pos = len(data)
+        self._write(_last_lines(self._decoder.decode(data), lines))
+
+    @staticmethod
+    def _write(text: str) -> None:
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def pump(self, final: bool = False) -> None:
+        """Print what was appended since the last call."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._pos)
+                data = fh.read()
+        except OSError:
+            data = b""
+        self._pos += len(data)
+        self._write(self._decoder.decode(data, final=final))
+
+
+def _follow(st: Store, trial_id: int, results: str, lines: int | None) -> None:
+    """Print a trial's log as it grows until the trial is finished."""
+    tail: _Tail | None = None
+    waiting_since: float | None = None
+    while True:
+        trial = _get_trial(st, trial_id)
+        path = _log_file(st, trial, results) if trial.state is not TrialState.QUEUED else None
+        if path is not None and (tail is None or tail.path != path):
+            if tail is not None:
+                tail.pump(final=True)
+                click.echo(f"--- attempt {trial.attempt + 1}: {path.parent.name} ---", err=True)
+            tail = _Tail(path, lines)
+        elif tail is not None:
+            tail.pump()
+        if trial.state.finished:
+            if tail is not None:
+                tail.pump(final=True)
+                return
+            _no_log(trial, results)
+        if trial.state is TrialState.RUNNING and tail is None:
+            now = time.monotonic()
+            waiting_since = waiting_since or now
+            if now - waiting_since > _FOLLOW_GRACE:
+                _no_log(trial, results)
+        else:
+            waiting_since = None
+        time.sleep(_FOLLOW_POLL)
+
+
+def _no_log(trial: Trial, results: str) -> NoReturn:
+    if trial.state is TrialState.QUEUED and not trial.result.get("folder"):
+        raise ConfigError(f"trial {trial.id} has not started yet, so it has no log")
+    where = trial.result.get("folder") or f"{Path(results).expanduser()}/…-{trial.id}/"
+    on = f" (worker {trial.worker_id})" if trial.worker_id else ""
+    raise ConfigError(
+        f"the log of trial {trial.id} ({trial.state.value}{on}) is not on this host: "
+        f"nothing in {where}; give --results DIR, or run this where the trial ran"
+    )
+
+
+@cli.command()
+@click.argument("trial_id", type=int)
+@_store_option
+@click.option(
+    "--results",
+    envvar="HYPERDOCK_RESULT_DIR",
+    default="results",
+    show_default=True,
+    type=click.Path(),
+    help="Folder of trial folders, to find running trials [env HYPERDOCK_RESULT_DIR].",
+)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new output until the trial is finished."
+)
+@click.option("--lines", "-n", type=int, default=None, help="Only the last N lines.")
+@click.option("--json", "as_json", is_flag=True, help='{"trial", "state", "file", "log"}')
+def logs(
+    trial_id: int,
+    store: str | None,
+    results: str,
+    follow: bool,
+    lines: int | None,
+    as_json: bool,
+) -> None:
+    """Print the output (log.txt or docker_log.txt) of trial TRIAL_ID.
+
+    A Docker target's output is saved when its container ends.
+    """
+    if follow and as_json:
+        raise ConfigError("--follow and --json do not go together")
+    with _store(store) as st:
+        if follow:
+            with contextlib.suppress(KeyboardInterrupt):
+                _follow(st, trial_id, results, lines)
+            return
+        trial = _get_trial(st, trial_id)
+        path = _log_file(st, trial, results)
+        if path is None:
+            _no_log(trial, results)
+        text = _last_lines(path.read_bytes().decode("utf-8", "replace"), lines)
+    if as_json:
+        payload = {"trial": trial.id, "state": trial.state.value, "file": str(path), "log": text}
+        click.echo(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    Enable it with: eval "$(hyperdock completion bash)" (zsh: the same with zsh; fish:
+    hyperdock completion fish | source).
+    """
+    from click.shell_completion import BashComplete, FishComplete, ShellComplete, ZshComplete
+
+    classes: dict[str, type[ShellComplete]] = {
+        "bash": BashComplete,
+        "zsh": ZshComplete,
+        "fish": FishComplete,
+    }
+    script = classes[shell](cli, {}, "hyperdock", "_HYPERDOCK_COMPLETE").source()
+    click.echo(script)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
