@@ -7,6 +7,7 @@ bind refusal runs as a subprocess. Browser behaviour is in test_dashboard_browse
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import threading
@@ -209,6 +210,97 @@ def test_experiment_detail(store: Store, filled: dict[str, Any]) -> None:
     assert isinstance(data["importances"], dict)
     assert set(data["importances"]) <= {"x", "name"}
     assert data["pareto_front"] is None
+
+
+def test_experiment_detail_cache_invalidates(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    first = call(app, "/api/experiments/exp")
+    again = call(app, "/api/experiments/exp")
+    assert again.body == first.body  # served from the cache
+    version = first.data["version"]
+    assert first.headers["ETag"] == f'"{version}"'
+    # the client has this version: 304, no body
+    same = call(app, "/api/experiments/exp", headers={"If-None-Match": f'"{version}"'})
+    assert (same.status, same.body) == (304, b"")
+    # new intermediate losses of the running trial
+    store.add_progress(filled["running"], "w1", [(2, 2.5)])
+    data = call(app, "/api/experiments/exp").data
+    assert data["progress"][str(filled["running"])] == [[1, 3.0], [2, 2.5]]
+    # the running trial finishes
+    assert store.finish(filled["running"], "w1", state=TrialState.COMPLETED, loss=0.1)
+    data = call(app, "/api/experiments/exp").data
+    assert data["version"] != version
+    states = {t["id"]: t["state"] for t in data["trials"]}
+    assert states[filled["running"]] == "completed"
+    assert data["experiment"]["done"] == 3
+    assert data["experiment"]["best_loss"] == 0.1
+    # a cancel of a queued trial
+    post(app, f"/api/trials/{filled['queued']}/cancel", headers=LOCAL)
+    data = call(app, "/api/experiments/exp").data
+    assert {t["id"]: t["state"] for t in data["trials"]}[filled["queued"]] == "cancelled"
+
+
+def test_experiment_detail_cache_sees_a_stop_request(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    row = next(t for t in call(app, "/api/experiments/exp").data["trials"]
+               if t["id"] == filled["running"])  # fmt: skip
+    assert row["stop_requested"] is False
+    store.cancel_trial(filled["running"])  # running: only asks it to stop
+    row = next(t for t in call(app, "/api/experiments/exp").data["trials"]
+               if t["id"] == filled["running"])  # fmt: skip
+    assert row["stop_requested"] is True
+
+
+def test_experiment_detail_gzip(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    plain = call(app, "/api/experiments/exp")
+    packed = call(app, "/api/experiments/exp", headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.status == 200
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert packed.headers["Content-Length"] == str(len(packed.body))
+    assert gzip.decompress(packed.body) == plain.body
+    assert "Content-Encoding" not in plain.headers
+
+
+def test_experiment_detail_is_lean(store: Store, tmp_path: Path) -> None:
+    """Brief trial rows; at most MAX_CURVES curves of at most MAX_CURVE_POINTS points,
+    the best completed ones and the running ones first."""
+    from hyperdock.dashboard import api
+
+    exp = store.create_experiment(
+        "many",
+        space=space_from_v04({"x": [1, 2]}).to_json(),
+        target=Target(command=("true",)),
+        sampler="random",
+        seed=1,
+        max_trials=None,
+        meta={"objectives": Objectives().to_meta(), "pruner": "none"},
+    )
+    n = api.MAX_CURVES + 50
+    store.add_trials(exp.id, [{"x": 1}] * (n + 1))
+    for i in range(n):
+        t = store.claim("w", experiment_id=exp.id)
+        assert t is not None
+        store.add_progress(t.id, "w", [(s, float(s)) for s in range(api.MAX_CURVE_POINTS + 50)])
+        store.finish(t.id, "w", state=TrialState.COMPLETED, loss=float(i), error="x\ny")
+    live = store.claim("w", experiment_id=exp.id)
+    assert live is not None
+    store.add_progress(live.id, "w", [(0, 9.0)])
+    data = call(create_app(store), "/api/experiments/many").data
+    assert len(data["trials"]) == n + 1
+    row = data["trials"][0]
+    assert "result" not in row and "history" not in row
+    assert row["error"] == "x"
+    progress = data["progress"]
+    assert len(progress) == api.MAX_CURVES
+    assert data["progress_total"] == n + 1
+    assert str(live.id) in progress
+    ids = [t["id"] for t in data["trials"]]
+    assert str(ids[0]) in progress  # the best (lowest loss)
+    assert str(ids[n - 1]) not in progress  # the worst
+    curve = progress[str(ids[0])]
+    assert len(curve) <= api.MAX_CURVE_POINTS
+    assert curve[0] == [0, 0.0] and curve[-1][0] == api.MAX_CURVE_POINTS + 49
 
 
 def test_experiment_detail_pareto_front(store: Store, filled: dict[str, Any]) -> None:

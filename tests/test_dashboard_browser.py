@@ -172,6 +172,25 @@ def test_page_updates_by_itself(dash: Dashboard, page: Any) -> None:
     page.wait_for_function("document.querySelector('#history').data[0].x.length === 3")
 
 
+def test_trial_table_pages_and_keeps_still(dash: Dashboard, page: Any) -> None:
+    exp = dash.store.get_experiment("exp")
+    dash.store.add_trials(exp.id, [{"x": 2.0, "name": "c"}] * 150)  # 154 trials in all
+    page.goto(f"{dash.url}/experiments/exp")
+    page.wait_for_selector("#trials-pager:not([hidden])")
+    assert page.locator("#trials tbody tr").count() == 100
+    assert "of 154" in page.locator("#trials-pager").inner_text()
+    page.locator("#trials-pager button.pager-next").click()
+    assert page.locator("#trials tbody tr").count() == 54
+    page.fill("#trials-filter", "running")  # filters every page, back to the first
+    assert page.locator("#trials tbody tr").count() == 1
+    assert page.locator("#trials-pager").is_hidden()
+    # an unchanged poll leaves the table and the plots alone
+    page.evaluate("document.querySelector('#trials tbody tr').hdMark = 7")
+    page.wait_for_timeout(2500)
+    assert page.evaluate("document.querySelector('#trials tbody tr').hdMark") == 7
+    assert page.evaluate("document.querySelector('#history').data[0].x.length") == 2
+
+
 def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:
     running = dash_token.ids["running"]
     page.goto(f"{dash_token.url}/experiments/exp?token={TOKEN}")

@@ -10,11 +10,15 @@ never given here) and a local ``Host``.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import hmac
 import json
 import logging
 import re
 import socketserver
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -101,6 +105,7 @@ class _Response:
 
 _REASONS = {
     200: "OK",
+    304: "Not Modified",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
@@ -133,6 +138,65 @@ def _sanitize(data: Any) -> Any:
     return data
 
 
+#: Bodies smaller than this are sent uncompressed.
+GZIP_MIN_BYTES = 1024
+#: Seconds a cached experiment detail is trusted while trials are queued or running,
+#: even when its fingerprint did not change (catches a retry between two polls).
+DETAIL_TTL = 15.0
+
+
+class _Encoded:
+    """One encoded reply: its JSON bytes, their gzip, and a version (the ETag)."""
+
+    def __init__(self, body: bytes, version: str) -> None:
+        self.body = body
+        self.version = version
+        self.gzipped = gzip.compress(body, compresslevel=5) if len(body) >= GZIP_MIN_BYTES else None
+        self.made_at = time.monotonic()
+
+
+class _DetailCache:
+    """Encoded ``GET /api/experiments/<name>`` replies, one per experiment, rebuilt only
+    when :func:`api.detail_fingerprint` changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple[Any, ...], _Encoded]] = {}
+
+    def get(self, store: Store, name: str) -> _Encoded:
+        key = api.detail_fingerprint(store, name)
+        hit = self._lookup(name, key)
+        if hit is not None:
+            return hit
+        with self._build_lock:  # one rebuild at a time; others wait and reuse it
+            key = api.detail_fingerprint(store, name)
+            hit = self._lookup(name, key)
+            if hit is not None:
+                return hit
+            data = _sanitize(api.experiment_detail(store, name))
+            body = json.dumps(data, allow_nan=False, default=str, separators=(",", ":"))
+            raw = body.encode("utf-8")
+            version = hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
+            # the version goes first, so the page can tell a repeated reply cheaply
+            raw = b'{"version":"' + version.encode() + b'",' + raw[1:]
+            entry = _Encoded(raw, version)
+            with self._lock:
+                self._entries[name] = (key, entry)
+            return entry
+
+    def _lookup(self, name: str, key: tuple[Any, ...]) -> _Encoded | None:
+        with self._lock:
+            hit = self._entries.get(name)
+        if hit is None or hit[0] != key:
+            return None
+        counts = dict(key[7])
+        active = counts.get("queued", 0) or counts.get("running", 0)
+        if active and time.monotonic() - hit[1].made_at > DETAIL_TTL:
+            return None
+        return hit[1]
+
+
 class DashboardApp:
     """The WSGI application. Build it with :func:`create_app`."""
 
@@ -140,6 +204,7 @@ class DashboardApp:
         """Serve ``store``; ``token`` (when set) is required by every action."""
         self.store = store
         self.token = token or None
+        self._details = _DetailCache()
 
     # -- WSGI -----------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -172,6 +237,8 @@ class DashboardApp:
         path = str(environ.get("PATH_INFO", "/")) or "/"
         if path.startswith("/api/"):
             if method in ("GET", "HEAD"):
+                if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
+                    return self._detail(environ, urllib.parse.unquote(m.group(1)))
                 return _json(200, _sanitize(self._api_get(path)))
             if method == "POST":
                 self._authorise(environ)
@@ -183,6 +250,22 @@ class DashboardApp:
         if path.startswith("/static/"):
             return self._static(path[len("/static/") :])
         return self._page(path)
+
+    def _detail(self, environ: dict[str, Any], name: str) -> _Response:
+        """The cached experiment detail: 304 when the client has this version, gzip
+        when the client takes it."""
+        entry = self._details.get(self.store, name)
+        etag = f'"{entry.version}"'
+        headers = [("ETag", etag)]
+        json_type = "application/json; charset=utf-8"
+        if etag in str(environ.get("HTTP_IF_NONE_MATCH", "")):
+            return _Response(304, b"", json_type, headers)
+        accept = str(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        headers.append(("Vary", "Accept-Encoding"))
+        if entry.gzipped is not None and "gzip" in accept.lower():
+            headers.append(("Content-Encoding", "gzip"))
+            return _Response(200, entry.gzipped, json_type, headers)
+        return _Response(200, entry.body, json_type, headers)
 
     # -- security -------------------------------------------------------------------
     def _authorise(self, environ: dict[str, Any]) -> None:

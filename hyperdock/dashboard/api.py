@@ -30,6 +30,12 @@ MAX_OUT_FILES = 500
 DEFAULT_BUDGET = 50
 #: Seconds a worker may go without a heartbeat and still be listed.
 WORKER_MAX_AGE = 60.0
+#: Learning curves sent by ``GET /api/experiments/<name>`` at most.
+MAX_CURVES = 200
+#: Points of one learning curve sent at most (longer ones are thinned).
+MAX_CURVE_POINTS = 100
+#: Characters of a trial's error shown in the experiment's trial table.
+ERROR_CHARS = 200
 
 
 class ApiError(Exception):
@@ -145,8 +151,77 @@ class _ImportanceCache:
 _importances = _ImportanceCache()
 
 
+def _first_line(text: str | None, limit: int = ERROR_CHARS) -> str | None:
+    if not text:
+        return text
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def trial_brief(trial: Trial, objectives: Objectives) -> dict[str, Any]:
+    """One trial as listed in an experiment's detail: only what the table and the plots
+    need (``GET /api/trials/<id>`` has the rest). ``values`` is set for multi-objective
+    experiments only (single objective: it is the loss)."""
+    values = (
+        objectives.values(trial)
+        if objectives.multi and trial.state is TrialState.COMPLETED
+        else None
+    )
+    return {
+        "id": trial.id,
+        "number": trial.number,
+        "state": trial.state.value,
+        "loss": trial.loss,
+        "values": values,
+        "params": trial.params,
+        "attempt": trial.attempt,
+        "error": _first_line(trial.error),
+        "started_at": trial.started_at,
+        "finished_at": trial.finished_at,
+        "duration": trial.duration,
+        "stop_requested": trial.stop_requested,
+    }
+
+
+def thin(points: list[tuple[int, float]], limit: int = MAX_CURVE_POINTS) -> list[list[float]]:
+    """At most ``limit`` points of a curve, evenly spread, first and last kept."""
+    n = len(points)
+    if n <= limit:
+        return [[s, v] for s, v in points]
+    picks = sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+    return [[points[i][0], points[i][1]] for i in picks]
+
+
+def pick_curves(
+    trials: list[Trial],
+    progress: dict[int, list[tuple[int, float]]],
+    maximize: bool,
+    limit: int = MAX_CURVES,
+) -> list[int]:
+    """Ids of the curves to show: every running trial, then the best completed ones by
+    loss and the pruned ones (newest first), up to ``limit``."""
+    with_curve = [t for t in trials if t.id in progress]
+    running = [t.id for t in with_curve if t.state is TrialState.RUNNING]
+    done = [t for t in with_curve if t.state is TrialState.COMPLETED and t.loss is not None]
+    done.sort(key=lambda t: (-t.loss if maximize else t.loss, t.id))  # type: ignore[operator]
+    pruned = [t.id for t in reversed(with_curve) if t.state is TrialState.PRUNED]
+    rest = [t.id for t in with_curve if t.state not in (TrialState.RUNNING, TrialState.PRUNED)]
+    picked: list[int] = running[:limit]
+    room = limit - len(picked)
+    best = [t.id for t in done]
+    # half the room for the best, the rest for pruned ones; unused room goes to the best
+    pruned_part = pruned[: max(room - min(len(best), room // 2), 0)]
+    best_part = best[: room - len(pruned_part)]
+    picked += best_part + pruned_part
+    if len(picked) < limit:
+        chosen = set(picked)
+        picked += [i for i in rest if i not in chosen][: limit - len(picked)]
+    return sorted(picked)
+
+
 def experiment_detail(store: Store, name: str) -> dict[str, Any]:
-    """``GET /api/experiments/<name>``: summary, trials, curves, importances, front."""
+    """``GET /api/experiments/<name>``: summary, trials (brief rows), curves (the
+    :data:`MAX_CURVES` most telling, thinned), importances, Pareto front."""
     exp = _experiment(store, name)
     objectives = Objectives.from_meta(exp.meta)
     trials = store.list_trials(exp.id)
@@ -167,10 +242,12 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
         }
     )
     progress = store.list_progress(exp.id)
+    curves = pick_curves(trials, progress, objectives.maximize)
     out: dict[str, Any] = {
         "experiment": summary,
-        "trials": [trial_row(t, objectives) for t in trials],
-        "progress": {str(tid): [[s, v] for s, v in pts] for tid, pts in progress.items()},
+        "trials": [trial_brief(t, objectives) for t in trials],
+        "progress": {str(tid): thin(progress[tid]) for tid in curves},
+        "progress_total": len(progress),
         "importances": _importances.get(exp, objectives, completed),
         "pareto_front": None,
     }
@@ -180,6 +257,33 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
             {"id": t.id, "number": t.number, "values": objectives.values(t)} for t in front
         ]
     return out
+
+
+def detail_fingerprint(store: Store, name: str) -> tuple[Any, ...]:
+    """A cheap key that changes whenever :func:`experiment_detail` would: the
+    experiment's record, its trial counts per state, and its running trials (stop
+    requests, attempts, intermediate losses). Finished trials never change."""
+    exp = _experiment(store, name)
+    counts = store.count_trials(exp.id)
+    running = store.list_trials(exp.id, states=[TrialState.RUNNING])
+    live: tuple[Any, ...] = ()
+    if running:
+        pts = store.list_progress(exp.id, trial_ids=[t.id for t in running])
+        live = tuple(
+            (t.id, t.attempt, t.stop_requested, t.prune_requested, tuple(pts.get(t.id, ())))
+            for t in running
+        )
+    return (
+        exp.id,
+        exp.name,
+        exp.created_at,
+        exp.state.value,
+        exp.max_trials,
+        exp.priority,
+        exp.max_retries,
+        tuple(sorted((s.value, n) for s, n in counts.items())),
+        live,
+    )
 
 
 def _tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:

@@ -4,6 +4,10 @@
 
 (function () {
   const POLL_MS = 2000;
+  const TRIALS_PAGE = 100; // trial table rows per page
+  const GL_POINTS = 1000; // scatter plots with more points use WebGL
+  const MAX_PARCOORDS = 1000; // trials drawn in parallel coordinates at most
+  const MAX_CURVE_TRACES = 20; // more learning curves are merged into a few traces
   const body = document.body;
   const main = document.getElementById("main");
   const errorBox = document.getElementById("error");
@@ -119,6 +123,22 @@
     return encodeURIComponent(name);
   }
 
+  // GET that skips unchanged replies: sends the last ETag, returns null on 304 or when
+  // the reply's version is the one already seen.
+  const seenVersions = {};
+  async function getJSONIfChanged(path) {
+    const headers = { Accept: "application/json" };
+    const last = seenVersions[path];
+    if (last) headers["If-None-Match"] = '"' + last + '"';
+    const resp = await fetch(path, { headers: headers, cache: "no-store" });
+    if (resp.status === 304) return null;
+    const data = await resp.json().catch(() => ({ error: resp.statusText }));
+    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    if (data.version && data.version === last) return null;
+    if (data.version) seenVersions[path] = data.version;
+    return data;
+  }
+
   // -- polling ----------------------------------------------------------------------
   let renderPage = null;
   let busy = false;
@@ -141,7 +161,8 @@
   // -- generic table with sorting and filtering ------------------------------------
   // columns: [{key, label, value(row) -> sortable, cell(row) -> node|string}]
   function makeTable(id, columns, opts) {
-    const state = { sortKey: opts && opts.sortKey, desc: !!(opts && opts.desc), filter: "" };
+    const state = { sortKey: opts && opts.sortKey, desc: !!(opts && opts.desc), filter: "", page: 0 };
+    const pageSize = (opts && opts.pageSize) || 0;
     const wrap = el("div", { className: "table-wrap" });
     let filterInput = null;
     if (opts && opts.filterable) {
@@ -153,6 +174,7 @@
       });
       filterInput.addEventListener("input", () => {
         state.filter = filterInput.value.toLowerCase();
+        state.page = 0;
         draw();
       });
       wrap.appendChild(filterInput);
@@ -177,6 +199,20 @@
     table.appendChild(thead);
     table.appendChild(tbody);
     wrap.appendChild(table);
+    let pager = null;
+    let pagerText = null;
+    if (pageSize) {
+      pagerText = el("span", { className: "pager-text" });
+      const go = (delta) => () => { state.page += delta; draw(); };
+      pager = el("div", { className: "pager", id: id + "-pager" }, [
+        button("« first", "pager-first", () => { state.page = 0; draw(); }),
+        button("‹ prev", "pager-prev", go(-1)),
+        pagerText,
+        button("next ›", "pager-next", go(1)),
+        button("last »", "pager-last", () => { state.page = Infinity; draw(); }),
+      ]);
+      wrap.appendChild(pager);
+    }
     let rows = [];
 
     function draw() {
@@ -196,6 +232,17 @@
           const cmp = va < vb ? -1 : 1;
           return state.desc ? -cmp : cmp;
         });
+      }
+      const total = shown.length;
+      if (pageSize) {
+        const pages = Math.max(1, Math.ceil(total / pageSize));
+        state.page = Math.min(Math.max(state.page, 0), pages - 1);
+        const start = state.page * pageSize;
+        shown = shown.slice(start, start + pageSize);
+        pagerText.textContent = total
+          ? " rows " + (start + 1) + "–" + (start + shown.length) + " of " + total + " (page " + (state.page + 1) + " / " + pages + ") "
+          : " no rows ";
+        pager.hidden = pages <= 1;
       }
       for (const r of shown) {
         const tr = el("tr", opts && opts.rowAttrs ? opts.rowAttrs(r) : null);
@@ -409,7 +456,8 @@
     let lastActionsKey = null;
 
     renderPage = async () => {
-      const data = await getJSON("/api/experiments/" + encodeName(name));
+      const data = await getJSONIfChanged("/api/experiments/" + encodeName(name));
+      if (data === null) return; // nothing changed since the last poll
       const exp = data.experiment;
       multi = exp.objectives.length > 1;
       // summary
@@ -433,14 +481,15 @@
       }
       // trials
       const rows = data.trials.map((t) => Object.assign({}, t, { flat: flatten(t.params) }));
-      const keys = [];
-      for (const r of rows) for (const k of Object.keys(r.flat)) if (!keys.includes(k)) keys.push(k);
+      const keySet = new Set();
+      for (const r of rows) for (const k in r.flat) keySet.add(k);
+      const keys = [...keySet];
       const keySig = JSON.stringify([keys, multi]);
       if (keySig !== tableKeys) {
         paramKeys = keys;
         const old = table;
         table = makeTable("trials", columns(), {
-          filterable: true, sortKey: "number",
+          filterable: true, sortKey: "number", pageSize: TRIALS_PAGE,
           search: (r) => r.state + " " + r.id + " " + JSON.stringify(r.params) + " " + (r.error || ""),
           rowAttrs: (r) => ({ "data-trial-id": r.id, "data-state": r.state }),
         });
@@ -461,6 +510,33 @@
     };
   }
 
+  // The "best so far" step line, with only the points where it changes (and the last).
+  function bestLine(xs, best) {
+    const bx = [], by = [];
+    for (let i = 0; i < xs.length; i++) {
+      if (i === 0 || i === xs.length - 1 || best[i] !== best[i - 1]) { bx.push(xs[i]); by.push(best[i]); }
+    }
+    return { x: bx, y: by, mode: "lines", type: "scatter", name: "best so far", line: { shape: "hv" } };
+  }
+
+  // At most n rows, deterministic: the best half by loss, then an even spread of the rest;
+  // kept in their original order.
+  function sampleBest(rows, n, maximize) {
+    if (rows.length <= n) return rows;
+    const order = rows.map((r, i) => i).sort((a, b) => {
+      const la = rows[a].loss, lb = rows[b].loss;
+      if (la === lb) return a - b;
+      if (la === null) return 1;
+      if (lb === null) return -1;
+      return maximize ? lb - la : la - lb;
+    });
+    const keep = new Set(order.slice(0, Math.floor(n / 2)));
+    const rest = order.slice(Math.floor(n / 2)).sort((a, b) => a - b);
+    const want = n - keep.size;
+    for (let k = 0; k < want; k++) keep.add(rest[Math.floor(k * rest.length / want)]);
+    return [...keep].sort((a, b) => a - b).map((i) => rows[i]);
+  }
+
   function drawExperimentPlots(data, rows, keys, multi, slicesBox) {
     const exp = data.experiment;
     const maximize = exp.objectives.length && exp.objectives[0].direction === "maximize";
@@ -474,16 +550,18 @@
       if (cur === null || (maximize ? y > cur : y < cur)) cur = y;
       best.push(cur);
     }
+    const scatterType = done.length > GL_POINTS ? "scattergl" : "scatter";
     plot("history", [
-      { x: xs, y: ys, mode: "markers", type: "scatter", name: "loss",
+      { x: xs, y: ys, mode: "markers", type: scatterType, name: "loss",
         text: done.map((r) => "trial " + r.id), hoverinfo: "x+y+text" },
-      { x: xs, y: best, mode: "lines", type: "scatter", name: "best so far", line: { shape: "hv" } },
+      bestLine(xs, best),
     ], plotLayout("Optimisation history", { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: "loss" } } }));
 
-    // parallel coordinates
+    // parallel coordinates (at most MAX_PARCOORDS trials: the best ones, then an even sample)
+    const par = sampleBest(done, MAX_PARCOORDS, maximize);
     const dims = [];
     for (const key of keys) {
-      const vals = done.map((r) => r.flat[key]);
+      const vals = par.map((r) => r.flat[key]);
       if (vals.some((v) => v === undefined)) continue;
       if (vals.every((v) => typeof v === "number")) {
         dims.push({ label: key, values: vals });
@@ -493,11 +571,11 @@
           tickvals: cats.map((_, i) => i), ticktext: cats });
       }
     }
-    if (!multi) dims.push({ label: "loss", values: done.map((r) => r.loss) });
+    if (!multi) dims.push({ label: "loss", values: par.map((r) => r.loss) });
     plot("parallel", [{
       type: "parcoords", dimensions: dims,
-      line: multi ? {} : { color: done.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
-    }], plotLayout("Parallel coordinates", { showlegend: false }));
+      line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
+    }], plotLayout(par.length < done.length ? "Parallel coordinates (" + par.length + " of " + done.length + " trials)" : "Parallel coordinates", { showlegend: false }));
 
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
@@ -508,18 +586,41 @@
     const byId = {};
     for (const r of rows) byId[r.id] = r;
     const curves = [];
-    for (const [tid, pts] of Object.entries(data.progress || {})) {
+    const entries = Object.entries(data.progress || {});
+    // Few curves: one trace each. Many: running ones alone, the others merged into one
+    // trace per kind (gaps between curves), which Plotly draws far faster.
+    const merged = entries.length > MAX_CURVE_TRACES ? {} : null;
+    for (const [tid, pts] of entries) {
       const t = byId[tid];
       const pruned = t && t.state === "pruned";
-      curves.push({
-        x: pts.map((p) => p[0]), y: pts.map((p) => p[1]), type: "scatter",
-        mode: pruned ? "lines+markers" : "lines",
-        name: "trial " + tid + (pruned ? " (pruned)" : ""),
+      const style = {
+        type: "scatter", mode: pruned ? "lines+markers" : "lines",
         line: pruned ? { dash: "dot", color: "#c0392b" } : {},
         marker: pruned ? { symbol: "x", size: 7 } : {},
-      });
+      };
+      if (merged && !(t && t.state === "running")) {
+        const kind = pruned ? "pruned" : "finished";
+        const m = merged[kind] || (merged[kind] = Object.assign({ x: [], y: [], text: [], n: 0 }, style));
+        if (m.n++) { m.x.push(null); m.y.push(null); m.text.push(""); }
+        for (const p of pts) { m.x.push(p[0]); m.y.push(p[1]); m.text.push("trial " + tid); }
+        continue;
+      }
+      curves.push(Object.assign({
+        x: pts.map((p) => p[0]), y: pts.map((p) => p[1]),
+        name: "trial " + tid + (pruned ? " (pruned)" : ""),
+      }, style));
     }
-    plot("intermediate", curves, plotLayout(curves.length ? "Intermediate losses" : "Intermediate losses (none reported)",
+    for (const [kind, m] of Object.entries(merged || {})) {
+      m.name = m.n + " " + kind + " trials";
+      m.hoverinfo = "x+y+text";
+      m.line = Object.assign({ width: 1 }, kind === "pruned" ? m.line : { color: "rgba(31,119,180,0.35)" });
+      delete m.n;
+      curves.unshift(m);
+    }
+    const total = data.progress_total || curves.length;
+    const curveTitle = !curves.length ? "Intermediate losses (none reported)"
+      : curves.length < total ? "Intermediate losses (" + curves.length + " of " + total + " curves: running, best, pruned)" : "Intermediate losses";
+    plot("intermediate", curves, plotLayout(curveTitle,
       { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "loss" } } }));
 
     // pareto
@@ -539,7 +640,11 @@
       paretoDiv.hidden = true;
     }
 
-    // slices: one per parameter
+    // slices: one per parameter, drawn after the plots above have shown
+    setTimeout(() => drawSlices(rows, keys, done, slicesBox), 0);
+  }
+
+  function drawSlices(rows, keys, done, slicesBox) {
     const wanted = keys.map((k) => "slice-" + k);
     for (const child of [...slicesBox.children]) {
       if (!wanted.includes(child.dataset.slice)) slicesBox.removeChild(child);
@@ -553,7 +658,7 @@
       const pts = done.filter((r) => r.flat[key] !== undefined);
       const vals = pts.map((r) => r.flat[key]);
       const numeric = vals.every((v) => typeof v === "number");
-      plot(div, [{ x: numeric ? vals : vals.map(fmtValue), y: pts.map((r) => r.loss), mode: "markers", type: "scatter",
+      plot(div, [{ x: numeric ? vals : vals.map(fmtValue), y: pts.map((r) => r.loss), mode: "markers", type: pts.length > GL_POINTS ? "scattergl" : "scatter",
         name: key, text: pts.map((r) => "trial " + r.id), marker: { color: pts.map((r) => r.number), colorscale: "Blues" } }],
         plotLayout("Slice: " + key, { showlegend: false, height: 260, xaxis: { title: { text: key }, type: numeric ? "-" : "category" }, yaxis: { title: { text: "loss" } } }));
     });
