@@ -381,6 +381,9 @@ class StudyMirror:
         self.storage = self.optuna.storages.InMemoryStorage()
         self.study = self.optuna.create_study(
             storage=self.storage,
+            # A fixed name: Hyperband assigns brackets from a hash of the study name,
+            # so a random one would change them on every supervisor (re)start.
+            study_name="hyperdock",
             directions=list(objectives.directions),
             sampler=self.optuna.samplers.RandomSampler(seed=0),
         )
@@ -397,7 +400,8 @@ class StudyMirror:
     @property
     def pending_ids(self) -> list[int]:
         """Store ids of trials mirrored as running (progress is wanted for them)."""
-        return [sid for sid, oid in self._store_ids.items() if oid not in self._final_oids()]
+        final = self._final_oids()  # once: this runs on every supervisor step
+        return [sid for sid, oid in self._store_ids.items() if oid not in final]
 
     def _final_oids(self) -> set[int]:
         return {self._ids[n] for n in self._final if n in self._ids}
