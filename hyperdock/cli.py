@@ -26,7 +26,7 @@ import click
 
 from hyperdock import __version__
 from hyperdock.errors import ConfigError, HyperdockError
-from hyperdock.samplers import SAMPLERS
+from hyperdock.samplers import SAMPLERS, default_sampler
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store, redact_url
 from hyperdock.study import DIRECTIONS, PRUNERS, Objectives
@@ -600,7 +600,7 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
         raise ConfigError("--lease-timeout must be positive")
     space, named = _load_config(o.config, o.config_dirs) if o.config else (None, None)
     objectives = Objectives.build(o.directions, named)
-    sampler = o.sampler or (_auto_sampler(space) if space is not None else "tpe")
+    sampler = o.sampler or (default_sampler(space) if space is not None else "tpe")
     if o.max_time is not None and o.max_time <= 0:
         raise ConfigError(f"--max-time must be positive, got {o.max_time}")
     meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": o.pruner}
@@ -629,14 +629,6 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
         lease_timeout=o.lease_timeout,
         meta=meta,
     )
-
-
-def _auto_sampler(space: Space) -> str:
-    """``grid`` for a space made of grid axes only (v0.4 data), else ``tpe``."""
-    kinds = {p.kind for p in space.parameters()}
-    if "grid" in kinds and kinds <= {"grid", "union"} and space.grid_size() is not None:
-        return "grid"
-    return "tpe"
 
 
 # -- the hyperdock group ----------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperdock.errors import ExperimentNotFound, HyperdockError, StoreError
+from hyperdock.samplers import default_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store
 from hyperdock.study import Objectives, importances, pareto_front
@@ -497,13 +498,6 @@ def _target(body: dict[str, Any]) -> Target:
     return Target(image=image, command=argv, timeout=timeout)
 
 
-def _auto_sampler(space: Space) -> str:
-    kinds = {p.kind for p in space.parameters()}
-    if "grid" in kinds and kinds <= {"grid", "union"} and space.grid_size() is not None:
-        return "grid"
-    return "tpe"
-
-
 def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /api/experiments``: ``{"name", "space", "image" | "command", "max_trials",
     "sampler"?, "timeout"?}``."""
@@ -514,7 +508,7 @@ def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "give the space (JSON)")
     space = parse_space(body["space"])
     target = _target(body)
-    sampler = body.get("sampler") or _auto_sampler(space)
+    sampler = body.get("sampler") or default_sampler(space)
     if not isinstance(sampler, str):
         raise ApiError(400, "sampler must be a string")
     budget = body.get("max_trials")

@@ -8,10 +8,18 @@ from hyperdock.samplers.base import Sampler
 from hyperdock.space import Space
 from hyperdock.study import Objectives
 
-__all__ = ["SAMPLERS", "Sampler", "make_sampler"]
+__all__ = ["SAMPLERS", "Sampler", "default_sampler", "make_sampler"]
 
 #: Names accepted by ``--sampler``.
 SAMPLERS = ("tpe", "gp", "cmaes", "nsga2", "qmc", "random", "grid")
+
+
+def default_sampler(space: Space) -> str:
+    """``grid`` for a space made of grid axes only (v0.4 data), else ``tpe`` (as v0.1)."""
+    kinds = {p.kind for p in space.parameters()}
+    if "grid" in kinds and kinds <= {"grid", "union"} and space.grid_size() is not None:
+        return "grid"
+    return "tpe"
 
 
 def make_sampler(
