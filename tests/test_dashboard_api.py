@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -150,9 +151,11 @@ def call(
 ) -> Reply:
     """Run one request through the WSGI app ``app``."""
     raw = b"" if body is None else json.dumps(body).encode()
+    path, _, query = path.partition("?")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
+        "QUERY_STRING": query,
         "CONTENT_LENGTH": str(len(raw)),
         "CONTENT_TYPE": "application/json",
         "wsgi.input": io.BytesIO(raw),
@@ -550,9 +553,37 @@ def test_pages(store: Store, filled: dict[str, Any]) -> None:
         reply = call(app, path)
         assert reply.status == 200, path
         assert reply.headers["Content-Type"].startswith("text/html")
-        assert '<script src="/static/app.js"' in reply.text
+        assert re.search(r'<script src="/static/app\.js\?v=[0-9a-f]{12}" defer>', reply.text)
         assert "Content-Security-Policy" in reply.headers
-    assert "/static/plotly.min.js" in call(app, "/experiments/exp").text
+        assert reply.headers["Cache-Control"] == "no-store"
+    assert re.search(
+        r'<script id="plotly-js" src="/static/plotly\.min\.js\?v=[0-9a-f]{12}" defer>',
+        call(app, "/experiments/exp").text,
+    )
+
+
+def test_static_files_are_cached_by_version(store: Store) -> None:
+    """Versioned URLs are cached for a year (so browsers also keep plotly.js compiled);
+    plain ones revalidate by ETag; gzip when asked; API replies are never stored."""
+    app = create_app(store)
+    page = call(app, "/experiments/exp").text
+    for name in ("app.js", "plotly.min.js", "style.css"):
+        match = re.search(rf"/static/{re.escape(name)}\?v=([0-9a-f]{{12}})", page)
+        assert match, name
+        versioned = call(app, match.group(0))
+        assert versioned.status == 200
+        assert versioned.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        plain = call(app, f"/static/{name}")
+        assert plain.headers["Cache-Control"] == "no-cache"
+        assert plain.body == versioned.body
+        etag = plain.headers["ETag"]
+        assert call(app, f"/static/{name}", headers={"If-None-Match": etag}).status == 304
+        stale = call(app, f"/static/{name}?v=000000000000")
+        assert stale.headers["Cache-Control"] == "no-cache"  # an old page's URL
+        zipped = call(app, match.group(0), headers={"Accept-Encoding": "gzip, br"})
+        assert zipped.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(zipped.body) == plain.body
+    assert call(app, "/api/experiments").headers["Cache-Control"] == "no-store"
 
 
 def test_page_escapes_the_name_in_the_shell(store: Store) -> None:

@@ -136,11 +136,30 @@ def test_plots_render(dash: Dashboard, page: Any) -> None:
     )
     assert page.evaluate("document.querySelector('#history').data[0].x.length") == 2
     assert page.evaluate("document.querySelector('#history').data[1].y") == [0.25, 0.25]
+    # Headless Chromium runs WebGL on the CPU: parallel coordinates come as SVG lines
+    # (x, name, loss axes; one line per completed trial), and the button switches to
+    # Plotly's interactive WebGL parcoords.
+    par = page.locator("#parallel")
+    assert par.get_attribute("data-view") == "svg"
+    assert par.get_attribute("data-dimensions") == "3"
+    lines = page.evaluate(
+        "document.querySelector('#parallel').data"
+        ".reduce((n, t) => n + t.x.filter((v) => v === null).length, 0) - 1"  # - colour bar
+    )
+    assert lines == 2
+    page.click("#parallel-switch")
+    page.wait_for_function("document.querySelector('#parallel').dataset.view === 'webgl'")
     assert _plot_points(page, "#parallel") == 3  # x, name, loss
     assert _plot_points(page, "#intermediate") > 0
     assert page.evaluate("document.querySelector('#importances').data.length") == 1
-    assert page.locator("#slices .slice").count() == 2
-    assert _plot_points(page, "#slices .slice") == 2
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#slices-plot');"
+        " return d && d.data && d.data.length === 2; }"
+    )
+    slices = page.evaluate(
+        "[...document.querySelector('#slices-plot').data].map((t) => [t.name, t.x.length])"
+    )
+    assert sorted(slices) == [["name", 2], ["x", 2]]  # one subplot per parameter
     assert page.locator("#pareto").is_hidden()
     page.locator("#trials th[data-key='loss']").click()  # sortable
     first = page.locator("#trials tbody tr").first.get_attribute("data-trial-id")
@@ -189,6 +208,39 @@ def test_trial_table_pages_and_keeps_still(dash: Dashboard, page: Any) -> None:
     page.wait_for_timeout(2500)
     assert page.evaluate("document.querySelector('#trials tbody tr').hdMark") == 7
     assert page.evaluate("document.querySelector('#history').data[0].x.length") == 2
+
+
+def test_many_trials_use_webgl_and_sampled_parallel_coordinates(dash: Dashboard, page: Any) -> None:
+    """Over 1000 completed trials: history and slices in WebGL (slices coloured by
+    quarter of the run, four traces per parameter holding every point), parallel
+    coordinates on the best 1000."""
+    exp = dash.store.get_experiment("exp")
+    dash.store.add_trials(exp.id, [{"x": 0.25 * (i % 8), "name": "b"} for i in range(1200)])
+    n = 0
+    while (trial := dash.store.claim("w-many", experiment_id=exp.id)) is not None:
+        dash.store.finish(trial.id, "w-many", state=TrialState.COMPLETED, loss=0.001 * n)
+        n += 1
+    page.goto(f"{dash.url}/experiments/exp")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#slices-plot');"
+        " return d && d.data && d.data.length > 2; }"
+    )
+    done = dash.store.count_trials(exp.id)[TrialState.COMPLETED]
+    assert done >= 1200
+    assert page.evaluate("document.querySelector('#history').data[0].type") == "scattergl"
+    assert page.evaluate("document.querySelector('#history').data[0].x.length") == done
+    traces = page.evaluate(
+        "[...document.querySelector('#slices-plot').data].map((t) => [t.xaxis, t.type, t.x.length])"
+    )
+    by_axis: dict[str, int] = {}
+    for axis, kind, points in traces:
+        assert kind == "scattergl"
+        by_axis[axis] = by_axis.get(axis, 0) + points
+    assert by_axis == {"x": done, "x2": done}
+    assert len(traces) == 8  # 2 parameters x 4 quarters
+    assert "(1000 of " + str(done) in page.evaluate(
+        "document.querySelector('#parallel').layout.title.text"
+    )
 
 
 def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:

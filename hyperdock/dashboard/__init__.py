@@ -48,8 +48,11 @@ _SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-store"),
 ]
+#: Static files are served with a version in their URL (``?v=``) and cached for a year
+#: under it; the browser then also keeps plotly.js compiled (V8's code cache), which
+#: saves seconds on every later page load.
+_IMMUTABLE = "public, max-age=31536000, immutable"
 _CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
@@ -89,6 +92,34 @@ def plotly_js() -> bytes:
     from plotly.offline import get_plotlyjs
 
     return str(get_plotlyjs()).encode("utf-8")
+
+
+class _Asset:
+    """A static file: its bytes, their gzip and a version (a hash of the bytes)."""
+
+    def __init__(self, body: bytes, content_type: str) -> None:
+        self.body = body
+        self.gzipped = gzip.compress(body, compresslevel=6, mtime=0)
+        self.version = hashlib.sha1(body, usedforsecurity=False).hexdigest()[:12]
+        self.content_type = content_type
+
+
+@cache
+def static_asset(name: str) -> _Asset | None:
+    """The static file ``name`` (``plotly.min.js``, ``app.js`` or ``style.css``), read
+    once; None for any other name."""
+    if name == "plotly.min.js":
+        return _Asset(plotly_js(), _STATIC_TYPES[".js"])
+    if name not in ("app.js", "style.css"):
+        return None
+    path = STATIC_DIR / name
+    return _Asset(path.read_bytes(), _STATIC_TYPES[path.suffix])
+
+
+def asset_url(name: str) -> str:
+    """The versioned URL of the static file ``name``."""
+    asset = static_asset(name)
+    return f"/static/{name}" + (f"?v={asset.version}" if asset is not None else "")
 
 
 class _Response:
@@ -226,6 +257,8 @@ class DashboardApp:
             ("Content-Security-Policy", _CSP),
             *response.headers,
         ]
+        if not any(key == "Cache-Control" for key, _ in response.headers):
+            headers.append(("Cache-Control", "no-store"))
         reason = _REASONS.get(response.status, "Error")
         start_response(f"{response.status} {reason}", headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
@@ -248,7 +281,7 @@ class DashboardApp:
         if method not in ("GET", "HEAD"):
             raise api.ApiError(405, f"{method} is not allowed here")
         if path.startswith("/static/"):
-            return self._static(path[len("/static/") :])
+            return self._static(environ, path[len("/static/") :])
         return self._page(path)
 
     def _detail(self, environ: dict[str, Any], name: str) -> _Response:
@@ -339,25 +372,36 @@ class DashboardApp:
         raise api.ApiError(404, f"no such endpoint: POST {path}")
 
     @staticmethod
-    def _static(name: str) -> _Response:
-        if name == "plotly.min.js":
-            return _Response(200, plotly_js(), _STATIC_TYPES[".js"], [])
-        if name not in ("app.js", "style.css"):
+    def _static(environ: dict[str, Any], name: str) -> _Response:
+        """A static file: cached for a year when asked for by its current version
+        (``?v=``), else revalidated by ETag; gzip when the client takes it."""
+        asset = static_asset(name)
+        if asset is None:
             return _Response(404, b"not found", "text/plain; charset=utf-8", [])
-        path = STATIC_DIR / name
-        return _Response(200, path.read_bytes(), _STATIC_TYPES[path.suffix], [])
+        query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+        etag = f'"{asset.version}"'
+        versioned = query.get("v") == [asset.version]
+        headers = [("ETag", etag), ("Cache-Control", _IMMUTABLE if versioned else "no-cache")]
+        if etag in str(environ.get("HTTP_IF_NONE_MATCH", "")):
+            return _Response(304, b"", asset.content_type, headers)
+        headers.append(("Vary", "Accept-Encoding"))
+        if "gzip" in str(environ.get("HTTP_ACCEPT_ENCODING", "")).lower():
+            headers.append(("Content-Encoding", "gzip"))
+            return _Response(200, asset.gzipped, asset.content_type, headers)
+        return _Response(200, asset.body, asset.content_type, headers)
 
     @staticmethod
     def _page(path: str) -> _Response:
         html_type = "text/html; charset=utf-8"
+        urls = {name: asset_url(name) for name in ("app.js", "style.css", "plotly.min.js")}
         if path in ("/", "/experiments"):
-            text = pages.render("experiments")
+            text = pages.render("experiments", urls)
         elif path == "/workers":
-            text = pages.render("workers")
+            text = pages.render("workers", urls)
         elif m := re.fullmatch(r"/experiments/([^/]+)", path):
-            text = pages.render("experiment", name=urllib.parse.unquote(m.group(1)))
+            text = pages.render("experiment", urls, name=urllib.parse.unquote(m.group(1)))
         elif m := re.fullmatch(r"/trials/(\d+)", path):
-            text = pages.render("trial", id=m.group(1))
+            text = pages.render("trial", urls, id=m.group(1))
         else:
             return _Response(404, pages.not_found(f"no page {path}").encode(), html_type, [])
         return _Response(200, text.encode("utf-8"), html_type, [])

@@ -5,6 +5,7 @@ except attribute values escaped with :func:`html.escape`."""
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
 _TITLES = {
     "experiments": "Experiments",
@@ -14,16 +15,27 @@ _TITLES = {
 }
 
 
-def render(page: str, **data: str) -> str:
+def render(page: str, urls: Mapping[str, str] | None = None, **data: str) -> str:
     """The HTML shell of ``page`` (``experiments``, ``experiment``, ``trial``,
-    ``workers``); ``data`` become ``data-*`` attributes of ``<body>`` for ``app.js``."""
+    ``workers``); ``urls`` maps static file names to their (versioned) URLs; ``data``
+    become ``data-*`` attributes of ``<body>`` for ``app.js``.
+
+    ``app.js`` comes first and plotly.js after it, both deferred: the page starts its
+    API request while plotly.js is still being compiled, and draws once both are in."""
+    urls = urls or {}
+
+    def url(name: str) -> str:
+        return html.escape(urls.get(name, f"/static/{name}"), quote=True)
+
     attrs = "".join(
         f' data-{html.escape(key, quote=True)}="{html.escape(value, quote=True)}"'
         for key, value in sorted(data.items())
     )
     title = _TITLES.get(page, "Hyperdock")
     plotly = (
-        '<script src="/static/plotly.min.js"></script>\n' if page in ("experiment", "trial") else ""
+        f'<script id="plotly-js" src="{url("plotly.min.js")}" defer></script>\n'
+        if page in ("experiment", "trial")
+        else ""
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -31,8 +43,9 @@ def render(page: str, **data: str) -> str:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Hyperdock · {html.escape(title)}</title>
-<link rel="stylesheet" href="/static/style.css">
-{plotly}<script src="/static/app.js" defer></script>
+<link rel="stylesheet" href="{url("style.css")}">
+<script src="{url("app.js")}" defer></script>
+{plotly}
 </head>
 <body data-page="{html.escape(page, quote=True)}"{attrs}>
 <header>

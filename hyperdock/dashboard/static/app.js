@@ -309,6 +309,108 @@
     window.Plotly.react(div, traces, layout, { displaylogo: false, responsive: true });
   }
 
+  // plotly.js loads after this script (both deferred), so that the first API request
+  // goes out while the browser compiles it; pages draw once it is in.
+  const plotlyReady = new Promise((resolve) => {
+    const script = document.getElementById("plotly-js");
+    if (!script || window.Plotly) { resolve(); return; }
+    script.addEventListener("load", resolve);
+    script.addEventListener("error", resolve);
+  });
+
+  // Whether WebGL runs on a GPU. Without one (no GPU, a VM, remote desktop, a headless
+  // browser) the browser emulates WebGL on the CPU, and Plotly's parallel coordinates
+  // take seconds to draw: the page then draws them with SVG lines, and a button offers
+  // the interactive WebGL version.
+  let fastGLCache = null;
+  function fastGL() {
+    if (fastGLCache === null) {
+      try {
+        const gl = document.createElement("canvas").getContext("webgl", { failIfMajorPerformanceCaveat: true });
+        const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+        const renderer = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+        fastGLCache = !!gl && !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(renderer);
+        const lose = gl && gl.getExtension("WEBGL_lose_context");
+        if (lose) lose.loseContext();
+      } catch (err) {
+        fastGLCache = false;
+      }
+    }
+    return fastGLCache;
+  }
+
+  const SLICE_SHADES = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"];
+  const SLICE_QUARTERS = ["first quarter", "second quarter", "third quarter", "last quarter"];
+  const VIRIDIS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"];
+
+  // Parallel coordinates as plain SVG line traces: one axis per dimension (scaled to its
+  // own range, labelled at its ends and middle), lines coloured by loss in a few bands
+  // (the best drawn last, on top), a colour bar; no WebGL.
+  function parcoordsSVG(dims, color, maximize, title) {
+    const n = dims.length;
+    const ranges = dims.map((d) => {
+      let lo = Infinity, hi = -Infinity;
+      for (const v of d.values) if (typeof v === "number" && isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+      if (!(lo <= hi)) { lo = 0; hi = 1; }
+      if (lo === hi) { lo -= 0.5; hi += 0.5; }
+      return [lo, hi];
+    });
+    const lines = dims.length ? dims[0].values.length : 0;
+    let cmin = Infinity, cmax = -Infinity;
+    for (const c of color || []) if (typeof c === "number" && isFinite(c)) { if (c < cmin) cmin = c; if (c > cmax) cmax = c; }
+    const colored = cmin <= cmax;
+    const bands = colored ? VIRIDIS.length : 1;
+    const traces = [];
+    for (let b = 0; b < bands; b++) {
+      // band 0 is the worst: drawn first
+      // the colour bar runs the same way (reversed when minimising): the best is yellow
+      const shade = colored ? VIRIDIS[b] : "rgba(31,119,180,0.5)";
+      traces.push({ type: "scatter", mode: "lines", x: [], y: [], hoverinfo: "skip", showlegend: false,
+        line: { color: shade, width: 1 }, opacity: 0.7 });
+    }
+    for (let i = 0; i < lines; i++) {
+      let band = 0;
+      if (colored) {
+        const c = color[i];
+        if (typeof c !== "number" || !isFinite(c)) continue;
+        const q = cmax > cmin ? (c - cmin) / (cmax - cmin) : 0.5;
+        band = Math.min(bands - 1, Math.floor((maximize ? q : 1 - q) * bands));
+      }
+      const t = traces[band];
+      for (let j = 0; j < n; j++) {
+        const v = dims[j].values[i];
+        t.x.push(j);
+        t.y.push(typeof v === "number" && isFinite(v) ? (v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]) : null);
+      }
+      t.x.push(null); t.y.push(null);
+    }
+    if (colored) {
+      traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,
+        marker: { color: [cmin, cmax], cmin: cmin, cmax: cmax, colorscale: "Viridis", reversescale: !maximize,
+          showscale: true, colorbar: { thickness: 12, len: 0.9 } } });
+    }
+    const shapes = [], annotations = [];
+    dims.forEach((d, j) => {
+      shapes.push({ type: "line", x0: j, x1: j, y0: 0, y1: 1, line: { color: "#444", width: 1 } });
+      const ticks = d.ticktext
+        ? d.tickvals.map((v, k) => [(v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]), String(d.ticktext[k])])
+        : [0, 0.5, 1].map((q) => [q, String(Number((ranges[j][0] + q * (ranges[j][1] - ranges[j][0])).toPrecision(3)))]);
+      for (const [y, text] of ticks) {
+        annotations.push({ x: j, y: y, text: text, showarrow: false, xanchor: "right", xshift: -3, font: { size: 9, color: "#444" } });
+      }
+    });
+    return {
+      traces: traces,
+      layout: plotLayout(title, {
+        showlegend: false, shapes: shapes, annotations: annotations,
+        xaxis: { tickvals: dims.map((_, j) => j), ticktext: dims.map((d) => d.label), side: "top", showgrid: false, zeroline: false,
+          range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true },
+        yaxis: { visible: false, range: [-0.04, 1.04], fixedrange: true },
+        margin: { l: 40, r: 20, t: 70, b: 20 },
+      }),
+    };
+  }
+
   // ==================================================================================
   // Page: experiments
   // ==================================================================================
@@ -437,9 +539,15 @@
     let table = null;
     let tableKeys = null;
 
+    let lastData = null;
+    const parcoordsView = { gl: fastGL() };
+    const parSwitch = button("", "plot-switch", () => {
+      parcoordsView.gl = !parcoordsView.gl;
+      if (lastData) drawExperimentPlots(...lastData, parcoordsView);
+    }, { id: "parallel-switch", hidden: true });
     const plots = el("div", { className: "plots" }, [
       el("div", { id: "history", className: "plot" }),
-      el("div", { id: "parallel", className: "plot" }),
+      el("div", { className: "plot-box" }, [el("div", { id: "parallel", className: "plot" }), parSwitch]),
       el("div", { id: "importances", className: "plot" }),
       el("div", { id: "intermediate", className: "plot" }),
       el("div", { id: "pareto", className: "plot" }),
@@ -506,7 +614,9 @@
         tableKeys = keySig;
       }
       table.update(rows);
-      drawExperimentPlots(data, rows, keys, multi, slices);
+      await plotlyReady;
+      lastData = [data, rows, keys, multi, slices];
+      drawExperimentPlots(data, rows, keys, multi, slices, parcoordsView);
     };
   }
 
@@ -537,7 +647,7 @@
     return [...keep].sort((a, b) => a - b).map((i) => rows[i]);
   }
 
-  function drawExperimentPlots(data, rows, keys, multi, slicesBox) {
+  function drawExperimentPlots(data, rows, keys, multi, slicesBox, parcoordsView) {
     const exp = data.experiment;
     const maximize = exp.objectives.length && exp.objectives[0].direction === "maximize";
     const done = rows.filter((r) => r.state === "completed" && r.loss !== null);
@@ -572,10 +682,23 @@
       }
     }
     if (!multi) dims.push({ label: "loss", values: par.map((r) => r.loss) });
-    plot("parallel", [{
-      type: "parcoords", dimensions: dims,
-      line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
-    }], plotLayout(par.length < done.length ? "Parallel coordinates (" + par.length + " of " + done.length + " trials)" : "Parallel coordinates", { showlegend: false }));
+    const parTitle = par.length < done.length ? "Parallel coordinates (" + par.length + " of " + done.length + " trials)" : "Parallel coordinates";
+    const parDiv = document.getElementById("parallel");
+    const parSwitch = document.getElementById("parallel-switch");
+    if (parcoordsView.gl) {
+      parDiv.dataset.view = "webgl";
+      plot(parDiv, [{
+        type: "parcoords", dimensions: dims,
+        line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
+      }], plotLayout(parTitle, { showlegend: false }));
+    } else {
+      parDiv.dataset.view = "svg";
+      parDiv.dataset.dimensions = String(dims.length);
+      const fig = parcoordsSVG(dims, multi ? null : par.map((r) => r.loss), maximize, parTitle);
+      plot(parDiv, fig.traces, fig.layout);
+    }
+    parSwitch.hidden = fastGL();
+    parSwitch.textContent = parcoordsView.gl ? "Draw with SVG (fast, static)" : "Interactive (WebGL: slow without a GPU)";
 
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
@@ -640,28 +763,62 @@
       paretoDiv.hidden = true;
     }
 
-    // slices: one per parameter, drawn after the plots above have shown
+    // slices: one figure, drawn after the plots above have shown
     setTimeout(() => drawSlices(rows, keys, done, slicesBox), 0);
   }
 
+  // One slice (loss against the parameter) per parameter, all in one figure of two
+  // columns: one WebGL context for all of them, not one each (each costs ~0.3 s to set
+  // up when WebGL runs on the CPU).
   function drawSlices(rows, keys, done, slicesBox) {
-    const wanted = keys.map((k) => "slice-" + k);
-    for (const child of [...slicesBox.children]) {
-      if (!wanted.includes(child.dataset.slice)) slicesBox.removeChild(child);
+    let div = document.getElementById("slices-plot");
+    if (!div) {
+      div = el("div", { id: "slices-plot", className: "plot slices" });
+      slicesBox.appendChild(div);
     }
-    keys.forEach((key) => {
-      let div = [...slicesBox.children].find((c) => c.dataset.slice === "slice-" + key);
-      if (!div) {
-        div = el("div", { className: "plot slice", "data-slice": "slice-" + key });
-        slicesBox.appendChild(div);
-      }
+    const cols = keys.length > 1 ? 2 : 1;
+    const rowsN = Math.max(1, Math.ceil(keys.length / cols));
+    const gap = 0.12;
+    const traces = [];
+    const layout = plotLayout(keys.length ? "Slices: loss against each parameter" : "Slices (no parameters)", {
+      showlegend: done.length > GL_POINTS, height: 70 + 230 * rowsN, margin: { l: 60, r: 20, t: 50, b: 40 },
+      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom" },
+    });
+    keys.forEach((key, i) => {
       const pts = done.filter((r) => r.flat[key] !== undefined);
       const vals = pts.map((r) => r.flat[key]);
       const numeric = vals.every((v) => typeof v === "number");
-      plot(div, [{ x: numeric ? vals : vals.map(fmtValue), y: pts.map((r) => r.loss), mode: "markers", type: pts.length > GL_POINTS ? "scattergl" : "scatter",
-        name: key, text: pts.map((r) => "trial " + r.id), marker: { color: pts.map((r) => r.number), colorscale: "Blues" } }],
-        plotLayout("Slice: " + key, { showlegend: false, height: 260, xaxis: { title: { text: key }, type: numeric ? "-" : "category" }, yaxis: { title: { text: "loss" } } }));
+      const suffix = i ? String(i + 1) : "";
+      const xs = numeric ? vals : vals.map(fmtValue);
+      if (pts.length <= GL_POINTS) {
+        traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: key,
+          xaxis: "x" + suffix, yaxis: "y" + suffix, text: pts.map((r) => "trial " + r.id),
+          marker: { color: pts.map((r) => r.number), colorscale: "Blues", size: 5 } });
+      } else {
+        // Many points: WebGL, coloured by quarter of the run (early light, late dark)
+        // in four traces, as a colour per point costs Plotly far more.
+        const quarters = SLICE_SHADES.map((color) => ({ x: [], y: [], text: [], color: color }));
+        const first = pts[0].number, span = pts[pts.length - 1].number - first + 1;
+        pts.forEach((r, k) => {
+          const q = quarters[Math.min(3, Math.floor((4 * (r.number - first)) / span))];
+          q.x.push(xs[k]); q.y.push(r.loss); q.text.push("trial " + r.id);
+        });
+        quarters.forEach((q, n) => {
+          if (!q.x.length) return;
+          traces.push({ x: q.x, y: q.y, text: q.text, mode: "markers", type: "scattergl",
+            name: "trials, " + SLICE_QUARTERS[n], legendgroup: "q" + n, showlegend: i === 0,
+            xaxis: "x" + suffix, yaxis: "y" + suffix, marker: { color: q.color, size: 5 } });
+        });
+      }
+      const c = i % cols, r = Math.floor(i / cols);
+      const x0 = c / cols + (c ? gap / 2 : 0), x1 = (c + 1) / cols - (c < cols - 1 ? gap / 2 : 0);
+      const y1 = 1 - r / rowsN - (r ? 0.3 / rowsN / 2 : 0), y0 = 1 - (r + 1) / rowsN + (r < rowsN - 1 ? 0.3 / rowsN / 2 : 0);
+      layout["xaxis" + suffix] = { domain: [x0, x1], anchor: "y" + suffix, title: { text: key, standoff: 4 },
+        type: numeric ? "-" : "category" };
+      layout["yaxis" + suffix] = { domain: [y0, y1], anchor: "x" + suffix, title: { text: c ? "" : "loss" } };
     });
+    div.dataset.parameters = keys.join(",");
+    plot(div, traces, layout);
   }
 
   // ==================================================================================
@@ -748,6 +905,7 @@
       // graphs
       const graphSig = JSON.stringify(t.graphs);
       if (graphSig !== lastGraphs) {
+        await plotlyReady;
         lastGraphs = graphSig;
         clear(graphs);
         if (Array.isArray(t.graphs)) {
