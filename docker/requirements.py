@@ -1,6 +1,6 @@
 """Print Hyperdock's requirements from pyproject.toml, one per line, for ``pip install -r``.
 
-Used by docker/Dockerfile.worker and docker/Dockerfile.supervisor to install the
+Used by docker/Dockerfile.worker, .supervisor and .dashboard to install the
 dependencies in a layer of their own, before the package's code is copied in, so that
 a code change does not download them again:
 

@@ -327,6 +327,13 @@ def supervisor_image(docker_client: Any, python_base_image: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def dashboard_image(docker_client: Any, python_base_image: str) -> str:
+    """``hyperdock-test-dashboard:dev``, from docker/Dockerfile.dashboard (the shared
+    dependency layers, then plotly)."""
+    return _hyperdock_image(docker_client, python_base_image, "dashboard")
+
+
+@pytest.fixture(scope="session")
 def template_image(docker_client: Any, python_base_image: str) -> str:
     """``hyperdock-test-template:dev``, the target template of docker/Dockerfile.template."""
     return _hyperdock_image(docker_client, python_base_image, "template")

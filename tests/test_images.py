@@ -15,8 +15,10 @@ import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +30,7 @@ from clihelp import hd, spawn, stop_all, wait_for, write
 from hyperdock import cli
 from hyperdock.errors import HyperdockError
 from hyperdock.storage import open_store
-from hyperdock.trial import TrialState
+from hyperdock.trial import Target, TrialState
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_DIR = ROOT / "docker"
@@ -374,6 +376,78 @@ def test_supervisor_image_runs_the_original_command(
     assert printed == best.params and printed["max_epochs"] == 50
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.docker
+def test_dashboard_image_serves_a_store(
+    tmp_path: Path,
+    docker_client: Any,
+    docker_labels: dict[str, str],
+    dashboard_image: str,
+    worker_image: str,
+    python_base_image: str,
+) -> None:
+    """The dashboard image serves a store's experiments, pages and plotly.js (from the
+    image's plotly package), and refuses all interfaces without a token."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    store = f"sqlite:///{store_dir}/hd.db"
+    with open_store(store) as st:
+        st.create_experiment(
+            "shown",
+            space={},
+            target=Target(command=("true",)),
+            sampler="random",
+            seed=1,
+            max_trials=3,
+        )
+    port = _free_port()
+    container = docker_client.containers.run(
+        dashboard_image,
+        ["--store", store, "--port", str(port)],
+        detach=True,
+        labels=docker_labels,
+        network_mode="host",  # it listens on the host's 127.0.0.1
+        volumes=_mount(store_dir),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(base + "/api/experiments", timeout=5) as resp:
+                    return resp.status == 200
+            except OSError:
+                container.reload()
+                assert container.status in ("created", "running"), container.logs().decode()
+                return False
+
+        wait_for(up, timeout=60, what="the dashboard container")
+        with urllib.request.urlopen(base + "/api/experiments", timeout=10) as resp:
+            assert [e["name"] for e in json.load(resp)] == ["shown"]
+        with urllib.request.urlopen(base + "/experiments/shown", timeout=10) as resp:
+            page = resp.read().decode()
+        assert 'id="plotly-js"' in page
+        with urllib.request.urlopen(base + "/static/plotly.min.js", timeout=30) as resp:
+            assert resp.status == 200 and len(resp.read()) > 1_000_000
+    finally:
+        container.remove(force=True)
+    code, out = run_container(
+        docker_client, dashboard_image, ["--store", store, "--host", "0.0.0.0"],
+        labels=docker_labels, volumes=_mount(store_dir),
+    )  # fmt: skip
+    assert code == 2 and "without a token" in out and "Traceback" not in out, out
+    # The shared dependency layers are the worker's (stored once).
+    layers = docker_client.images.get(dashboard_image).attrs["RootFS"]["Layers"]
+    worker = docker_client.images.get(worker_image).attrs["RootFS"]["Layers"]
+    n = len(docker_client.images.get(python_base_image).attrs["RootFS"]["Layers"]) + 2
+    assert layers[:n] == worker[:n]
+
+
 @pytest.mark.docker
 def test_template_image_computes_function(
     tmp_path: Path, template_image: str, docker_client: Any
@@ -456,9 +530,9 @@ def test_compose_file_matches_the_images_and_the_command_line(env: dict[str, str
     raw = yaml.safe_load((DOCKER_DIR / "compose.yaml").read_text())
     compose = _interpolate(raw, env)
     services = compose["services"]
-    assert set(services) == {"mongo", "supervisor", "worker"}
+    assert set(services) == {"mongo", "supervisor", "worker", "dashboard"}
     assert services["mongo"]["image"] == "mongo:7"
-    for name, dockerfile in (("supervisor", "supervisor"), ("worker", "worker")):
+    for name, dockerfile in (("supervisor",) * 2, ("worker",) * 2, ("dashboard",) * 2):
         build = services[name]["build"]
         assert (DOCKER_DIR / build["context"] / build["dockerfile"]).resolve() == (
             DOCKER_DIR / f"Dockerfile.{dockerfile}"
@@ -493,6 +567,17 @@ def test_compose_file_matches_the_images_and_the_command_line(env: dict[str, str
     (config_mount,) = supervisor["volumes"]
     source, target, mode = config_mount.split(":")
     assert (target, mode) == (cli.LEGACY_CONFIG_DIR, "ro")
+
+    # The dashboard: on the same store, all interfaces in its container (so it needs the
+    # token, which the environment passes on), published on the host's loopback only.
+    dash = services["dashboard"]
+    dash_command = [str(a) for a in dash["command"]]
+    assert _used_flags(dash_command) <= _flags(cli.dashboard)
+    assert dash_command[dash_command.index("--store") + 1] == store
+    assert dash_command[dash_command.index("--host") + 1] == "0.0.0.0"
+    port = dash_command[dash_command.index("--port") + 1]
+    assert dash["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert set(dash["environment"]) == {"HYPERDOCK_TOKEN"}
 
     # The default experiment works: its config module loads, and the template target's
     # FUNCTION evaluates over its parameters.
