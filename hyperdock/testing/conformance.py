@@ -276,6 +276,22 @@ class StoreConformance:
         assert failed.attempt == 2 and len(failed.history) == 3
         assert store.claim("w") is None
 
+    def test_finish_appends_to_the_history(self, store: Store) -> None:
+        exp = make_experiment(store, max_retries=2)
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        assert store.claim("w1") is not None
+        assert store.release(trial.id, "w1", error="lost") is TrialState.QUEUED
+        assert store.claim("w \"2\"") is not None
+        message = 'bad "quote" \\ back\nslash ✓ </script>'
+        assert store.finish(trial.id, 'w "2"', state=TrialState.FAILED, error=message)
+        history = store.get_trial(trial.id).history
+        assert len(history) == 2
+        assert history[0]["worker"] == "w1" and history[0]["message"] == "lost"
+        last = history[1]
+        assert (last["attempt"], last["worker"], last["state"]) == (1, 'w "2"', "failed")
+        assert last["message"] == message
+        assert last["ended_at"] >= last["started_at"]
+
     def test_release_without_retry_or_without_counting(self, store: Store) -> None:
         exp = make_experiment(store, max_retries=1)
         a, b = store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
