@@ -281,7 +281,7 @@ class StoreConformance:
         (trial,) = store.add_trials(exp.id, [{"n": 0}])
         assert store.claim("w1") is not None
         assert store.release(trial.id, "w1", error="lost") is TrialState.QUEUED
-        assert store.claim("w \"2\"") is not None
+        assert store.claim('w "2"') is not None
         message = 'bad "quote" \\ back\nslash ✓ </script>'
         assert store.finish(trial.id, 'w "2"', state=TrialState.FAILED, error=message)
         history = store.get_trial(trial.id).history
