@@ -1238,7 +1238,7 @@ def dashboard(store: str | None, host: str, port: int, token: str | None) -> Non
         def ready(url: str) -> None:
             click.echo(f"Dashboard on {url} (store {st.describe()}); Ctrl-C stops it.")
             if token:
-                click.echo(f"Open {url}?token=… to enable actions.")
+                click.echo(f"It needs its token: open {url}?token=… (the --token value).")
 
         with contextlib.suppress(KeyboardInterrupt):
             serve(st, host, port, token, ready=ready)

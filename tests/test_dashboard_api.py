@@ -492,8 +492,25 @@ def test_actions_without_token_refused(
         assert reply.status == 403, (headers, reply.text)
         assert "token" in reply.data["error"]
     _unchanged(store, filled)
-    # reading needs no token
-    assert call(app, "/api/experiments").status == 200
+
+
+def test_reading_needs_the_token_when_one_is_set(store: Store, filled: dict[str, Any]) -> None:
+    """With a token the API's data is for its holders only; pages and static files hold
+    no data and load without it. Without a token reading is open (loopback only)."""
+    app = create_app(store, token=TOKEN)
+    reads = ["/api/experiments", "/api/experiments/exp", "/api/workers",
+             f"/api/trials/{filled['completed']}"]  # fmt: skip
+    for path in reads:
+        for headers in ({}, LOCAL, {"X-Hyperdock-Token": "wrong"}):
+            reply = call(app, path, headers=headers)
+            assert reply.status == 401, (path, headers, reply.text)
+            assert "token" in reply.data["error"] and "exp" not in reply.text
+        reply = call(app, path, headers={"X-Hyperdock-Token": TOKEN})
+        assert reply.status == 200, (path, reply.text)
+    for path in ("/", "/experiments/exp", "/static/app.js", "/static/style.css"):
+        assert call(app, path).status == 200, path
+    open_app = create_app(store)
+    assert all(call(open_app, path).status == 200 for path in reads)
 
 
 def test_actions_with_token(store: Store, filled: dict[str, Any]) -> None:
@@ -628,7 +645,12 @@ def test_served_over_http(store: Store, filled: dict[str, Any]) -> None:
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
     try:
-        with urllib.request.urlopen(base + "/api/experiments", timeout=10) as resp:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "/api/experiments", timeout=10)
+        assert info.value.code == 401
+        listing = urllib.request.Request(base + "/api/experiments")
+        listing.add_header("X-Hyperdock-Token", TOKEN)
+        with urllib.request.urlopen(listing, timeout=10) as resp:
             assert {r["name"] for r in json.load(resp)} == {"exp", "multi"}
         url = f"{base}/api/trials/{filled['running']}/cancel"
         request = urllib.request.Request(url, data=b"{}", method="POST")

@@ -266,10 +266,19 @@ def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:
 
 def test_actions_without_token_are_refused(dash_token: Dashboard, page: Any) -> None:
     running = dash_token.ids["running"]
+    # Without the token the page shows nothing of the store, and says why.
     page.goto(f"{dash_token.url}/experiments/exp")
-    page.locator(f"#trials button.cancel-trial[data-trial-id='{running}']").click()
     page.wait_for_selector("#error:not([hidden])")
-    assert "token" in page.locator("#error").inner_text()
+    assert "needs its token" in page.locator("#error").inner_text()
+    assert page.locator("#trials tbody tr").count() == 0
+    # A tab holding the token, which is then withdrawn: its actions are refused.
+    page.goto(f"{dash_token.url}/experiments/exp?token={TOKEN}")
+    button = page.locator(f"#trials button.cancel-trial[data-trial-id='{running}']")
+    button.wait_for()
+    page.evaluate("sessionStorage.setItem('hyperdock-token', 'wrong')")
+    button.click()
+    page.wait_for_selector("#error:not([hidden])")
+    assert "wrong dashboard token" in page.locator("#error").inner_text()
     assert not dash_token.store.get_trial(running).stop_requested
 
     page.goto(f"{dash_token.url}/?token=wrong")

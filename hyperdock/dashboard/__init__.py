@@ -5,7 +5,7 @@ HTML pages rendered in the browser by ``static/app.js``; :func:`serve` runs it o
 threading ``wsgiref`` server. Actions (POST) are CSRF-safe: they need the header
 ``X-Hyperdock-Token`` equal to the token when one is set, else the custom header
 ``X-Requested-With: hyperdock`` (which browsers send cross-site only with a CORS grant,
-never given here) and a local ``Host``.
+never given here) and a local ``Host``. With a token, reading the API needs it too.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ _REASONS = {
     200: "OK",
     304: "Not Modified",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -232,7 +233,7 @@ class DashboardApp:
     """The WSGI application. Build it with :func:`create_app`."""
 
     def __init__(self, store: Store, token: str | None = None) -> None:
-        """Serve ``store``; ``token`` (when set) is required by every action."""
+        """Serve ``store``; ``token`` (when set) is required by every API request."""
         self.store = store
         self.token = token or None
         self._details = _DetailCache()
@@ -270,6 +271,7 @@ class DashboardApp:
         path = str(environ.get("PATH_INFO", "/")) or "/"
         if path.startswith("/api/"):
             if method in ("GET", "HEAD"):
+                self._authorise_read(environ)
                 if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
                     return self._detail(environ, urllib.parse.unquote(m.group(1)))
                 return _json(200, _sanitize(self._api_get(path)))
@@ -301,6 +303,18 @@ class DashboardApp:
         return _Response(200, entry.body, json_type, headers)
 
     # -- security -------------------------------------------------------------------
+    def _authorise_read(self, environ: dict[str, Any]) -> None:
+        """With a token, the API's data (parameters, results, logs) is for its holders
+        only: GETs need the token as well. The pages and static files hold no data.
+        Raises ApiError(401) otherwise."""
+        if self.token is None:
+            return
+        given = str(environ.get("HTTP_X_HYPERDOCK_TOKEN", ""))
+        if not given:
+            raise api.ApiError(401, "this dashboard needs its token: open the page with ?token=…")
+        if not hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8")):
+            raise api.ApiError(401, "wrong dashboard token: open the page with ?token=…")
+
     def _authorise(self, environ: dict[str, Any]) -> None:
         """Let an action through only with the token, or (no token) the custom header
         from a local origin. Raises ApiError(403) otherwise."""
@@ -412,8 +426,10 @@ def create_app(store: Store, token: str | None = None) -> DashboardApp:
 
     Args:
         store: Any store; only the store contract is used.
-        token: When set, every action (POST) needs header ``X-Hyperdock-Token`` equal
-            to it; pages get it from ``?token=`` (kept in the tab's sessionStorage).
+        token: When set, every API request (reads and actions) needs header
+            ``X-Hyperdock-Token`` equal to it; pages get it from ``?token=`` (kept in
+            the tab's sessionStorage). Pages and static files hold no data and are
+            served to anyone.
     """
     return DashboardApp(store, token)
 

@@ -83,10 +83,24 @@
   }
 
   // -- API ------------------------------------------------------------------------
+  function readHeaders() {
+    const headers = { Accept: "application/json" };
+    const t = token();
+    if (t) headers["X-Hyperdock-Token"] = t;
+    return headers;
+  }
+
+  // An Error that keeps the HTTP status (401: the dashboard needs its token).
+  function httpError(resp, data) {
+    const err = new Error(data.error || resp.statusText);
+    err.status = resp.status;
+    return err;
+  }
+
   async function getJSON(path) {
-    const resp = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+    const resp = await fetch(path, { headers: readHeaders(), cache: "no-store" });
     const data = await resp.json().catch(() => ({ error: resp.statusText }));
-    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    if (!resp.ok) throw httpError(resp, data);
     return data;
   }
 
@@ -127,13 +141,13 @@
   // the reply's version is the one already seen.
   const seenVersions = {};
   async function getJSONIfChanged(path) {
-    const headers = { Accept: "application/json" };
+    const headers = readHeaders();
     const last = seenVersions[path];
     if (last) headers["If-None-Match"] = '"' + last + '"';
     const resp = await fetch(path, { headers: headers, cache: "no-store" });
     if (resp.status === 304) return null;
     const data = await resp.json().catch(() => ({ error: resp.statusText }));
-    if (!resp.ok) throw new Error(data.error || resp.statusText);
+    if (!resp.ok) throw httpError(resp, data);
     if (data.version && data.version === last) return null;
     if (data.version) seenVersions[path] = data.version;
     return data;
@@ -153,6 +167,7 @@
     } catch (err) {
       statusBox.textContent = "cannot update: " + err.message;
       statusBox.classList.add("stale");
+      if (err.status === 401) showError(err.message);
     } finally {
       busy = false;
     }
