@@ -165,9 +165,25 @@ class Supervisor:
         return False
 
     def _free_slots(self) -> int:
-        """Worker slots that are idle now (at least 1: workers may not be up yet)."""
+        """Worker slots that are idle now and that no other experiment's queued trial
+        will take first (at least 1: workers may not be up yet).
+
+        Workers claim by priority, then age: the trials other running experiments of
+        the same or a higher priority have queued already go first, so supervisors that
+        share workers do not queue more adaptive suggestions than the slots can take
+        (each waiting suggestion is one made without the results that come in first).
+        """
         workers = self.store.list_workers(max_age=LIVE_WORKER_AGE)
         free = sum(w.parallelism - len(w.running) for w in workers)
+        if free > 1:
+            me = self.experiment
+            for exp in self.store.list_experiments():
+                if (
+                    exp.id != me.id
+                    and exp.state is ExperimentState.RUNNING
+                    and exp.priority >= me.priority
+                ):
+                    free -= self.store.count_trials(exp.id)[TrialState.QUEUED]
         return max(1, free)
 
     def _stop_condition(self, exp: Experiment, counts: dict[TrialState, int]) -> str | None:

@@ -498,3 +498,40 @@ def test_each_pruner_stops_poor_curves(tmp_path: Path, pruner: str) -> None:
     assert steps_run < 30 * 27  # work was saved
     best_x = min(t.params["x"] for t in done)
     assert best_x <= min(t.params["x"] for t in pruned)  # the best trial was never pruned
+
+
+def test_supervisors_sharing_workers_queue_only_what_the_slots_take(tmp_path: Path) -> None:
+    """Two adaptive experiments, one worker of 4 slots: the second supervisor counts the
+    first one's queued trials as taking those slots; a higher-priority experiment does
+    not defer to a lower one."""
+    from hyperdock import hp
+    from hyperdock.supervisor import open_experiment
+    from hyperdock.trial import Target
+
+    def experiment(store: Any, name: str, priority: int) -> Supervisor:
+        exp, _ = open_experiment(
+            store, name, space=Space.from_obj({"x": hp.uniform("x", 0, 1)}),
+            target=Target(command=("true",)), sampler="tpe", seed=1, max_trials=50,
+            max_retries=0, priority=priority,
+            meta={"objectives": Objectives().to_meta(), "pruner": "none"},
+        )  # fmt: skip
+        return Supervisor(store, exp, reap_interval=3600)
+
+    with open_store(f"sqlite:///{tmp_path}/s.db") as store:
+        store.register_worker("w", host="sim", pid=0, parallelism=4)
+        a, b = experiment(store, "a", 0), experiment(store, "b", 0)
+
+        def queued(sup: Supervisor) -> int:
+            return store.count_trials(sup.experiment.id)[TrialState.QUEUED]
+
+        a.step()
+        b.step()
+        assert (queued(a), queued(b)) == (4, 1)  # b: at least one, never starved
+        # the worker takes two of a's: b may add nothing while it has one waiting
+        assert store.claim("w") is not None and store.claim("w") is not None
+        b.step()
+        assert (queued(a), queued(b)) == (2, 1)
+        # a higher priority goes first whatever the others have queued
+        c = experiment(store, "c", 5)
+        c.step()
+        assert queued(c) == 2  # 4 slots - 2 running
