@@ -41,7 +41,7 @@ from hyperdock.trial import Experiment, Target, Trial, TrialState
         (
             "asha:min_resource=12.5%",
             "asha:min_resource=12.5%",
-            {"min_resource": Steps(12.5, True), "reduction_factor": 2},
+            {"min_resource": Steps(12.5, True), "reduction_factor": 3},
         ),
         (
             "hyperband:max_resource=auto,min_resource=3",
