@@ -49,17 +49,31 @@ trial and step. ``--workers`` simulated workers run the trials step by step (eac
 has its own random step duration, lognormal(0, 0.3)); after each step the worker calls
 ``add_progress``, the supervisor steps (its pruner may call ``prune_trial``) and the
 worker heartbeats; a trial whose id comes back from the heartbeat ends ``pruned`` at that
-step. Sampler tpe, ``--es-trials`` trials (pruned ones count), the same seeds, once per
-pruner (none, median, asha, hyperband: Hyperdock's settings of optuna's pruners).
-Reported: the median over seeds of the best completed (final-step) loss and of the total
-steps run. Goal: a pruner reaches a median best loss within 1% (relative) of no pruning's
-with <= 40% of its steps.
+step. Sampler tpe, the same seeds, once per pruner (``--pruners``: ``--pruner`` specs,
+e.g. ``none,median,asha:min_resource=5,reduction_factor=2,hyperband``). Two criteria:
+    * same trials: ``--es-trials`` trials (pruned ones count) per run; reported, the
+      median over seeds of the best completed (final-step) loss and of the total steps
+      run, against no pruning's. Pruning saves steps here but cannot spend them, so it
+      ends with fewer full-length trials than no pruning;
+    * same compute (the goal line): per seed, the pruned run keeps starting trials until
+      its steps (all trials', pruned and unfinished ones included) reach 40% of that
+      seed's no-pruning steps, then stops at once; trials cut off unfinished do not
+      count. Reported: its best completed (full-length, final-step) loss, relative to
+      no pruning's best with all the steps, median over seeds of the per-seed
+      differences. ``none`` on the same budget is the baseline a pruner has to beat.
+Goal: a pruner's best loss within 1% (relative) of no pruning's with <= 40% of its
+steps, on the same-compute criterion: pruning exists to turn the steps it saves into
+more trials. ``--seed-offset`` picks other seeds (the pruners' defaults were tuned on
+seeds 100.. and are reported on 0..9); ``--budget-only`` / ``--no-budget`` run one
+criterion.
 
-Usage: ``python bench/quality.py [--seeds 10] [--trials 100] [--functions
-branin,hartmann6,rosenbrock10,conditional] [--methods ...] [--pruners ...] [--jobs N]
-[--quick]``. Runs are spread over ``--jobs`` processes (default: one per core). Prints
-the tables and writes ``bench/out/quality.json`` and ``bench/out/quality.png`` (median
-regret against trials, one panel per function, log scale).
+Usage: ``python bench/quality.py [--seeds 10] [--seed-offset 0] [--trials 100]
+[--functions branin,hartmann6,rosenbrock10,conditional] [--methods ...] [--pruners ...]
+[--es-trials 100] [--budget-only | --no-budget] [--jobs N] [--quick]``; part 2 alone:
+``--functions '' --methods ''``. Runs are spread over ``--jobs`` processes (default: one
+per core). Prints the tables and writes ``bench/out/quality.json`` and (with part 1)
+``bench/out/quality.png`` (median regret against trials, one panel per function, log
+scale).
 """
 
 from __future__ import annotations
@@ -71,6 +85,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -482,22 +497,32 @@ def curve(p: dict[str, Any], seed: int, number: int) -> np.ndarray:
     return out
 
 
-def run_pruning(pruner: str, seed: int, trials: int, workers: int) -> dict[str, Any]:
-    """One tpe search on the learning-curve target with ``pruner``."""
+def run_pruning(
+    pruner: str, seed: int, trials: int, workers: int, budget: int | None = None
+) -> dict[str, Any]:
+    """One tpe search on the learning-curve target with ``pruner`` (a ``--pruner`` spec).
+
+    Without ``budget``: ``trials`` trials, all run to their end or pruned. With it: new
+    trials keep starting until ``budget`` steps (of all trials, pruned and unfinished
+    ones included) have run, and then everything stops; trials cut off unfinished do not
+    count as completed.
+    """
     from hyperdock.trial import TrialState
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        store, exp, sup = _open(tmp, "tpe", seed, trials, curve_space(), pruner)
+        limit = trials if budget is None else budget  # at most one trial per step
+        store, exp, sup = _open(tmp, "tpe", seed, limit, curve_space(), pruner)
         timed = Timed(sup)
         sim = SimWorkers(store, workers)
         rng = np.random.default_rng([seed, 13])
         idle = list(sim.ids)
         events: list[tuple[float, int, str]] = []
         state: dict[str, tuple[Any, np.ndarray, float, int]] = {}
-        now, seq, total_steps, done = 0.0, 0, 0, 0
+        now, seq, total_steps, done, completed = 0.0, 0, 0, 0, 0
         best, pruned = math.inf, 0
-        while True:
+        prunes = pruner.split(":")[0] != "none"
+        while budget is None or total_steps < budget:
             while idle:
                 timed.step()
                 trial = store.claim(idle[0], experiment_id=exp.id)
@@ -514,19 +539,20 @@ def run_pruning(pruner: str, seed: int, trials: int, workers: int) -> dict[str, 
             now, _, wid = heapq.heappop(events)
             trial, losses, step_time, step = state[wid]
             step += 1
+            total_steps += 1
             loss = float(losses[step - 1])
             store.add_progress(trial.id, wid, [(step, loss)])
-            if pruner != "none":
+            if prunes:
                 timed.step()
             stop = trial.id in store.heartbeat(wid, [trial.id])
             if stop or step == ES_STEPS:
                 final = TrialState.PRUNED if stop else TrialState.COMPLETED
                 if not store.finish(trial.id, wid, state=final, loss=loss):
                     raise RuntimeError(f"trial {trial.id} lost its lease")
-                total_steps += step
                 done += 1
                 pruned += stop
                 if not stop:
+                    completed += 1
                     best = min(best, loss)
                 del sim.running[wid]
                 idle.append(wid)
@@ -535,27 +561,36 @@ def run_pruning(pruner: str, seed: int, trials: int, workers: int) -> dict[str, 
                 seq += 1
                 heapq.heappush(events, (now + step_time, seq, wid))
             sim.keep_alive()
-        if not timed.step() or done != trials:
+        if budget is None and (not timed.step() or done != trials):
             raise RuntimeError(f"{done} of {trials} trials ran; experiment not done")
         store.close()
     return {
         "best": best,
         "steps": total_steps,
         "pruned": pruned,
+        "completed": completed,
+        "trials": done + len(sim.running),
         "seconds": time.perf_counter() - start,
         "supervisor_s": timed.seconds,
     }
 
 
 # -- orchestration ----------------------------------------------------------------------
+def split_pruners(text: str) -> list[str]:
+    """``--pruners`` into specs: a comma starts a new spec only before a pruner name
+    (``asha:min_resource=5,reduction_factor=2,median`` is two specs)."""
+    names = "|".join(PRUNERS)
+    return [p for p in re.split(rf",(?=\s*(?:{names})\b(?!\s*=))", text) if p.strip()]
+
+
 def _task(task: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     logging.getLogger("hyperdock").setLevel(logging.ERROR)
     kind, *rest = task
     if kind == "regret":
         name, fn, seed, trials, workers = rest
         return task, run_method(name, fn, seed, trials, workers)
-    pruner, seed, trials, workers = rest
-    return task, run_pruning(pruner, seed, trials, workers)
+    pruner, seed, trials, workers, budget = rest
+    return task, run_pruning(pruner, seed, trials, workers, budget)
 
 
 #: Rough relative cost, to start the slow runs first.
@@ -583,10 +618,12 @@ def run_all(tasks: list[tuple[Any, ...]], jobs: int) -> dict[tuple[Any, ...], di
     for i, (task, out) in enumerate(pairs, 1):
         results[task] = out
         took = time.perf_counter() - start
-        label = " ".join(str(x) for x in task[1:3])
+        if task[0] == "regret":
+            label = f"{task[1]} {task[2]} seed {task[3]}"
+        else:
+            label = f"{task[1]} seed {task[2]}" + (f" budget {task[5]}" if task[5] else "")
         print(
-            f"  [{i}/{len(tasks)} {took:6.0f} s] {task[0]} {label} seed {task[-3]}: "
-            f"{out['seconds']:.1f} s",
+            f"  [{i}/{len(tasks)} {took:6.0f} s] {task[0]} {label}: {out['seconds']:.1f} s",
             file=sys.stderr,
             flush=True,
         )
@@ -619,7 +656,7 @@ def summarise_regret(
     results: dict[tuple[Any, ...], dict[str, Any]],
     functions: list[str],
     methods: list[str],
-    seeds: int,
+    seeds: list[int],
     trials: int,
     workers: int,
 ) -> dict[str, Any]:
@@ -627,7 +664,7 @@ def summarise_regret(
     for fn in functions:
         per: dict[str, Any] = {}
         for name in methods:
-            runs = [results[("regret", name, fn, s, trials, workers)] for s in range(seeds)]
+            runs = [results[("regret", name, fn, s, trials, workers)] for s in seeds]
             curves = np.array([r["regret"] for r in runs])
             final = curves[:, -1].tolist()
             q1, med, q3 = _quartiles(final)
@@ -665,51 +702,110 @@ def summarise_regret(
     return summary
 
 
+def pruning_tasks(
+    pruners: list[str], seeds: list[int], trials: int, workers: int
+) -> list[tuple[Any, ...]]:
+    """Same-trials runs: ``trials`` trials per pruner and seed."""
+    return [("pruning", p, s, trials, workers, None) for p in pruners for s in seeds]
+
+
+def budget_tasks(
+    results: dict[tuple[Any, ...], dict[str, Any]],
+    pruners: list[str],
+    seeds: list[int],
+    trials: int,
+    workers: int,
+) -> list[tuple[Any, ...]]:
+    """Budget-matched runs: per pruner and seed, as many trials as fit in ES_STEP_GOAL of
+    that seed's no-pruning steps ("none" too: no pruning on the same budget, the
+    baseline pruning has to beat)."""
+    out = []
+    for s in seeds:
+        none = results[("pruning", "none", s, trials, workers, None)]
+        budget = math.floor(ES_STEP_GOAL * none["steps"])
+        out += [("pruning", p, s, trials, workers, budget) for p in pruners]
+    return out
+
+
 def summarise_pruning(
     results: dict[tuple[Any, ...], dict[str, Any]],
     pruners: list[str],
-    seeds: int,
+    seeds: list[int],
     trials: int,
     workers: int,
 ) -> dict[str, Any]:
+    """Both criteria per pruner: ``same_trials`` (``trials`` trials; steps used and best
+    loss against no pruning's) and ``budget`` (best loss with ES_STEP_GOAL of no
+    pruning's steps, against no pruning's best with all of them; the goal line)."""
     out: dict[str, Any] = {}
+    none_best = [results[("pruning", "none", s, trials, workers, None)]["best"] for s in seeds]
     for pruner in pruners:
-        runs = [results[("pruning", pruner, s, trials, workers)] for s in range(seeds)]
-        best = [r["best"] for r in runs]
-        steps = [r["steps"] for r in runs]
-        out[pruner] = {
-            "best": best,
-            "steps": steps,
-            "pruned": [r["pruned"] for r in runs],
-            "median_best": float(np.median(best)),
-            "median_steps": float(np.median(steps)),
-            "seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
-        }
-    base = out.get("none")
-    if base is not None:
-        for pruner, entry in out.items():
-            if pruner == "none":
-                continue
-            per_seed = [
-                b <= nb * (1 + ES_TOLERANCE)
-                for b, nb in zip(entry["best"], base["best"], strict=True)
-            ]
-            entry["best_vs_none"] = entry["median_best"] / base["median_best"] - 1
-            entry["steps_vs_none"] = entry["median_steps"] / base["median_steps"]
-            entry["seeds_within_tolerance"] = int(sum(per_seed))
-            entry["goal_met"] = (
-                entry["best_vs_none"] <= ES_TOLERANCE and entry["steps_vs_none"] <= ES_STEP_GOAL
-            )
+        entry: dict[str, Any] = {}
+        out[pruner] = entry
+        if ("pruning", pruner, seeds[0], trials, workers, None) in results:
+            entry["same_trials"] = _same_trials(results, pruner, seeds, trials, workers)
+        keys = [k for k in results if k[:2] == ("pruning", pruner) and k[5] is not None]
+        if keys:
+            by_seed = {k[2]: results[k] for k in keys}
+            runs = [by_seed[s] for s in seeds]
+            best = [r["best"] for r in runs]
+            rel = [b / nb - 1 for b, nb in zip(best, none_best, strict=True)]
+            entry["budget"] = {
+                "budget": [k[5] for k in sorted(keys, key=lambda k: seeds.index(k[2]))],
+                "best": best,
+                "trials": [r["trials"] for r in runs],
+                "completed": [r["completed"] for r in runs],
+                "median_best": float(np.median(best)),
+                "median_trials": float(np.median([r["trials"] for r in runs])),
+                "median_completed": float(np.median([r["completed"] for r in runs])),
+                "best_vs_none": float(np.median(rel)),
+                "seeds_within_tolerance": int(sum(r <= ES_TOLERANCE for r in rel)),
+                "goal_met": float(np.median(rel)) <= ES_TOLERANCE,
+                "seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
+            }
     return out
+
+
+def _same_trials(
+    results: dict[tuple[Any, ...], dict[str, Any]],
+    pruner: str,
+    seeds: list[int],
+    trials: int,
+    workers: int,
+) -> dict[str, Any]:
+    none_best = [results[("pruning", "none", s, trials, workers, None)]["best"] for s in seeds]
+    none_steps = [results[("pruning", "none", s, trials, workers, None)]["steps"] for s in seeds]
+    runs = [results[("pruning", pruner, s, trials, workers, None)] for s in seeds]
+    best = [r["best"] for r in runs]
+    steps = [r["steps"] for r in runs]
+    same = {
+        "best": best,
+        "steps": steps,
+        "pruned": [r["pruned"] for r in runs],
+        "median_best": float(np.median(best)),
+        "median_steps": float(np.median(steps)),
+        "seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
+    }
+    if pruner != "none":
+        same["best_vs_none"] = same["median_best"] / float(np.median(none_best)) - 1
+        same["steps_vs_none"] = same["median_steps"] / float(np.median(none_steps))
+        same["seeds_within_tolerance"] = int(
+            sum(b <= nb * (1 + ES_TOLERANCE) for b, nb in zip(best, none_best, strict=True))
+        )
+        same["goal_met"] = (
+            same["best_vs_none"] <= ES_TOLERANCE and same["steps_vs_none"] <= ES_STEP_GOAL
+        )
+    return same
 
 
 def print_tables(
     summary: dict[str, Any], pruning: dict[str, Any], args: argparse.Namespace
 ) -> None:
-    print(
-        f"Median final regret after {args.trials} trials over {args.seeds} seeds "
-        f"[quartiles]; hyperdock-* with {args.workers} async workers:"
-    )
+    if summary:
+        print(
+            f"Median final regret after {args.trials} trials over {args.seeds} seeds "
+            f"[quartiles]; hyperdock-* with {args.workers} async workers:"
+        )
     for fn, entry in summary.items():
         print(f"  {fn}")
         for name, m in entry["methods"].items():
@@ -738,22 +834,54 @@ def print_tables(
             )
     if not pruning:
         return
+    w = max(10, *(len(p) for p in pruning))
+    n = len(args.seed_list)
     print(
-        f"Early stopping, learning-curve target, tpe, {args.es_trials} trials x {ES_STEPS} "
-        f"steps, {args.workers} async workers, {args.seeds} seeds (medians):"
+        f"Early stopping, learning-curve target ({ES_STEPS} steps), tpe, {args.workers} async "
+        f"workers, seeds {args.seed_list[0]}..{args.seed_list[-1]} (medians over {n} seeds)."
     )
-    for pruner, e in pruning.items():
+    print(
+        f"Same trials: {args.es_trials} trials each; steps run and best completed loss "
+        "against no pruning's (pruning saves steps, but runs fewer full-length trials):"
+    )
+    for pruner, entry in pruning.items():
+        if "same_trials" not in entry:
+            continue
+        e = entry["same_trials"]
         text = (
-            f"  {pruner:<10} best {e['median_best']:.5f}  steps {e['median_steps']:7.0f}  "
+            f"  {pruner:<{w}} best {e['median_best']:.5f}  steps {e['median_steps']:7.0f}  "
             f"pruned {np.median(e['pruned']):5.0f}  {e['seconds_per_run']:6.1f} s/run"
         )
-        if "goal_met" in e:
+        if "best_vs_none" in e:
             text += (
                 f"   best {e['best_vs_none']:+.2%} vs none, steps {e['steps_vs_none']:.2f}x, "
-                f"{e['seeds_within_tolerance']}/{args.seeds} seeds within 1%: "
-                + ("goal met" if e["goal_met"] else "goal NOT met")
+                f"{e['seeds_within_tolerance']}/{n} seeds within 1%"
             )
         print(text)
+    if not any("budget" in e for e in pruning.values()):
+        return
+    print(
+        f"Same compute (the goal line): each run starts trials until {ES_STEP_GOAL:.0%} of "
+        "its seed's no-pruning steps have run, then stops (unfinished trials do not count); "
+        "its best completed loss against no pruning's with all the steps (median of the "
+        f"per-seed differences). 'none' here is no pruning on the same budget: the baseline."
+    )
+    for pruner, entry in pruning.items():
+        if "budget" not in entry:
+            continue
+        e = entry["budget"]
+        ok = "goal met" if e["goal_met"] else "goal NOT met"
+        print(
+            f"  {pruner:<{w}} best {e['median_best']:.5f}  trials {e['median_trials']:5.0f} "
+            f"(completed {e['median_completed']:4.0f})  best {e['best_vs_none']:+.2%} vs none "
+            f"with all steps, {e['seeds_within_tolerance']}/{n} seeds within 1%"
+            + ("" if pruner == "none" else f": {ok}")
+        )
+    print(
+        f"Goal: best within {ES_TOLERANCE:.0%} of no pruning's with <= {ES_STEP_GOAL:.0%} of "
+        "its steps, judged on the same-compute table: pruning exists to spend the steps it "
+        "saves on more trials; the same-trials table does not let it."
+    )
 
 
 def plot(summary: dict[str, Any], path: Path, args: argparse.Namespace) -> None:
@@ -798,7 +926,27 @@ def main() -> None:
         default=",".join(METHODS),
         help=f"of {', '.join(METHODS + OPTIONAL_METHODS)}",
     )
-    parser.add_argument("--pruners", default=",".join(PRUNERS), help="'' to skip part 2")
+    parser.add_argument(
+        "--pruners",
+        default=",".join(PRUNERS),
+        help="--pruner specs, comma-separated (e.g. none,median:warmup=20%%,asha:"
+        "min_resource=5,reduction_factor=2); '' to skip part 2",
+    )
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="seeds are OFFSET..OFFSET+SEEDS-1 (tuning runs use other seeds than the "
+        "reported ones)",
+    )
+    parser.add_argument(
+        "--no-budget", action="store_true", help="part 2: the same-trials runs only"
+    )
+    parser.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="part 2: the same-compute runs only (and no pruning's full runs they need)",
+    )
     parser.add_argument("--es-trials", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quick", action="store_true", help="3 seeds, 40 trials, no gp")
@@ -810,7 +958,8 @@ def main() -> None:
             args.methods = ",".join(m for m in METHODS if m != "hyperdock-gp")
     functions = [f for f in args.functions.split(",") if f]
     methods = [m for m in args.methods.split(",") if m]
-    pruners = [p for p in args.pruners.split(",") if p]
+    pruners = split_pruners(args.pruners)
+    args.seed_list = list(range(args.seed_offset, args.seed_offset + args.seeds))
     for f in functions:
         if f not in PROBLEMS:
             parser.error(f"unknown function {f!r}; choose from {', '.join(PROBLEMS)}")
@@ -819,20 +968,24 @@ def main() -> None:
             parser.error(f"unknown method {m!r}")
     if pruners and "none" not in pruners:
         pruners.insert(0, "none")
+    seeds = args.seed_list
     tasks: list[tuple[Any, ...]] = [
         ("regret", m, f, s, args.trials, args.workers)
         for f in functions
         for m in methods
-        for s in range(args.seeds)
+        for s in seeds
     ]
-    tasks += [
-        ("pruning", p, s, args.es_trials, args.workers) for p in pruners for s in range(args.seeds)
-    ]
+    same = ["none"] if args.budget_only and pruners else pruners
+    tasks += pruning_tasks(same, seeds, args.es_trials, args.workers)
     start = time.perf_counter()
     results = run_all(tasks, args.jobs)
+    if pruners and not args.no_budget:
+        # Budgets come from the no-pruning runs, so these run second.
+        more = budget_tasks(results, pruners, seeds, args.es_trials, args.workers)
+        results.update(run_all(more, args.jobs))
     wall = time.perf_counter() - start
-    summary = summarise_regret(results, functions, methods, args.seeds, args.trials, args.workers)
-    pruning = summarise_pruning(results, pruners, args.seeds, args.es_trials, args.workers)
+    summary = summarise_regret(results, functions, methods, seeds, args.trials, args.workers)
+    pruning = summarise_pruning(results, pruners, seeds, args.es_trials, args.workers)
     print_tables(summary, pruning, args)
     print(f"Wall time {wall:.0f} s on {os.cpu_count()} cores ({args.jobs} processes).")
     import hyperopt
@@ -840,7 +993,7 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
-        "seeds": args.seeds,
+        "seeds": args.seed_list,
         "trials": args.trials,
         "workers": args.workers,
         "es_trials": args.es_trials,
@@ -856,7 +1009,10 @@ def main() -> None:
     (args.out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     if summary:
         plot(summary, args.out / "quality.png", args)
-    print(f"Wrote {args.out / 'quality.json'} and {args.out / 'quality.png'}.")
+    print(
+        f"Wrote {args.out / 'quality.json'}"
+        + (f" and {args.out / 'quality.png'}." if summary else ".")
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,11 @@ import click
 
 from hyperdock import __version__
 from hyperdock.errors import ConfigError, HyperdockError
+from hyperdock.pruners import PrunerSpec
 from hyperdock.samplers import SAMPLERS, default_sampler
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store, redact_url
-from hyperdock.study import DIRECTIONS, PRUNERS, Objectives
+from hyperdock.study import DIRECTIONS, Objectives
 from hyperdock.trial import Experiment, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock")
@@ -488,10 +489,12 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--pruner",
-            type=click.Choice(list(PRUNERS)),
             default="none",
             show_default=True,
-            help="Stop trials whose progress.jsonl losses are poor.",
+            metavar="NAME[:KEY=VALUE,...]",
+            help="Stop trials whose progress.jsonl losses are poor: none, median, asha or "
+            "hyperband, with optional settings, e.g. asha:min_resource=10%,reduction_factor=2 "
+            "(steps, or N% of the longest completed curve).",
         ),
         click.option(
             "--direction",
@@ -603,7 +606,8 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
     sampler = o.sampler or (default_sampler(space) if space is not None else "tpe")
     if o.max_time is not None and o.max_time <= 0:
         raise ConfigError(f"--max-time must be positive, got {o.max_time}")
-    meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": o.pruner}
+    pruner = str(PrunerSpec.parse(o.pruner))
+    meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": pruner}
     if o.max_time is not None:
         meta["max_time"] = o.max_time
     if o.target_loss is not None:

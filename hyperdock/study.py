@@ -35,6 +35,7 @@ from typing import Any
 
 from hyperdock.errors import ConfigError
 from hyperdock.jsonutil import dumps
+from hyperdock.pruners import NUMBER_ATTR, Pruner
 from hyperdock.space import UNION_LABEL, Choice, Dist, GridAxis, Space, Union, _steps
 from hyperdock.trial import Trial, TrialState
 
@@ -42,8 +43,6 @@ log = logging.getLogger("hyperdock.study")
 
 #: Directions an objective may have.
 DIRECTIONS = ("minimize", "maximize")
-#: Pruner names accepted by ``--pruner``.
-PRUNERS = ("none", "median", "asha", "hyperband")
 #: Unbounded distributions are searched within mean ± this many sigmas.
 SIGMAS = 3.0
 
@@ -392,6 +391,15 @@ class StudyMirror:
         self._final: set[int] = set()  # trial numbers mirrored in a final state
         self._steps: dict[int, int] = {}  # optuna trial id -> intermediate values set
         self._unfit: set[int] = set()
+        self._open: set[int] = set()  # store ids mirrored but not final
+        self._max_id: int | None = None  # the largest store id seen
+
+    def settled_below(self) -> int | None:
+        """A store id up to which every trial is settled (None: nothing mirrored yet):
+        a sync needs only the trials after it."""
+        if self._max_id is None:
+            return None
+        return min(self._open) - 1 if self._open else self._max_id
 
     def settled(self, number: int) -> bool:
         """Trial ``number`` is mirrored in its final state (nothing more to copy)."""
@@ -415,6 +423,7 @@ class StudyMirror:
         progress = progress or {}
         opt = self.optuna
         for t in trials:
+            self._max_id = t.id if self._max_id is None else max(self._max_id, t.id)
             if t.number in self._final or t.number in self._unfit:
                 continue
             oid = self._ids.get(t.number)
@@ -428,6 +437,7 @@ class StudyMirror:
                     state=opt.trial.TrialState.RUNNING,
                     params=internal,
                     distributions={k: self.codec.distributions[k] for k in internal},
+                    system_attrs={NUMBER_ATTR: t.number},
                 )
                 oid = self.storage.create_new_trial(self.study._study_id, template_trial=frozen)
                 self._ids[t.number] = oid
@@ -435,6 +445,9 @@ class StudyMirror:
             self._set_progress(oid, progress.get(t.id, ()))
             if t.state.finished:
                 self._finish(t, oid)
+                self._open.discard(t.id)
+            else:
+                self._open.add(t.id)
 
     def _set_progress(self, oid: int, points: Sequence[tuple[int, float]]) -> None:
         if self.objectives.multi or not points:
@@ -469,10 +482,11 @@ class StudyMirror:
         self.study.sampler = sampler
         trial = self.study.ask()
         params = self.codec.suggest(trial)
+        self.storage.set_trial_system_attr(trial._trial_id, NUMBER_ATTR, number)
         self._ids[number] = trial._trial_id
         return params
 
-    def prune(self, pruner: Any) -> list[int]:
+    def prune(self, pruner: Pruner) -> list[int]:
         """Store ids of running trials that ``pruner`` would stop now."""
         out = []
         for sid in self.pending_ids:
@@ -502,24 +516,6 @@ class StudyMirror:
             log.debug("no importances: %s", exc)
             return {}
         return {k: float(v) for k, v in result.items()}
-
-
-def make_pruner(name: str) -> Any:
-    """The optuna pruner for ``--pruner`` (None for ``none``).
-
-    Raises:
-        ConfigError: unknown name.
-    """
-    if name in ("none", "", None):
-        return None
-    opt = _optuna()
-    if name == "median":
-        return opt.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2)
-    if name == "asha":
-        return opt.pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
-        return opt.pruners.HyperbandPruner()
-    raise ConfigError(f"unknown pruner {name!r}; choose one of: {', '.join(PRUNERS)}")
 
 
 def importances(space: Space, objectives: Objectives, trials: Iterable[Trial]) -> dict[str, float]:

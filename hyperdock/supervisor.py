@@ -17,11 +17,12 @@ from typing import Any
 
 from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError
 from hyperdock.jsonutil import dumps
+from hyperdock.pruners import PrunerSpec, make_pruner
 from hyperdock.samplers import Sampler, make_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store, experiment_done_counts
 from hyperdock.storage.retry import Backoff, note_failure, reap_unless_recovering
-from hyperdock.study import Objectives, StudyMirror, make_pruner
+from hyperdock.study import Objectives, StudyMirror
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock.supervisor")
@@ -90,7 +91,7 @@ class Supervisor:
         self.sampler: Sampler = make_sampler(
             experiment.sampler, space, experiment.seed, self.objectives
         )
-        self.pruner = make_pruner(str(experiment.meta.get("pruner") or "none"))
+        self.pruner = make_pruner(experiment.meta.get("pruner"))
         #: The optuna view of the experiment (adaptive samplers and pruners).
         self.mirror: StudyMirror | None = getattr(self.sampler, "mirror", None)
         if self.mirror is None and self.pruner is not None:
@@ -204,9 +205,15 @@ class Supervisor:
                     return f"--target-loss {float(target):g} reached (trial {best.id})"
         return None
 
-    def sync_mirror(self) -> list[Trial]:
-        """Copy the experiment's trials (and intermediate losses) into :attr:`mirror`."""
-        trials = self.store.list_trials(self.experiment.id)
+    def sync_mirror(self, *, recent: bool = False) -> list[Trial]:
+        """Copy the experiment's trials (and intermediate losses) into :attr:`mirror`.
+
+        Args:
+            recent: Read only the trials that may have changed since the last sync (the
+                pruner's needs, on every step), and return only those.
+        """
+        since = self.mirror.settled_below() if recent and self.mirror is not None else None
+        trials = self.store.list_trials(self.experiment.id, since_id=since)
         if self.mirror is not None:
             unsettled = [t.id for t in trials if not self.mirror.settled(t.number)]
             progress = (
@@ -218,8 +225,8 @@ class Supervisor:
         return trials
 
     def _prune(self) -> None:
-        assert self.mirror is not None
-        self.sync_mirror()
+        assert self.mirror is not None and self.pruner is not None
+        self.sync_mirror(recent=True)
         for trial_id in self.mirror.prune(self.pruner):
             if self.store.prune_trial(trial_id):
                 log.info("trial %d pruned: its intermediate losses are poor", trial_id)
@@ -274,8 +281,9 @@ class Supervisor:
 def _validate(space: Space, sampler: str, meta: dict[str, Any]) -> None:
     """Refuse settings that cannot work together, before anything is stored."""
     objectives = Objectives.from_meta(meta)
-    make_pruner(str(meta.get("pruner") or "none"))  # validates the name
-    if meta.get("pruner") not in (None, "none") and objectives.multi:
+    spec = PrunerSpec.parse(meta.get("pruner"))  # validates the spec
+    meta["pruner"] = str(spec)  # stored normalised: a restart builds the same pruner
+    if spec.name != "none" and objectives.multi:
         raise ConfigError("--pruner works with one objective; drop it or the other objectives")
     make_sampler(sampler, space, 0, objectives)  # validates the space for the sampler
 
