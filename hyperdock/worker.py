@@ -544,8 +544,10 @@ class Worker:
         go back to the queue when the lease times out. A container counts as orphaned
         when its trial is no longer running under the worker that started it, or that
         worker stopped heartbeating. Whichever worker sweeps next (at start, after
-        reaping, and every few seconds) kills it. Does nothing when Docker is not
-        reachable.
+        reaping, and every few seconds) kills it. Only containers of workers this
+        store knows (live or dead: a killed worker stays registered) are considered:
+        those of another store's workers on the same engine are none of its business.
+        Does nothing when Docker is not reachable.
         """
         if not self._sweep_orphans or recently_failed():
             return []
@@ -562,7 +564,8 @@ class Worker:
                 for w in self.store.list_workers(max_age=ORPHAN_WORKER_AGE)
                 for trial_id in w.running
             }
-            removed: list[str] = kill(leases=leases)
+            known = {w.id for w in self.store.list_workers()}
+            removed: list[str] = kill(leases=leases, workers=known)
         except (HyperdockError, OSError) as exc:
             log.debug("no orphan sweep: %s", exc)
             return []

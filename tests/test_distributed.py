@@ -240,13 +240,20 @@ def test_orphaned_container_is_killed_when_a_worker_comes_back(
     try:
         wait_for(lambda: len(alive()) == 1, timeout=60, what="the target container")
         (orphan,) = alive()
+        # A target of another store's worker on the same engine, with the same trial
+        # id: none of this store's business, never swept.
+        foreign = docker_client.containers.run(
+            busybox_image, ["sleep", "600"], detach=True, network_mode="none",
+            labels={**orphan.labels, "hyperdock.worker": "a-worker-of-another-store"},
+        )  # fmt: skip
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         time.sleep(1.0)
-        assert [c.id for c in alive()] == [orphan.id]  # it outlived its worker
+        assert {c.id for c in alive()} == {orphan.id, foreign.id}  # it outlived its worker
         back = _worker(tmp_path, sqlite_url, "--network", "none", "--pull", "never")
         wait_for(lambda: orphan.id not in [c.id for c in alive()], timeout=60,
                  what="the orphan to be killed")  # fmt: skip
+        assert foreign.id in [c.id for c in alive()]
         assert sup.wait(timeout=60) == 1  # done; the lost trial failed (no retries)
         back.send_signal(signal.SIGTERM)
         back.wait(timeout=30)

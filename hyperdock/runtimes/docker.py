@@ -365,10 +365,11 @@ class DockerRuntime(Runtime):
         keep: Collection[int] = (),
         worker_id: str | None = None,
         leases: Collection[tuple[int, str]] | None = None,
+        workers: Collection[str] | None = None,
     ) -> list[str]:
         """Kill and remove Hyperdock's containers whose trial is not in ``keep``.
 
-        Without ``worker_id`` this removes *every* container labelled
+        Without ``worker_id`` or ``workers`` this removes *every* container labelled
         ``hyperdock.trial`` on the engine (other workers' included) unless its trial
         is in ``keep``.
 
@@ -377,6 +378,9 @@ class DockerRuntime(Runtime):
             worker_id: Only consider containers labelled ``hyperdock.worker=worker_id``.
             leases: Live ``(trial id, worker id)`` leases; a container whose trial and
                 ``hyperdock.worker`` label match one of them stays too.
+            workers: Only consider containers whose ``hyperdock.worker`` label is one of
+                these: the workers one store knows, so that a sweep never touches the
+                containers of another store's workers on the same engine.
 
         Returns:
             Names of the removed containers.
@@ -390,6 +394,7 @@ class DockerRuntime(Runtime):
             labels.append(f"{LABEL_WORKER}={worker_id}")
         keep_ids = {int(trial) for trial in keep}
         live = {(int(trial), str(worker)) for trial, worker in (leases or ())}
+        known = None if workers is None else {str(w) for w in workers}
         try:
             containers = api.containers(all=True, filters={"label": labels})
         except docker.errors.APIError as exc:
@@ -403,6 +408,8 @@ class DockerRuntime(Runtime):
             trial_id = _as_int(trial_label)
             if trial_id in keep_ids or (trial_id, labels_of.get(LABEL_WORKER)) in live:
                 continue
+            if known is not None and labels_of.get(LABEL_WORKER) not in known:
+                continue  # another store's worker started it
             names = info.get("Names") or []
             name = names[0].lstrip("/") if names else str(info["Id"])[:12]
             if _remove_container(api, info["Id"], name):
