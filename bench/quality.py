@@ -89,7 +89,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,9 +295,28 @@ class SimWorkers:
         self.store = store
         self.ids = [f"sim{i}" for i in range(n)]
         self.running: dict[str, int] = {}
+        self.idle = list(self.ids)
         for wid in self.ids:
             store.register_worker(wid, host="sim", pid=0, parallelism=1)
         self._beat = time.monotonic()
+
+    def start(self, timed: Timed, experiment_id: int) -> Iterator[tuple[str, Any]]:
+        """Give idle workers trials, as real ones would: the supervisor steps (queueing
+        what idle slots take), then the first idle worker claims; until none is idle or
+        the queue is empty. Yields each (worker id, trial) started."""
+        while self.idle:
+            timed.step()
+            trial = self.store.claim(self.idle[0], experiment_id=experiment_id)
+            if trial is None:
+                return
+            wid = self.idle.pop(0)
+            self.running[wid] = trial.id
+            yield wid, trial
+
+    def free(self, wid: str) -> None:
+        """Worker ``wid`` finished its trial."""
+        del self.running[wid]
+        self.idle.append(wid)
 
     def keep_alive(self) -> None:
         """Heartbeat every worker (and its trial) every few seconds of wall time."""
@@ -358,17 +377,10 @@ def run_hyperdock(
         timed = Timed(sup)
         sim = SimWorkers(store, workers)
         rng = np.random.default_rng([seed, 7])
-        idle = list(sim.ids)
         events: list[tuple[float, int, str, Any]] = []
         now, seq, losses = 0.0, 0, []
         while True:
-            while idle:
-                timed.step()
-                trial = store.claim(idle[0], experiment_id=exp.id)
-                if trial is None:
-                    break
-                wid = idle.pop(0)
-                sim.running[wid] = trial.id
+            for wid, trial in sim.start(timed, exp.id):
                 seq += 1
                 heapq.heappush(events, (now + rng.lognormal(0.0, 0.5), seq, wid, trial))
             if not events:
@@ -378,8 +390,7 @@ def run_hyperdock(
             if not store.finish(trial.id, wid, state=TrialState.COMPLETED, loss=loss):
                 raise RuntimeError(f"trial {trial.id} lost its lease")
             losses.append(loss)
-            del sim.running[wid]
-            idle.append(wid)
+            sim.free(wid)
             sim.keep_alive()
         if not timed.step() or len(losses) != trials:
             raise RuntimeError(f"{len(losses)} of {trials} trials ran; experiment not done")
@@ -516,20 +527,13 @@ def run_pruning(
         timed = Timed(sup)
         sim = SimWorkers(store, workers)
         rng = np.random.default_rng([seed, 13])
-        idle = list(sim.ids)
         events: list[tuple[float, int, str]] = []
         state: dict[str, tuple[Any, np.ndarray, float, int]] = {}
         now, seq, total_steps, done, completed = 0.0, 0, 0, 0, 0
         best, pruned = math.inf, 0
         prunes = pruner.split(":")[0] != "none"
         while budget is None or total_steps < budget:
-            while idle:
-                timed.step()
-                trial = store.claim(idle[0], experiment_id=exp.id)
-                if trial is None:
-                    break
-                wid = idle.pop(0)
-                sim.running[wid] = trial.id
+            for wid, trial in sim.start(timed, exp.id):
                 step_time = rng.lognormal(0.0, 0.3)
                 state[wid] = (trial, curve(trial.params, seed, trial.number), step_time, 0)
                 seq += 1
@@ -554,8 +558,7 @@ def run_pruning(
                 if not stop:
                     completed += 1
                     best = min(best, loss)
-                del sim.running[wid]
-                idle.append(wid)
+                sim.free(wid)
             else:
                 state[wid] = (trial, losses, step_time, step)
                 seq += 1

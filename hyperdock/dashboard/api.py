@@ -99,28 +99,6 @@ def list_experiments(store: Store) -> list[dict[str, Any]]:
     return [experiment_row(store, exp) for exp in store.list_experiments()]
 
 
-def trial_row(trial: Trial, objectives: Objectives) -> dict[str, Any]:
-    """One trial as listed in an experiment's detail."""
-    values = objectives.values(trial) if trial.state is TrialState.COMPLETED else None
-    return {
-        "id": trial.id,
-        "number": trial.number,
-        "state": trial.state.value,
-        "loss": trial.loss,
-        "values": values,
-        "params": trial.params,
-        "attempt": trial.attempt,
-        "worker": trial.worker_id,
-        "error": trial.error,
-        "created_at": trial.created_at,
-        "started_at": trial.started_at,
-        "finished_at": trial.finished_at,
-        "duration": trial.duration,
-        "stop_requested": trial.stop_requested,
-        "prune_requested": trial.prune_requested,
-    }
-
-
 class _ImportanceCache:
     """Importances are costly (a random forest); recompute only when trials complete."""
 
@@ -328,6 +306,21 @@ def _folder_files(folder: Path) -> dict[str, Any]:
                 files.append({"path": path.relative_to(out_dir).as_posix(), "size": size})
         out["files"] = files
     return out
+
+
+def trial_row(trial: Trial, objectives: Objectives) -> dict[str, Any]:
+    """One trial in full (``GET /api/trials/<id>``): :func:`trial_brief`'s fields with
+    the whole error message, the objective values of any completed trial, the worker
+    and the creation time and prune request."""
+    row = trial_brief(trial, objectives)
+    row.update(
+        values=objectives.values(trial) if trial.state is TrialState.COMPLETED else None,
+        worker=trial.worker_id,
+        error=trial.error,
+        created_at=trial.created_at,
+        prune_requested=trial.prune_requested,
+    )
+    return row
 
 
 def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
