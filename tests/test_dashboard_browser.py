@@ -143,8 +143,8 @@ def test_plots_render(dash: Dashboard, page: Any) -> None:
     assert par.get_attribute("data-view") == "svg"
     assert par.get_attribute("data-dimensions") == "3"
     lines = page.evaluate(
-        "document.querySelector('#parallel').data"
-        ".reduce((n, t) => n + t.x.filter((v) => v === null).length, 0) - 1"  # - colour bar
+        "document.querySelector('#parallel').data.filter((t) => t.name === 'trials')"
+        ".reduce((n, t) => n + t.x.filter((v) => v === null).length, 0)"
     )
     assert lines == 2
     page.click("#parallel-switch")
@@ -210,25 +210,82 @@ def test_trial_table_pages_and_keeps_still(dash: Dashboard, page: Any) -> None:
     assert page.evaluate("document.querySelector('#history').data[0].x.length") == 2
 
 
-def test_many_trials_use_webgl_and_sampled_parallel_coordinates(dash: Dashboard, page: Any) -> None:
-    """Over 1000 completed trials: history and slices in WebGL (slices coloured by
-    quarter of the run, four traces per parameter holding every point), parallel
-    coordinates on the best 1000."""
+#: Pixels of a painted plot's image that hold a point (alpha > 0).
+_PAINTED_PIXELS = """(id) => new Promise((resolve) => {
+    const src = document.getElementById(id).layout.images.map((i) => i.source);
+    let left = src.length, total = 0;
+    for (const url of src) {
+      const img = new Image();
+      img.onload = () => {
+        const c = document.createElement("canvas");
+        c.width = img.width; c.height = img.height;
+        const g = c.getContext("2d");
+        g.drawImage(img, 0, 0);
+        const px = g.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < px.length; i += 4) if (px[i] > 0) total++;
+        if (--left === 0) resolve(total);
+      };
+      img.src = url;
+    }
+})"""
+
+
+def test_many_trials_are_painted_without_a_gpu_and_switch_to_webgl(
+    dash: Dashboard, page: Any
+) -> None:
+    """Over 1000 completed trials, without a GPU (headless Chromium emulates WebGL on the
+    CPU): the history's and the slices' points are painted into images (every point),
+    the best ones kept as hoverable markers, repainted on zoom; the switches turn them
+    into Plotly's WebGL traces (slices coloured by quarter of the run, four traces per
+    parameter holding every point). Parallel coordinates show the best 1000."""
     exp = dash.store.get_experiment("exp")
     dash.store.add_trials(exp.id, [{"x": 0.25 * (i % 8), "name": "b"} for i in range(1200)])
     n = 0
     while (trial := dash.store.claim("w-many", experiment_id=exp.id)) is not None:
         dash.store.finish(trial.id, "w-many", state=TrialState.COMPLETED, loss=0.001 * n)
         n += 1
+    done = dash.store.count_trials(exp.id)[TrialState.COMPLETED]
+    assert done >= 1200
     page.goto(f"{dash.url}/experiments/exp")
     page.wait_for_function(
         "() => { const d = document.querySelector('#slices-plot');"
-        " return d && d.data && d.data.length > 2; }"
+        " return d && d.layout && (d.layout.images || []).length === 2; }"
     )
-    done = dash.store.count_trials(exp.id)[TrialState.COMPLETED]
-    assert done >= 1200
+    history = page.locator("#history")
+    assert history.get_attribute("data-view") == "painted"
+    assert history.get_attribute("data-points") == str(done)
+    traces = page.evaluate(
+        "document.querySelector('#history').data.map((t) => [t.type, t.name || '', t.x.length])"
+    )
+    assert ["scatter", "loss (best 300 hoverable)", 300] in traces
+    assert any(name == "best so far" for _, name, _ in traces)
+    assert page.evaluate("document.querySelector('#history').layout.images[0].source").startswith(
+        "data:image/png;base64,"
+    )
+    assert page.evaluate(_PAINTED_PIXELS, "history") > 2000  # points, not a blank image
+    slices = page.locator("#slices-plot")
+    assert slices.get_attribute("data-view") == "painted"
+    assert slices.get_attribute("data-points") == str(2 * done)  # x and name, every trial
+    assert page.evaluate(_PAINTED_PIXELS, "slices-plot") > 2000
+    assert "(1000 of " + str(done) in page.evaluate(
+        "document.querySelector('#parallel').layout.title.text"
+    )
+
+    # zooming repaints the image for the new axes
+    page.evaluate("Plotly.relayout('history', {'xaxis.range': [0, 100]})")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#history').layout.images[0];"
+        " return i.x === 0 && i.sizex === 100; }"
+    )
+
+    page.click("#history-switch")
+    page.wait_for_function("document.querySelector('#history').dataset.view === 'webgl'")
     assert page.evaluate("document.querySelector('#history').data[0].type") == "scattergl"
     assert page.evaluate("document.querySelector('#history').data[0].x.length") == done
+    assert page.evaluate("(document.querySelector('#history').layout.images || []).length") == 0
+
+    page.click("#slices-switch")
+    page.wait_for_function("document.querySelector('#slices-plot').dataset.view === 'webgl'")
     traces = page.evaluate(
         "[...document.querySelector('#slices-plot').data].map((t) => [t.xaxis, t.type, t.x.length])"
     )
@@ -238,9 +295,7 @@ def test_many_trials_use_webgl_and_sampled_parallel_coordinates(dash: Dashboard,
         by_axis[axis] = by_axis.get(axis, 0) + points
     assert by_axis == {"x": done, "x2": done}
     assert len(traces) == 8  # 2 parameters x 4 quarters
-    assert "(1000 of " + str(done) in page.evaluate(
-        "document.querySelector('#parallel').layout.title.text"
-    )
+    assert page.evaluate("(document.querySelector('#slices-plot').layout.images || []).length") == 0
 
 
 def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:

@@ -5,7 +5,9 @@
 (function () {
   const POLL_MS = 2000;
   const TRIALS_PAGE = 100; // trial table rows per page
-  const GL_POINTS = 1000; // scatter plots with more points use WebGL
+  const GL_POINTS = 1000; // scatter plots with more points use WebGL (or, without a GPU, an image)
+  const HOVER_POINTS = 300; // painted history: the best trials kept as hoverable markers
+  const HOVER_SLICE_POINTS = 60; // painted slices: the same, per parameter
   const MAX_PARCOORDS = 1000; // trials drawn in parallel coordinates at most
   const MAX_CURVE_TRACES = 20; // more learning curves are merged into a few traces
   const body = document.body;
@@ -354,6 +356,139 @@
     return fastGLCache;
   }
 
+  // -- Dense scatter plots without a GPU ----------------------------------------------
+  // WebGL emulated on the CPU costs a Plotly scattergl figure ~0.3 s to start and the
+  // browser ~0.5 s to read each frame back; a 2D canvas paints 10,000 points in a few
+  // milliseconds. A painted plot puts every point into an image that fills its axes
+  // (layout.images, repainted when the axes zoom, pan or resize), keeps the best points
+  // as SVG markers for hovering, and an invisible trace spanning all points, so that
+  // autoscale still shows them all.
+
+  function hexRGB(color) {
+    const n = parseInt(color.slice(1), 16);
+    return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+  }
+
+  // A disc of radius r (device pixels): its inner pixels as [dx, dy, ...] and its
+  // antialiased rim as [dx, dy, coverage, ...].
+  const stampCache = {};
+  function discStamp(r) {
+    if (stampCache[r]) return stampCache[r];
+    const inner = [], rim = [], R = Math.ceil(r + 0.5);
+    for (let dy = -R; dy <= R; dy++) {
+      for (let dx = -R; dx <= R; dx++) {
+        const cover = Math.min(1, r + 0.5 - Math.sqrt(dx * dx + dy * dy));
+        if (cover >= 1) inner.push(dx, dy);
+        else if (cover > 0) rim.push(dx, dy, cover);
+      }
+    }
+    return (stampCache[r] = { inner: inner, rim: rim });
+  }
+
+  // A transparent PNG (data URL) of the axes' size holding the groups' points ({x, y}
+  // arrays in axis units, a "#rrggbb" colour), drawn group after group.
+  function paintPoints(groups, xa, ya) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(xa._length * dpr)), h = Math.max(1, Math.round(ya._length * dpr));
+    const canvas = document.createElement("canvas");
+    canvas.width = w; canvas.height = h;
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(w, h), px = image.data;
+    const words = new Uint32Array(px.buffer);
+    const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+    const { inner, rim } = discStamp(3 * dpr);
+    const m = Math.ceil(3 * dpr) + 2; // a disc this far from the edges lies inside
+    const x0 = xa.range[0], sx = w / (xa.range[1] - xa.range[0]);
+    const y1 = ya.range[1], sy = h / (ya.range[0] - ya.range[1]);
+    for (const g of groups) {
+      const [cr, cg, cb] = hexRGB(g.color);
+      const word = little ? ((255 << 24) | (cb << 16) | (cg << 8) | cr) >>> 0 : ((cr << 24) | (cg << 16) | (cb << 8) | 255) >>> 0;
+      for (let i = 0; i < g.x.length; i++) {
+        const cx = Math.round((g.x[i] - x0) * sx), cy = Math.round((g.y[i] - y1) * sy);
+        if (!(cx > -m && cx < w + m && cy > -m && cy < h + m)) continue; // off the axes, or NaN
+        const whole = cx >= m && cy >= m && cx < w - m && cy < h - m;
+        for (let k = 0; k < inner.length; k += 2) {
+          const x = cx + inner[k], y = cy + inner[k + 1];
+          if (whole || (x >= 0 && y >= 0 && x < w && y < h)) words[y * w + x] = word;
+        }
+        for (let k = 0; k < rim.length; k += 3) {
+          const x = cx + rim[k], y = cy + rim[k + 1];
+          if (!whole && (x < 0 || y < 0 || x >= w || y >= h)) continue;
+          const o = 4 * (y * w + x), a = rim[k + 2], da = px[o + 3] / 255;
+          const outA = a + da * (1 - a), keep = (da * (1 - a)) / outA, put = a / outA;
+          px[o] = cr * put + px[o] * keep;
+          px[o + 1] = cg * put + px[o + 1] * keep;
+          px[o + 2] = cb * put + px[o + 2] * keep;
+          px[o + 3] = 255 * outA;
+        }
+      }
+    }
+    ctx.putImageData(image, 0, 0);
+    return canvas.toDataURL("image/png");
+  }
+
+  // Paints (again, when the axes moved) the images of a figure drawn with paintedPlot.
+  function paintRasters(div) {
+    const specs = div.hdRaster, full = div._fullLayout;
+    if (!specs || !full || !window.Plotly) return;
+    const images = [], keys = [];
+    for (const s of specs) {
+      const xa = full[s.xaxis], ya = full[s.yaxis];
+      if (!xa || !ya || !xa._length || !ya._length) continue;
+      keys.push(xa.range.join(), ya.range.join(), xa._length, ya._length);
+      images.push({
+        source: paintPoints(s.groups, xa, ya), xref: xa._id, yref: ya._id, layer: "below",
+        x: xa.range[0], y: ya.range[1], sizex: xa.range[1] - xa.range[0], sizey: ya.range[1] - ya.range[0],
+        xanchor: "left", yanchor: "top", sizing: "stretch",
+      });
+    }
+    const key = keys.join("|");
+    if (key === div.hdRasterKey) return;
+    div.hdRasterKey = key;
+    window.Plotly.relayout(div, { images: images });
+  }
+
+  // Draws a figure whose dense point sets are painted: ``rasters`` lists, per subplot,
+  // {xaxis: "xaxis2", yaxis: "yaxis2", groups: [{x, y, color}]}; ``traces`` are drawn as
+  // usual on top. Without rasters the figure is drawn as it is.
+  function paintedPlot(div, traces, layout, rasters) {
+    if (!window.Plotly) return;
+    div.hdRaster = rasters && rasters.length ? rasters : null;
+    div.hdRasterKey = null;
+    if (div.hdRaster) {
+      let count = 0;
+      for (const s of div.hdRaster) for (const g of s.groups) count += g.x.length;
+      div.dataset.points = String(count); // painted points, for tests and the curious
+    } else {
+      delete div.dataset.points;
+    }
+    plot(div, traces, layout);
+    if (div.hdRaster) paintRasters(div);
+    if (!div.hdRasterListener) {
+      div.hdRasterListener = true;
+      div.on("plotly_relayout", (ev) => {
+        if (ev && Object.keys(ev).every((k) => k.startsWith("images"))) return; // our own
+        paintRasters(div);
+      });
+    }
+  }
+
+  // An invisible trace over the corners of all points (so autoscale shows them all).
+  function extentTrace(xs, ys, xaxis, yaxis) {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const v of xs) if (isFinite(v)) { if (v < x0) x0 = v; if (v > x1) x1 = v; }
+    for (const v of ys) if (isFinite(v)) { if (v < y0) y0 = v; if (v > y1) y1 = v; }
+    return { x: x0 <= x1 ? [x0, x1] : [], y: y0 <= y1 ? [y0, y1] : [], mode: "markers", type: "scatter",
+      marker: { opacity: 0, size: 6 }, hoverinfo: "skip", showlegend: false, xaxis: xaxis, yaxis: yaxis };
+  }
+
+  // The indices of the n best losses (ties: earlier first), in their original order.
+  function bestIndices(losses, n, maximize) {
+    const order = losses.map((_, i) => i).filter((i) => typeof losses[i] === "number");
+    order.sort((a, b) => (maximize ? losses[b] - losses[a] : losses[a] - losses[b]) || a - b);
+    return order.slice(0, n).sort((a, b) => a - b);
+  }
+
   const SLICE_SHADES = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"];
   const SLICE_QUARTERS = ["first quarter", "second quarter", "third quarter", "last quarter"];
   const VIRIDIS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"];
@@ -381,7 +516,7 @@
       // the colour bar runs the same way (reversed when minimising): the best is yellow
       const shade = colored ? VIRIDIS[b] : "rgba(31,119,180,0.5)";
       traces.push({ type: "scatter", mode: "lines", x: [], y: [], hoverinfo: "skip", showlegend: false,
-        line: { color: shade, width: 1 }, opacity: 0.7 });
+        name: "trials", line: { color: shade, width: 1 }, opacity: 0.7 });
     }
     for (let i = 0; i < lines; i++) {
       let band = 0;
@@ -404,20 +539,26 @@
         marker: { color: [cmin, cmax], cmin: cmin, cmax: cmax, colorscale: "Viridis", reversescale: !maximize,
           showscale: true, colorbar: { thickness: 12, len: 0.9 } } });
     }
-    const shapes = [], annotations = [];
+    // axes as one line trace, their labels as one text trace (far cheaper for Plotly
+    // than a shape and an annotation each)
+    const axes = { type: "scatter", mode: "lines", x: [], y: [], hoverinfo: "skip", showlegend: false,
+      line: { color: "#444", width: 1 } };
+    const labels = { type: "scatter", mode: "text", x: [], y: [], text: [], textposition: "middle left",
+      textfont: { size: 9, color: "#444" }, hoverinfo: "skip", showlegend: false, cliponaxis: false };
     dims.forEach((d, j) => {
-      shapes.push({ type: "line", x0: j, x1: j, y0: 0, y1: 1, line: { color: "#444", width: 1 } });
+      axes.x.push(j, j, null); axes.y.push(0, 1, null);
       const ticks = d.ticktext
         ? d.tickvals.map((v, k) => [(v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]), String(d.ticktext[k])])
         : [0, 0.5, 1].map((q) => [q, String(Number((ranges[j][0] + q * (ranges[j][1] - ranges[j][0])).toPrecision(3)))]);
       for (const [y, text] of ticks) {
-        annotations.push({ x: j, y: y, text: text, showarrow: false, xanchor: "right", xshift: -3, font: { size: 9, color: "#444" } });
+        labels.x.push(j - 0.02); labels.y.push(y); labels.text.push(text);
       }
     });
+    traces.push(axes, labels);
     return {
       traces: traces,
       layout: plotLayout(title, {
-        showlegend: false, shapes: shapes, annotations: annotations,
+        showlegend: false,
         xaxis: { tickvals: dims.map((_, j) => j), ticktext: dims.map((d) => d.label), side: "top", showgrid: false, zeroline: false,
           range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true },
         yaxis: { visible: false, range: [-0.04, 1.04], fixedrange: true },
@@ -555,19 +696,20 @@
     let tableKeys = null;
 
     let lastData = null;
-    const parcoordsView = { gl: fastGL() };
-    const parSwitch = button("", "plot-switch", () => {
-      parcoordsView.gl = !parcoordsView.gl;
-      if (lastData) drawExperimentPlots(...lastData, parcoordsView);
-    }, { id: "parallel-switch", hidden: true });
+    // Per plot: WebGL (true), or without a GPU painted points / SVG lines (false).
+    const views = { history: fastGL(), parallel: fastGL(), slices: fastGL() };
+    const viewSwitch = (key) => button("", "plot-switch", () => {
+      views[key] = !views[key];
+      if (lastData) drawExperimentPlots(...lastData, views);
+    }, { id: key + "-switch", hidden: true });
     const plots = el("div", { className: "plots" }, [
-      el("div", { id: "history", className: "plot" }),
-      el("div", { className: "plot-box" }, [el("div", { id: "parallel", className: "plot" }), parSwitch]),
+      el("div", { className: "plot-box" }, [el("div", { id: "history", className: "plot" }), viewSwitch("history")]),
+      el("div", { className: "plot-box" }, [el("div", { id: "parallel", className: "plot" }), viewSwitch("parallel")]),
       el("div", { id: "importances", className: "plot" }),
       el("div", { id: "intermediate", className: "plot" }),
       el("div", { id: "pareto", className: "plot" }),
     ]);
-    const slices = el("div", { id: "slices", className: "plots" });
+    const slices = el("div", { id: "slices", className: "plots" }, [viewSwitch("slices")]);
 
     main.appendChild(title);
     main.appendChild(actions);
@@ -631,7 +773,7 @@
       table.update(rows);
       await plotlyReady;
       lastData = [data, rows, keys, multi, slices];
-      drawExperimentPlots(data, rows, keys, multi, slices, parcoordsView);
+      drawExperimentPlots(data, rows, keys, multi, slices, views);
     };
   }
 
@@ -662,7 +804,15 @@
     return [...keep].sort((a, b) => a - b).map((i) => rows[i]);
   }
 
-  function drawExperimentPlots(data, rows, keys, multi, slicesBox, parcoordsView) {
+  // Shows a plot's view switch when the plot is big enough to have two views.
+  function setSwitch(key, dense, gl, glLabel) {
+    const sw = document.getElementById(key + "-switch");
+    if (!sw) return;
+    sw.hidden = fastGL() || !dense;
+    sw.textContent = gl ? "Draw without WebGL (fast, static)" : glLabel;
+  }
+
+  function drawExperimentPlots(data, rows, keys, multi, slicesBox, views) {
     const exp = data.experiment;
     const maximize = exp.objectives.length && exp.objectives[0].direction === "maximize";
     const done = rows.filter((r) => r.state === "completed" && r.loss !== null);
@@ -675,12 +825,29 @@
       if (cur === null || (maximize ? y > cur : y < cur)) cur = y;
       best.push(cur);
     }
-    const scatterType = done.length > GL_POINTS ? "scattergl" : "scatter";
-    plot("history", [
-      { x: xs, y: ys, mode: "markers", type: scatterType, name: "loss",
-        text: done.map((r) => "trial " + r.id), hoverinfo: "x+y+text" },
-      bestLine(xs, best),
-    ], plotLayout("Optimisation history", { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: "loss" } } }));
+    const historyDiv = document.getElementById("history");
+    const historyLayout = plotLayout("Optimisation history", { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: "loss" } } });
+    const dense = done.length > GL_POINTS;
+    if (dense && !views.history) {
+      // every point painted; the best ones hoverable
+      const keep = bestIndices(ys, HOVER_POINTS, maximize);
+      historyDiv.dataset.view = "painted";
+      paintedPlot(historyDiv, [
+        extentTrace(xs, ys, "x", "y"),
+        { x: keep.map((i) => xs[i]), y: keep.map((i) => ys[i]), mode: "markers", type: "scatter",
+          name: "loss (best " + keep.length + " hoverable)", marker: { color: "#1f77b4", size: 6 },
+          text: keep.map((i) => "trial " + done[i].id), hoverinfo: "x+y+text" },
+        bestLine(xs, best),
+      ], historyLayout, [{ xaxis: "xaxis", yaxis: "yaxis", groups: [{ x: xs, y: ys, color: "#1f77b4" }] }]);
+    } else {
+      historyDiv.dataset.view = dense ? "webgl" : "svg";
+      paintedPlot(historyDiv, [
+        { x: xs, y: ys, mode: "markers", type: dense ? "scattergl" : "scatter", name: "loss",
+          text: done.map((r) => "trial " + r.id), hoverinfo: "x+y+text" },
+        bestLine(xs, best),
+      ], historyLayout, null);
+    }
+    setSwitch("history", dense, views.history, "Interactive (WebGL: every point hoverable, slow without a GPU)");
 
     // parallel coordinates (at most MAX_PARCOORDS trials: the best ones, then an even sample)
     const par = sampleBest(done, MAX_PARCOORDS, maximize);
@@ -699,8 +866,7 @@
     if (!multi) dims.push({ label: "loss", values: par.map((r) => r.loss) });
     const parTitle = par.length < done.length ? "Parallel coordinates (" + par.length + " of " + done.length + " trials)" : "Parallel coordinates";
     const parDiv = document.getElementById("parallel");
-    const parSwitch = document.getElementById("parallel-switch");
-    if (parcoordsView.gl) {
+    if (views.parallel) {
       parDiv.dataset.view = "webgl";
       plot(parDiv, [{
         type: "parcoords", dimensions: dims,
@@ -712,8 +878,7 @@
       const fig = parcoordsSVG(dims, multi ? null : par.map((r) => r.loss), maximize, parTitle);
       plot(parDiv, fig.traces, fig.layout);
     }
-    parSwitch.hidden = fastGL();
-    parSwitch.textContent = parcoordsView.gl ? "Draw with SVG (fast, static)" : "Interactive (WebGL: slow without a GPU)";
+    setSwitch("parallel", true, views.parallel, "Interactive (WebGL: slow without a GPU)");
 
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
@@ -779,25 +944,28 @@
     }
 
     // slices: one figure, drawn after the plots above have shown
-    setTimeout(() => drawSlices(rows, keys, done, slicesBox), 0);
+    setTimeout(() => drawSlices(rows, keys, done, slicesBox, views.slices, maximize), 0);
   }
 
   // One slice (loss against the parameter) per parameter, all in one figure of two
-  // columns: one WebGL context for all of them, not one each (each costs ~0.3 s to set
-  // up when WebGL runs on the CPU).
-  function drawSlices(rows, keys, done, slicesBox) {
+  // columns. Over GL_POINTS points they are coloured by quarter of the run (early light,
+  // late dark), and drawn with WebGL (one context for all of them: each costs ~0.3 s to
+  // set up when WebGL runs on the CPU) or, without a GPU, painted.
+  function drawSlices(rows, keys, done, slicesBox, gl, maximize) {
     let div = document.getElementById("slices-plot");
     if (!div) {
       div = el("div", { id: "slices-plot", className: "plot slices" });
       slicesBox.appendChild(div);
     }
+    const dense = done.length > GL_POINTS;
+    const painted = dense && !gl;
     const cols = keys.length > 1 ? 2 : 1;
     const rowsN = Math.max(1, Math.ceil(keys.length / cols));
     const gap = 0.12;
-    const traces = [];
+    const traces = [], rasters = [];
     const layout = plotLayout(keys.length ? "Slices: loss against each parameter" : "Slices (no parameters)", {
-      showlegend: done.length > GL_POINTS, height: 70 + 230 * rowsN, margin: { l: 60, r: 20, t: 50, b: 40 },
-      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom" },
+      showlegend: dense, height: 70 + 230 * rowsN, margin: { l: 60, r: 20, t: 50, b: 40 },
+      legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom", itemclick: painted ? false : "toggle" },
     });
     keys.forEach((key, i) => {
       const pts = done.filter((r) => r.flat[key] !== undefined);
@@ -805,35 +973,56 @@
       const numeric = vals.every((v) => typeof v === "number");
       const suffix = i ? String(i + 1) : "";
       const xs = numeric ? vals : vals.map(fmtValue);
-      if (pts.length <= GL_POINTS) {
+      const cats = numeric ? null : [...new Set(xs)];
+      const xaxis = { title: { text: key, standoff: 4 }, type: numeric ? "-" : "category" };
+      if (!dense) {
         traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: key,
           xaxis: "x" + suffix, yaxis: "y" + suffix, text: pts.map((r) => "trial " + r.id),
           marker: { color: pts.map((r) => r.number), colorscale: "Blues", size: 5 } });
       } else {
-        // Many points: WebGL, coloured by quarter of the run (early light, late dark)
-        // in four traces, as a colour per point costs Plotly far more.
+        // four traces (a colour per point costs Plotly far more); painted: every point
+        // in the image, the best ones in the traces
         const quarters = SLICE_SHADES.map((color) => ({ x: [], y: [], text: [], color: color }));
-        const first = pts[0].number, span = pts[pts.length - 1].number - first + 1;
+        const first = pts.length ? pts[0].number : 0;
+        const span = pts.length ? pts[pts.length - 1].number - first + 1 : 1;
+        const quarterOf = (r) => quarters[Math.min(3, Math.floor((4 * (r.number - first)) / span))];
+        const hover = painted ? new Set(bestIndices(pts.map((r) => r.loss), HOVER_SLICE_POINTS, maximize)) : null;
+        const groups = painted ? SLICE_SHADES.map((color) => ({ x: [], y: [], color: color })) : null;
         pts.forEach((r, k) => {
-          const q = quarters[Math.min(3, Math.floor((4 * (r.number - first)) / span))];
+          const q = quarterOf(r);
+          if (painted) {
+            const g = groups[quarters.indexOf(q)];
+            g.x.push(numeric ? xs[k] : cats.indexOf(xs[k])); g.y.push(r.loss);
+            if (!hover.has(k)) return;
+          }
           q.x.push(xs[k]); q.y.push(r.loss); q.text.push("trial " + r.id);
         });
         quarters.forEach((q, n) => {
-          if (!q.x.length) return;
-          traces.push({ x: q.x, y: q.y, text: q.text, mode: "markers", type: "scattergl",
-            name: "trials, " + SLICE_QUARTERS[n], legendgroup: "q" + n, showlegend: i === 0,
+          if (!painted && !q.x.length) return;
+          traces.push({ x: q.x, y: q.y, text: q.text, mode: "markers", type: painted ? "scatter" : "scattergl",
+            name: "trials, " + SLICE_QUARTERS[n] + (painted && i === 0 ? " (best " + HOVER_SLICE_POINTS + " hoverable)" : ""),
+            legendgroup: "q" + n, showlegend: i === 0,
             xaxis: "x" + suffix, yaxis: "y" + suffix, marker: { color: q.color, size: 5 } });
         });
+        if (painted) {
+          const ys = pts.map((r) => r.loss);
+          const extent = extentTrace(numeric ? xs : [], ys, "x" + suffix, "y" + suffix);
+          if (!numeric && cats.length) extent.x = [cats[0], cats[cats.length - 1]];
+          traces.unshift(extent);
+          rasters.push({ xaxis: "xaxis" + suffix, yaxis: "yaxis" + suffix, groups: groups });
+          if (!numeric) Object.assign(xaxis, { categoryorder: "array", categoryarray: cats });
+        }
       }
       const c = i % cols, r = Math.floor(i / cols);
       const x0 = c / cols + (c ? gap / 2 : 0), x1 = (c + 1) / cols - (c < cols - 1 ? gap / 2 : 0);
       const y1 = 1 - r / rowsN - (r ? 0.3 / rowsN / 2 : 0), y0 = 1 - (r + 1) / rowsN + (r < rowsN - 1 ? 0.3 / rowsN / 2 : 0);
-      layout["xaxis" + suffix] = { domain: [x0, x1], anchor: "y" + suffix, title: { text: key, standoff: 4 },
-        type: numeric ? "-" : "category" };
+      layout["xaxis" + suffix] = Object.assign(xaxis, { domain: [x0, x1], anchor: "y" + suffix });
       layout["yaxis" + suffix] = { domain: [y0, y1], anchor: "x" + suffix, title: { text: c ? "" : "loss" } };
     });
     div.dataset.parameters = keys.join(",");
-    plot(div, traces, layout);
+    div.dataset.view = painted ? "painted" : dense ? "webgl" : "svg";
+    paintedPlot(div, traces, layout, rasters);
+    setSwitch("slices", dense, gl, "Interactive (WebGL: every point hoverable, slow without a GPU)");
   }
 
   // ==================================================================================
