@@ -947,6 +947,18 @@
     setTimeout(() => drawSlices(rows, keys, done, slicesBox, views.slices, maximize), 0);
   }
 
+  // Whether positive values spread over two decades or more were drawn on a log scale
+  // (their median nearer the middle of their logarithms than of their range): such a
+  // slice gets a log axis.
+  function logScaled(vals) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of vals) { if (!(v > 0)) return false; if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (!(hi >= 100 * lo)) return false;
+    const sorted = vals.slice().sort((a, b) => a - b);
+    const med = Math.log(sorted[sorted.length >> 1]);
+    return Math.abs(med - (Math.log(lo) + Math.log(hi)) / 2) < Math.abs(med - Math.log((lo + hi) / 2));
+  }
+
   // One slice (loss against the parameter) per parameter, all in one figure of two
   // columns. Over GL_POINTS points they are coloured by quarter of the run (early light,
   // late dark), and drawn with WebGL (one context for all of them: each costs ~0.3 s to
@@ -974,7 +986,8 @@
       const suffix = i ? String(i + 1) : "";
       const xs = numeric ? vals : vals.map(fmtValue);
       const cats = numeric ? null : [...new Set(xs)];
-      const xaxis = { title: { text: key, standoff: 4 }, type: numeric ? "-" : "category" };
+      const log = numeric && logScaled(vals);
+      const xaxis = { title: { text: key, standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
       if (!dense) {
         traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: key,
           xaxis: "x" + suffix, yaxis: "y" + suffix, text: pts.map((r) => "trial " + r.id),
@@ -992,7 +1005,7 @@
           const q = quarterOf(r);
           if (painted) {
             const g = groups[quarters.indexOf(q)];
-            g.x.push(numeric ? xs[k] : cats.indexOf(xs[k])); g.y.push(r.loss);
+            g.x.push(log ? Math.log10(xs[k]) : numeric ? xs[k] : cats.indexOf(xs[k])); g.y.push(r.loss);
             if (!hover.has(k)) return;
           }
           q.x.push(xs[k]); q.y.push(r.loss); q.text.push("trial " + r.id);
