@@ -20,7 +20,8 @@ from test_dashboard_api import TOKEN, XSS, fill_store
 
 from hyperdock.dashboard import make_dashboard_server
 from hyperdock.storage import Store, open_store
-from hyperdock.trial import TrialState
+from hyperdock.study import Objectives
+from hyperdock.trial import Target, TrialState
 
 CHROMIUM = os.environ.get("HYPERDOCK_TEST_CHROMIUM", "/usr/bin/chromium")
 #: Milliseconds a page may take to show what a test waits for (polling is every 2 s).
@@ -296,6 +297,33 @@ def test_many_trials_are_painted_without_a_gpu_and_switch_to_webgl(
     assert by_axis == {"x": done, "x2": done}
     assert len(traces) == 8  # 2 parameters x 4 quarters
     assert page.evaluate("(document.querySelector('#slices-plot').layout.images || []).length") == 0
+
+
+def test_slices_of_log_scaled_parameters_get_a_log_axis(dash: Dashboard, page: Any) -> None:
+    exp = dash.store.create_experiment(
+        "logs",
+        space=dash.store.get_experiment("exp").space,
+        target=Target(command=("true",)),
+        sampler="random",
+        seed=0,
+        max_trials=40,
+        meta={"objectives": Objectives().to_meta(), "pruner": "none"},
+    )
+    # lr log-uniform over 1e-5..1e-1; width uniform over 1..400 (also over two decades)
+    params = [{"lr": 10 ** (-5 + 4 * i / 39), "width": 1 + 399 * i / 39} for i in range(40)]
+    dash.store.add_trials(exp.id, params)
+    while (trial := dash.store.claim("w-logs", experiment_id=exp.id)) is not None:
+        dash.store.finish(trial.id, "w-logs", state=TrialState.COMPLETED, loss=trial.params["lr"])
+    page.goto(f"{dash.url}/experiments/logs")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#slices-plot');"
+        " return d && d.data && d.data.length === 2; }"
+    )
+    axes = page.evaluate(
+        "(() => { const l = document.querySelector('#slices-plot').layout;"
+        " return [l.xaxis, l.xaxis2].map((a) => [a.title.text, a.type]); })()"
+    )
+    assert sorted(axes) == [["lr", "log"], ["width", "linear"]]
 
 
 def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:
