@@ -194,6 +194,29 @@ def test_resume_by_name_extends_the_budget(proj: Path) -> None:
     assert other.returncode != 0 and "another target" in other.stderr
 
 
+def test_resume_refuses_settings_the_experiment_was_not_created_with(proj: Path) -> None:
+    """Sampler, pruner, objectives and seed are fixed at creation: a resume that names
+    other ones is refused (exit 2, one line) rather than silently ignored."""
+    args = ["run", "space.py", "--command", f"{PY} train.py", "--name", "fix", "-q"]
+    created = ("--sampler", "random", "--seed", "7", "--pruner", "median")
+    assert hd(*args, *created, "--max-trials", "2", cwd=proj).returncode == 0
+    for other, shown in [
+        (("--sampler", "tpe"), "--sampler tpe (it has random)"),
+        (("--pruner", "asha"), "--pruner asha"),
+        (("--seed", "8"), "--seed 8 (it has 7)"),
+        (("--direction", "maximize"), "objectives loss maximize (it has loss minimize)"),
+    ]:
+        out = hd(*args, *other, "--max-trials", "3", cwd=proj)
+        assert out.returncode == 2, out.stderr
+        assert shown in out.stderr and "pick a new --name" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert len(trials_of(proj, "fix")) == 2  # nothing ran
+    # the same settings, or none of them, resume it
+    assert hd(*args, *created, "--max-trials", "3", cwd=proj).returncode == 0
+    assert hd(*args, "--max-trials", "4", cwd=proj).returncode == 0
+    assert len(trials_of(proj, "fix")) == 4
+
+
 def test_failing_targets_are_retried_then_failed_with_the_reason(tmp_path: Path) -> None:
     write(tmp_path / "space.py", "SPACE = {'x': 1}")
     write(
