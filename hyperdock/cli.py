@@ -1219,23 +1219,7 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
         found = st.list_workers(max_age=None if show_all else max_age)
     now = time.time()
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "id": w.id,
-                        "host": w.host,
-                        "pid": w.pid,
-                        "parallelism": w.parallelism,
-                        "started_at": w.started_at,
-                        "heartbeat_at": w.heartbeat_at,
-                        "running": list(w.running),
-                    }
-                    for w in found
-                ],
-                indent=2,
-            )
-        )
+        click.echo(json.dumps([w.to_json(now) for w in found], indent=2))
         return
     if not found:
         click.echo("No live workers. Start one with: hyperdock worker --store URL")

@@ -194,6 +194,20 @@ class Worker:
     running: tuple[int, ...] = ()
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def to_json(self, now: float) -> dict[str, Any]:
+        """As ``hyperdock workers --json`` and the dashboard's ``/api/workers`` show it;
+        ``now`` (epoch seconds) gives ``heartbeat_age``."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "parallelism": self.parallelism,
+            "started_at": self.started_at,
+            "heartbeat_at": self.heartbeat_at,
+            "heartbeat_age": max(now - self.heartbeat_at, 0.0),
+            "running": list(self.running),
+        }
+
 
 @dataclasses.dataclass(frozen=True)
 class LossReport:

@@ -364,19 +364,7 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
 def list_workers(store: Store) -> list[dict[str, Any]]:
     """``GET /api/workers``: live workers (heartbeat within :data:`WORKER_MAX_AGE`)."""
     now = time.time()
-    return [
-        {
-            "id": w.id,
-            "host": w.host,
-            "pid": w.pid,
-            "parallelism": w.parallelism,
-            "started_at": w.started_at,
-            "heartbeat_at": w.heartbeat_at,
-            "heartbeat_age": max(now - w.heartbeat_at, 0.0),
-            "running": list(w.running),
-        }
-        for w in store.list_workers(max_age=WORKER_MAX_AGE)
-    ]
+    return [w.to_json(now) for w in store.list_workers(max_age=WORKER_MAX_AGE)]
 
 
 # -- actions ----------------------------------------------------------------------------
