@@ -322,8 +322,8 @@
   }, extra || {});
 
   function plot(div, traces, layout) {
-    if (!window.Plotly) return;
-    window.Plotly.react(div, traces, layout, { displaylogo: false, responsive: true });
+    if (!window.Plotly) return Promise.resolve();
+    return Promise.resolve(window.Plotly.react(div, traces, layout, { displaylogo: false, responsive: true }));
   }
 
   // plotly.js loads after this script (both deferred), so that the first API request
@@ -462,8 +462,11 @@
     } else {
       delete div.dataset.points;
     }
-    plot(div, traces, layout);
-    if (div.hdRaster) paintRasters(div);
+    const drawn = plot(div, traces, layout);
+    if (div.hdRaster) {
+      if (div._fullLayout) paintRasters(div); // Plotly drew at once (SVG traces only)
+      drawn.then(() => paintRasters(div)); // ... or later: painted then (a no-op if done)
+    }
     if (!div.hdRasterListener) {
       div.hdRasterListener = true;
       div.on("plotly_relayout", (ev) => {
