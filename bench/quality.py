@@ -741,6 +741,8 @@ def summarise_pruning(
     loss against no pruning's) and ``budget`` (best loss with ES_STEP_GOAL of no
     pruning's steps, against no pruning's best with all of them; the goal line)."""
     out: dict[str, Any] = {}
+    if not pruners:  # --pruners '': no part 2
+        return out
     none_best = [results[("pruning", "none", s, trials, workers, None)]["best"] for s in seeds]
     for pruner in pruners:
         entry: dict[str, Any] = {}

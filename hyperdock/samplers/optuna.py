@@ -6,6 +6,11 @@ trial number with a seed derived from ``(seed, number)`` (QMC keeps the experime
 seed: its sequence must stay one sequence), so a seeded run is reproducible and a
 restarted supervisor proposes what the old one would have, given the same history.
 
+``tpe`` is :class:`~hyperdock.samplers.tpe.RankWeightedTPESampler`: optuna's
+multivariate TPE with a sharper good-trial density (rank weights, bandwidths that
+narrow as trials complete, 64 candidates; optuna's own TPE under optuna 4); the others
+are optuna's own.
+
 Pending trials (queued or running) are ``RUNNING`` in the mirror: TPE runs with
 ``constant_liar=True`` and the GP sampler with its own liar, so parallel workers get
 distinct points. Parts of a space a sampler cannot model (CMA-ES and QMC: categorical
@@ -40,6 +45,11 @@ def build_optuna_sampler(name: str, seed: int) -> Any:
     """The optuna sampler called ``name``, seeded."""
     opt = _optuna()
     if name == "tpe":
+        if int(opt.__version__.split(".")[0]) >= 5:
+            from hyperdock.samplers.tpe import RankWeightedTPESampler
+
+            return RankWeightedTPESampler(seed=seed)
+        # optuna 4: its own TPE (ours builds on optuna 5's TPE internals).
         return opt.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
     if name == "gp":
         from hyperdock.samplers.gp import GPSampler
