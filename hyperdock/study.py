@@ -507,15 +507,32 @@ class StudyMirror:
         done = self.study.get_trials(deepcopy=False, states=(opt.trial.TrialState.COMPLETE,))
         if len(done) < 2:
             return {}
-        target = (lambda t: t.values[0]) if self.objectives.multi else None
+        target = None
+        if self.objectives.multi:  # lower is better for the evaluator
+            sign = -1.0 if self.objectives.maximize else 1.0
+            target = lambda t: sign * t.values[0]  # noqa: E731
         try:
-            result: dict[str, float] = opt.importance.get_param_importances(
-                self.study, target=target
-            )
+            with warnings.catch_warnings():  # "computes importances ... low target values"
+                warnings.simplefilter("ignore", UserWarning)
+                result: dict[str, float] = opt.importance.get_param_importances(
+                    self.study, evaluator=_importance_evaluator(opt), target=target
+                )
         except (RuntimeError, ValueError) as exc:
             log.debug("no importances: %s", exc)
             return {}
         return {k: float(v) for k, v in result.items()}
+
+
+def _importance_evaluator(opt: Any) -> Any:
+    """PED-ANOVA (optuna's default evaluator) measured against the whole search space:
+    how much the best 10% of trials concentrate in each parameter's range. optuna's
+    default compares them with the region the trials themselves cover, which an adaptive
+    sampler has already narrowed around the best values of the parameters that matter,
+    so those come out as mattering least."""
+    evaluator = getattr(opt.importance, "PedAnovaImportanceEvaluator", None)
+    if evaluator is None:  # optuna < 3.6: its own default (fANOVA)
+        return None
+    return evaluator(evaluate_on_local=False)
 
 
 def importances(space: Space, objectives: Objectives, trials: Iterable[Trial]) -> dict[str, float]:

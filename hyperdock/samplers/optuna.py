@@ -8,7 +8,8 @@ restarted supervisor proposes what the old one would have, given the same histor
 
 ``tpe`` is :class:`~hyperdock.samplers.tpe.RankWeightedTPESampler`: optuna's
 multivariate TPE with a sharper good-trial density (rank weights, bandwidths that
-narrow as trials complete, 64 candidates; optuna's own TPE under optuna 4); the others
+narrow as trials complete, 64 candidates). It builds on optuna 5's TPE internals, so
+with another major version of optuna ``tpe`` is optuna's own TPE. The other samplers
 are optuna's own.
 
 Pending trials (queued or running) are ``RUNNING`` in the mirror: TPE runs with
@@ -45,11 +46,11 @@ def build_optuna_sampler(name: str, seed: int) -> Any:
     """The optuna sampler called ``name``, seeded."""
     opt = _optuna()
     if name == "tpe":
-        if int(opt.__version__.split(".")[0]) >= 5:
+        if int(opt.__version__.split(".")[0]) == 5:
             from hyperdock.samplers.tpe import RankWeightedTPESampler
 
             return RankWeightedTPESampler(seed=seed)
-        # optuna 4: its own TPE (ours builds on optuna 5's TPE internals).
+        # other optuna versions: its own TPE (ours builds on optuna 5's TPE internals).
         return opt.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
     if name == "gp":
         from hyperdock.samplers.gp import GPSampler
