@@ -535,3 +535,35 @@ def test_supervisors_sharing_workers_queue_only_what_the_slots_take(tmp_path: Pa
         c = experiment(store, "c", 5)
         c.step()
         assert queued(c) == 2  # 4 slots - 2 running
+
+
+@pytest.mark.parametrize("directions", [["minimize"], ["maximize"], ["maximize", "minimize"]])
+def test_importances_find_the_parameter_that_matters_even_where_the_search_narrowed_it(
+    directions: list[str],
+) -> None:
+    """x decides the (first) objective, y is noise. Most trials sit near the best x, as an
+    adaptive sampler leaves them: x must still come out as the one that matters, for
+    either direction, and for the first of several objectives."""
+    import random
+
+    from hyperdock import hp
+    from hyperdock.study import importances
+    from hyperdock.trial import Trial
+
+    space = Space.from_obj({"x": hp.uniform("x", -2, 4), "y": hp.normal("y", 0, 1)})
+    objectives = Objectives.build(directions)
+    rng = random.Random(0)
+    trials = []
+    for i in range(80):
+        x = rng.uniform(-2, 4) if i < 10 else 1 + rng.gauss(0, 0.05)  # narrowed after 10
+        y = rng.gauss(0, 1)
+        loss = (x - 1) ** 2 + 0.01 * abs(y)
+        value = -loss if directions[0] == "maximize" else loss
+        values = [value, rng.random()] if len(directions) > 1 else None
+        result = {"values": values} if values else {}
+        trials.append(
+            Trial(i, 1, i, {"x": x, "y": y}, TrialState.COMPLETED, loss=value, result=result)
+        )
+    found = importances(space, objectives, trials)
+    assert set(found) == {"x", "y"}
+    assert found["x"] > found["y"]
