@@ -26,7 +26,6 @@ import click
 
 from hyperdock import __version__
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError
-from hyperdock.pruners import PrunerSpec
 from hyperdock.samplers import SAMPLERS, default_sampler
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store, redact_url
@@ -606,8 +605,7 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
     sampler = o.sampler or (default_sampler(space) if space is not None else "tpe")
     if o.max_time is not None and o.max_time <= 0:
         raise ConfigError(f"--max-time must be positive, got {o.max_time}")
-    pruner = str(PrunerSpec.parse(o.pruner or "none"))
-    meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": pruner}
+    meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": o.pruner or "none"}
     if o.max_time is not None:
         meta["max_time"] = o.max_time
     if o.target_loss is not None:
@@ -620,8 +618,12 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
     name = o.name or (_default_name(store, o.config) if o.config else None)
     if not name:
         raise ConfigError("give a CONFIG to create an experiment, or --name to resume one")
-    objectives_given = bool(o.directions or named)
-    _check_resume(store, name, o, pruner, objectives if objectives_given else None)
+    given = {
+        "sampler": o.sampler is not None,
+        "seed": o.seed is not None,
+        "pruner": o.pruner is not None,
+        "objectives": bool(o.directions or named),
+    }
     return open_experiment(
         store,
         name,
@@ -634,44 +636,8 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
         priority=o.priority,
         lease_timeout=o.lease_timeout,
         meta=meta,
+        explicit=[k for k, v in given.items() if v],
     )
-
-
-def _objectives_text(objectives: Objectives) -> str:
-    return ", ".join(
-        f"{n} {d}" for n, d in zip(objectives.names, objectives.directions, strict=True)
-    )
-
-
-def _check_resume(
-    store: Store, name: str, o: ExperimentOptions, pruner: str, objectives: Objectives | None
-) -> None:
-    """Refuse options that try to change what an existing experiment ``name`` was
-    created with (they would be ignored: its stored sampler, pruner, objectives and seed
-    drive it). Only options given explicitly count."""
-    try:
-        exp = store.get_experiment(name)
-    except ExperimentNotFound:
-        return
-    clashes = []
-    if o.sampler is not None and o.sampler != exp.sampler:
-        clashes.append(f"--sampler {o.sampler} (it has {exp.sampler})")
-    if o.pruner is not None:
-        stored = str(PrunerSpec.parse(exp.meta.get("pruner") or "none"))
-        if pruner != stored:
-            clashes.append(f"--pruner {pruner} (it has {stored})")
-    stored_obj = Objectives.from_meta(exp.meta)
-    if objectives is not None and objectives != stored_obj:
-        clashes.append(
-            f"objectives {_objectives_text(objectives)} (it has {_objectives_text(stored_obj)})"
-        )
-    if o.seed is not None and o.seed != exp.seed:
-        clashes.append(f"--seed {o.seed} (it has {exp.seed})")
-    if clashes:
-        raise ConfigError(
-            f"experiment {name!r} exists and was created with other settings: "
-            f"{'; '.join(clashes)}. Leave them out to resume it, or pick a new --name"
-        )
 
 
 # -- the hyperdock group ----------------------------------------------------------------

@@ -105,6 +105,10 @@ class Objectives:
         if len(set(self.names)) != len(self.names):
             raise ConfigError(f"objective names must differ, got {list(self.names)}")
 
+    def describe(self) -> str:
+        """``loss minimize`` (``name direction`` per objective, comma-separated)."""
+        return ", ".join(f"{n} {d}" for n, d in zip(self.names, self.directions, strict=True))
+
     @property
     def multi(self) -> bool:
         """Several objectives (the result is a Pareto front)."""
@@ -529,10 +533,7 @@ def _importance_evaluator(opt: Any) -> Any:
     default compares them with the region the trials themselves cover, which an adaptive
     sampler has already narrowed around the best values of the parameters that matter,
     so those come out as mattering least."""
-    evaluator = getattr(opt.importance, "PedAnovaImportanceEvaluator", None)
-    if evaluator is None:  # optuna < 3.6: its own default (fANOVA)
-        return None
-    return evaluator(evaluate_on_local=False)
+    return opt.importance.PedAnovaImportanceEvaluator(evaluate_on_local=False)
 
 
 def importances(space: Space, objectives: Objectives, trials: Iterable[Trial]) -> dict[str, float]:

@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,6 +289,30 @@ def _validate(space: Space, sampler: str, meta: dict[str, Any]) -> None:
     make_sampler(sampler, space, 0, objectives)  # validates the space for the sampler
 
 
+def _check_settings(
+    exp: Experiment, sampler: str, seed: int | None, meta: dict[str, Any], explicit: Collection[str]
+) -> None:
+    """Refuse explicit settings other than resumed experiment ``exp`` was created with."""
+    clashes = []
+    if "sampler" in explicit and sampler != exp.sampler:
+        clashes.append(f"--sampler {sampler} (it has {exp.sampler})")
+    if "pruner" in explicit:
+        given, stored = (str(PrunerSpec.parse(m.get("pruner"))) for m in (meta, exp.meta))
+        if given != stored:
+            clashes.append(f"--pruner {given} (it has {stored})")
+    if "objectives" in explicit:
+        given_obj, stored_obj = (Objectives.from_meta(m) for m in (meta, exp.meta))
+        if given_obj != stored_obj:
+            clashes.append(f"objectives {given_obj.describe()} (it has {stored_obj.describe()})")
+    if "seed" in explicit and seed != exp.seed:
+        clashes.append(f"--seed {seed} (it has {exp.seed})")
+    if clashes:
+        raise ConfigError(
+            f"experiment {exp.name!r} exists and was created with other settings: "
+            f"{'; '.join(clashes)}. Leave them out to resume it, or pick a new --name"
+        )
+
+
 def open_experiment(
     store: Store,
     name: str,
@@ -301,18 +326,22 @@ def open_experiment(
     priority: int = 0,
     lease_timeout: float = 30.0,
     meta: dict[str, Any] | None = None,
+    explicit: Collection[str] = (),
 ) -> tuple[Experiment, bool]:
     """Create experiment ``name``, or resume it if it exists.
 
-    A resumed experiment must have the same space and target (when given). A budget
-    larger than the stored one extends it (and reopens a finished experiment).
+    A resumed experiment must have the same space and target (when given), and the same
+    of those settings it was created with that ``explicit`` names as given by the user
+    (``"sampler"``, ``"seed"``, ``"pruner"``, ``"objectives"`` from ``meta``): its stored
+    ones drive it, so other ones would be ignored. A budget larger than the stored one
+    extends it (and reopens a finished experiment).
 
     Returns:
         The experiment and whether it was created now.
 
     Raises:
-        ConfigError: it exists with another space or target, or it does not exist and
-            no space/target was given.
+        ConfigError: it exists with another space, target or explicit setting, or it
+            does not exist and no space/target was given.
     """
     try:
         exp = store.get_experiment(name)
@@ -347,6 +376,7 @@ def open_experiment(
             f"experiment {name!r} exists with another target ({exp.target.describe()}); "
             "pick a new --name"
         )
+    _check_settings(exp, sampler, seed, meta or {}, explicit)
     if max_trials is not None and (exp.max_trials is None or max_trials > exp.max_trials):
         exp = store.update_experiment(exp.id, max_trials=max_trials)
         if exp.state is ExperimentState.DONE:

@@ -989,6 +989,7 @@
       const suffix = i ? String(i + 1) : "";
       const xs = numeric ? vals : vals.map(fmtValue);
       const cats = numeric ? null : [...new Set(xs)];
+      const catIndex = numeric ? null : new Map(cats.map((c, i) => [c, i]));
       const log = numeric && logScaled(vals);
       const xaxis = { title: { text: key, standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
       if (!dense) {
@@ -1001,14 +1002,14 @@
         const quarters = SLICE_SHADES.map((color) => ({ x: [], y: [], text: [], color: color }));
         const first = pts.length ? pts[0].number : 0;
         const span = pts.length ? pts[pts.length - 1].number - first + 1 : 1;
-        const quarterOf = (r) => quarters[Math.min(3, Math.floor((4 * (r.number - first)) / span))];
+        const quarterOf = (r) => Math.min(3, Math.floor((4 * (r.number - first)) / span));
         const hover = painted ? new Set(bestIndices(pts.map((r) => r.loss), HOVER_SLICE_POINTS, maximize)) : null;
         const groups = painted ? SLICE_SHADES.map((color) => ({ x: [], y: [], color: color })) : null;
         pts.forEach((r, k) => {
-          const q = quarterOf(r);
+          const n = quarterOf(r), q = quarters[n];
           if (painted) {
-            const g = groups[quarters.indexOf(q)];
-            g.x.push(log ? Math.log10(xs[k]) : numeric ? xs[k] : cats.indexOf(xs[k])); g.y.push(r.loss);
+            const g = groups[n];
+            g.x.push(log ? Math.log10(xs[k]) : numeric ? xs[k] : catIndex.get(xs[k])); g.y.push(r.loss);
             if (!hover.has(k)) return;
           }
           q.x.push(xs[k]); q.y.push(r.loss); q.text.push("trial " + r.id);
