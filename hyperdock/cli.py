@@ -26,16 +26,15 @@ import click
 
 from hyperdock import __version__
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError
-from hyperdock.samplers import SAMPLERS, default_sampler
+from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store, redact_url
 from hyperdock.study import DIRECTIONS, Objectives
+from hyperdock.supervisor import DEFAULT_LEASE_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_MAX_TRIALS
 from hyperdock.trial import Experiment, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock")
 
-#: Budget of non-grid samplers when no --max-trials is given.
-DEFAULT_MAX_TRIALS = 50
 #: Where the original supervisor image mounted config modules.
 LEGACY_CONFIG_DIR = "/app/hyperdock/config"
 DEFAULT_MONGO_URL = "mongo://localhost:27017/hyperdock"
@@ -385,25 +384,6 @@ def _make_target(
     )
 
 
-def _default_budget(sampler: str, max_trials: int | None) -> int | None:
-    if max_trials is not None:
-        if max_trials < 1:
-            raise ConfigError(f"--max-trials must be at least 1, got {max_trials}")
-        return max_trials
-    return None if sampler == "grid" else DEFAULT_MAX_TRIALS
-
-
-def _default_name(store: Store, config: str) -> str:
-    """``<config stem>-<local time>``, made unique in the store."""
-    base = f"{Path(config).stem or 'experiment'}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    taken = {e.name for e in store.list_experiments()}
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base}-{n}"
-    return name
-
-
 def _worker_runtime_factory(
     data_dir: str | None,
     docker_runtime: str | None,
@@ -422,6 +402,62 @@ def _worker_runtime_factory(
         data_dir=str(Path(data_dir).resolve()) if data_dir else None,
         docker_options=docker_options,
     )
+
+
+def _opened_line(store: Store, supervisor: Any, created: bool) -> str:
+    """``Created experiment X (…)`` or ``Resuming experiment X: 2/6 done (…)``."""
+    exp = supervisor.experiment
+    about = (
+        f"{exp.target.describe()}, sampler {exp.sampler}, seed {exp.seed}, store {store.describe()}"
+    )
+    budget = supervisor.budget
+    if created:
+        size = f"{budget} trials" if budget is not None else "no trial limit"
+        return f"Created experiment {exp.name} ({size}, {about})"
+    done = supervisor.progress().finished
+    return f"Resuming experiment {exp.name}: {done}/{budget if budget else '?'} done ({about})"
+
+
+#: Options of `run` / `supervisor` that are not stored with the experiment: a command
+#: that resumes exactly repeats the ones the user gave.
+_UNSTORED = (
+    "store",
+    "mongo",
+    "workers",
+    "results",
+    "data",
+    "worker_env",
+    "gpus",
+    "docker_runtime",
+    "network",
+    "pull",
+    "heartbeat",
+    "poll",
+    "notify",
+    "quiet",
+    "loglevel",
+)
+
+
+def _resume_command(name: str) -> str:
+    """The command line that resumes experiment ``name`` as the current command ran it:
+    its name plus every option given that the store does not keep."""
+    ctx = click.get_current_context()
+    words = [*shlex.split(ctx.command_path), "--name", name]
+    for param in ctx.command.params:
+        if param.name not in _UNSTORED or not isinstance(param, click.Option):
+            continue
+        source = ctx.get_parameter_source(param.name)
+        value = ctx.params.get(param.name)
+        if source is not click.core.ParameterSource.COMMANDLINE or value in (None, ()):
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            words.append(flag)
+            continue
+        for item in value if param.multiple else [value]:
+            words += [flag, str(item)]
+    return shlex.join(words)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -478,7 +514,8 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--max-trials",
             type=int,
             default=None,
-            help=f"Budget: trials to run (default: the whole grid, else {DEFAULT_MAX_TRIALS}).",
+            help=f"Budget: trials to run (default: the whole grid, else {DEFAULT_MAX_TRIALS}; "
+            "on a resume, the stored one).",
         ),
         click.option(
             "--sampler",
@@ -520,9 +557,9 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--trials",
             "retries",
             type=int,
-            default=5,
-            show_default=True,
-            help="Attempts a failing trial gets again (--trials: the original name).",
+            default=None,
+            help=f"Attempts a failing trial gets again [default: {DEFAULT_MAX_RETRIES}] "
+            "(--trials: the original name).",
         ),
         click.option(
             "--timeout",
@@ -533,16 +570,15 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--priority",
             type=int,
-            default=0,
-            show_default=True,
-            help="Higher runs first when workers serve several experiments.",
+            default=None,
+            help="Higher runs first when workers serve several experiments [default: 0].",
         ),
         click.option(
             "--lease-timeout",
             type=float,
-            default=30.0,
-            show_default=True,
-            help="Seconds without a heartbeat before a running trial is retried.",
+            default=None,
+            help="Seconds without a heartbeat before a running trial is retried "
+            f"[default: {DEFAULT_LEASE_TIMEOUT:g}].",
         ),
         click.option(
             "--target-env",
@@ -579,10 +615,10 @@ class ExperimentOptions:
     max_time: float | None = None
     target_loss: float | None = None
     seed: int | None = None
-    retries: int = 5
+    retries: int | None = None
     timeout: float | None = None
-    priority: int = 0
-    lease_timeout: float = 30.0
+    priority: int | None = None
+    lease_timeout: float | None = None
     target_env: Sequence[str] = ()
     config_dirs: Sequence[str] = ()
 
@@ -594,49 +630,40 @@ class ExperimentOptions:
 
 
 def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
+    """Create or resume the experiment the options describe: only what the user gave is
+    passed on, so a resume keeps every stored setting (see ``open_experiment``)."""
     from hyperdock.supervisor import open_experiment
 
-    if o.retries < 0:
-        raise ConfigError(f"--retries must be 0 or more, got {o.retries}")
-    if o.lease_timeout <= 0:
-        raise ConfigError("--lease-timeout must be positive")
     space, named = _load_config(o.config, o.config_dirs) if o.config else (None, None)
-    objectives = Objectives.build(o.directions, named)
-    sampler = o.sampler or (default_sampler(space) if space is not None else "tpe")
-    if o.max_time is not None and o.max_time <= 0:
-        raise ConfigError(f"--max-time must be positive, got {o.max_time}")
-    meta: dict[str, Any] = {"objectives": objectives.to_meta(), "pruner": o.pruner or "none"}
+    meta: dict[str, Any] = {}
+    if o.directions or named:
+        meta["objectives"] = Objectives.build(o.directions, named).to_meta()
+    if o.pruner is not None:
+        meta["pruner"] = o.pruner
     if o.max_time is not None:
         meta["max_time"] = o.max_time
     if o.target_loss is not None:
         meta["target_loss"] = o.target_loss
     target = (
         _make_target(o.image, o.command, o.timeout, parse_env(o.target_env))
-        if (o.image or o.command or o.config)
+        if (o.image or o.command or (o.config and not o.name))
         else None
     )
-    name = o.name or (_default_name(store, o.config) if o.config else None)
-    if not name:
+    if not o.name and not o.config:
         raise ConfigError("give a CONFIG to create an experiment, or --name to resume one")
-    given = {
-        "sampler": o.sampler is not None,
-        "seed": o.seed is not None,
-        "pruner": o.pruner is not None,
-        "objectives": bool(o.directions or named),
-    }
     return open_experiment(
         store,
-        name,
+        o.name,
         space=space,
         target=target,
-        sampler=sampler,
+        sampler=o.sampler,
         seed=o.seed,
-        max_trials=_default_budget(sampler, o.max_trials),
+        max_trials=o.max_trials,
         max_retries=o.retries,
         priority=o.priority,
         lease_timeout=o.lease_timeout,
         meta=meta,
-        explicit=[k for k, v in given.items() if v],
+        name_base=Path(o.config).stem if o.config else None,
     )
 
 
@@ -649,7 +676,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("config")
+@click.argument("config", required=False)
 @_experiment_options
 @click.option(
     "--workers", type=int, default=1, show_default=True, help="Trials run at once on this machine."
@@ -701,7 +728,7 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--loglevel", default="warning", show_default=True)
 def run(
-    config: str,
+    config: str | None,
     workers: int,
     store: str | None,
     results: str,
@@ -721,24 +748,22 @@ def run(
     """Run a whole search on this machine: supervisor and WORKERS local workers.
 
     CONFIG is a space: a Python file or module defining SPACE, or a JSON/YAML file.
+    `hyperdock run --name NAME` alone resumes experiment NAME with its stored settings.
     """
     from hyperdock.supervisor import Supervisor
     from hyperdock.worker import Worker
 
     _setup_logging(loglevel)
     opts = ExperimentOptions.take({**options, "config": config})
-    if not opts.image and not opts.command:
-        raise ConfigError("give the target: --image IMAGE (Docker) or --command 'CMD ARGS'")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     env = parse_env(worker_env)
     _check_notify(notify)
     with _store(store) as st:
         exp, created = _prepare(st, opts)
-        if not created:
-            click.echo(f"Resuming experiment {exp.name} ({exp.state.value}).", err=True)
         wake = threading.Condition()
         supervisor = Supervisor(st, exp, poll_interval=1.0, wake=wake)
+        click.echo(_opened_line(st, supervisor, created), err=True)
         worker = Worker(
             st,
             results_dir=results,
@@ -763,12 +788,6 @@ def run(
             worker.stop()
 
         worker_thread = threading.Thread(target=worker.run, name="hd-worker")
-        if not quiet and not as_json:
-            click.echo(
-                f"Experiment {exp.name}: {exp.target.describe()}, sampler "
-                f"{exp.sampler}, seed {exp.seed}, store {st.describe()}",
-                err=True,
-            )
         try:
             with _signals(on_interrupt), _Progress(supervisor, not quiet and not as_json):
                 worker_thread.start()
@@ -781,11 +800,7 @@ def run(
             _notify_error(st, exp, notify, exc)
             raise
         if interrupted.is_set():
-            click.echo(
-                f"Interrupted. Resume with: hyperdock run {shlex.quote(config)} "
-                f"--name {shlex.quote(exp.name)} (same target options)",
-                err=True,
-            )
+            click.echo(f"Interrupted. Resume with: {_resume_command(exp.name)}", err=True)
             sys.exit(130)
         _finish(st, exp, as_json, notify)
 
@@ -826,29 +841,26 @@ def _run_supervisor(
     poll: float,
     as_json: bool,
     notify: Sequence[str] = (),
+    legacy: bool = False,
 ) -> None:
     from hyperdock.supervisor import Supervisor
 
     _check_notify(notify)
     with _store(store) as st:
         exp, created = _prepare(st, opts)
-        log.info(
-            "%s experiment %s (%s) in %s",
-            "created" if created else "resuming",
-            exp.name,
-            exp.target.describe(),
-            st.describe(),
-        )
+        sup = Supervisor(st, exp, poll_interval=poll)
+        click.echo(_opened_line(st, sup, created), err=True)
+        if legacy:
+            click.echo(_legacy_budget_line(sup, created, opts), err=True)
         stop = threading.Event()
         try:
-            sup = Supervisor(st, exp, poll_interval=poll)
             with _signals(stop.set):
                 sup.run(stop)
         except Exception as exc:
             _notify_error(st, exp, notify, exc)
             raise
         if stop.is_set():
-            click.echo(f"Supervisor stopped; resume with --name {exp.name}", err=True)
+            click.echo(f"Supervisor stopped. Resume with: {_resume_command(exp.name)}", err=True)
             sys.exit(130)
         _finish(st, exp, as_json, notify)
 
@@ -1480,9 +1492,9 @@ def _legacy_store(store: str | None, mongo: str | None) -> str | None:
     "--trials",
     "retries",
     type=int,
-    default=5,
-    show_default=True,
-    help="Retries in case of errors in the target image container.",
+    default=None,
+    help="Retries in case of errors in the target image container "
+    f"[default: {DEFAULT_MAX_RETRIES}]. Not the budget: that is --max-trials.",
 )
 @click.option("--mongo", default=None, help="mongo://host:port/db/collection or mongodb://…")
 @click.option("--store", default=None, help="Any store URL (overrides --mongo).")
@@ -1500,7 +1512,7 @@ def _legacy_store(store: str | None, mongo: str | None) -> str | None:
 )
 @click.option("--seed", type=int, default=None)
 @click.option("--timeout", type=float, default=None, help="Seconds per attempt.")
-@click.option("--priority", type=int, default=0)
+@click.option("--priority", type=int, default=None, help="[default: 0]")
 @click.option(
     "--config-dir",
     "config_dirs",
@@ -1515,14 +1527,14 @@ def _legacy_supervisor(
     image: str | None,
     command: str | None,
     config_module: str | None,
-    retries: int,
+    retries: int | None,
     mongo: str | None,
     store: str | None,
     max_trials: int | None,
     sampler: str | None,
     seed: int | None,
     timeout: float | None,
-    priority: int,
+    priority: int | None,
     config_dirs: tuple[str, ...],
     as_json: bool,
     loglevel: str,
@@ -1536,7 +1548,7 @@ def _legacy_supervisor(
             max_trials=max_trials, sampler=sampler, seed=seed, retries=retries,
             timeout=timeout, priority=priority, config_dirs=dirs,
         )  # fmt: skip
-        _run_supervisor(_legacy_store(store, mongo), opts, 1.0, as_json)
+        _run_supervisor(_legacy_store(store, mongo), opts, 1.0, as_json, legacy=True)
     except ConfigError as exc:
         _fail(str(exc), 2)
     except HyperdockError as exc:
@@ -1562,6 +1574,25 @@ def _legacy_worker(mongo: str | None, store: str | None, **options: Any) -> None
         _fail(str(exc), 2)
     except HyperdockError as exc:
         _fail(str(exc))
+
+
+def _legacy_budget_line(sup: Any, created: bool, opts: ExperimentOptions) -> str:
+    """The original `--trials N` meant retries, so say what the budget is instead."""
+    budget = sup.budget
+    size = f"{budget} trials" if budget is not None else "no trial limit"
+    if opts.max_trials is not None:
+        why = "--max-trials"
+    elif not created:
+        why = "stored with the experiment"
+    elif sup.experiment.sampler == "grid":
+        why = "the whole grid"
+    else:
+        why = "the default"
+    retries = sup.experiment.max_retries
+    return (
+        f"Budget: {size} ({why}; change it with --max-trials N). "
+        f"--trials {retries} is the retries of a failing trial, as in the original Hyperdock."
+    )
 
 
 def legacy_supervisor_main() -> None:

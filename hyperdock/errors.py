@@ -28,6 +28,11 @@ class StoreConnectionError(StoreError):
     """The store cannot be reached, or the URL or credentials are wrong."""
 
 
+class ExperimentExists(StoreError):
+    """An experiment with that name exists already (another process may have just
+    created it)."""
+
+
 class ExperimentNotFound(StoreError):
     """No experiment (or trial) with the given name (or id) exists in the store."""
 

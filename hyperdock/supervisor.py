@@ -8,18 +8,23 @@ sampler, and numbering continues).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import threading
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError
+from hyperdock.errors import (
+    ConfigError,
+    ExperimentExists,
+    ExperimentNotFound,
+    StoreConnectionError,
+)
 from hyperdock.jsonutil import dumps
 from hyperdock.pruners import PrunerSpec, make_pruner
-from hyperdock.samplers import Sampler, make_sampler
+from hyperdock.samplers import Sampler, default_sampler, make_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store, experiment_done_counts
 from hyperdock.storage.retry import Backoff, note_failure, reap_unless_recovering
@@ -289,97 +294,212 @@ def _validate(space: Space, sampler: str, meta: dict[str, Any]) -> None:
     make_sampler(sampler, space, 0, objectives)  # validates the space for the sampler
 
 
-def _check_settings(
-    exp: Experiment, sampler: str, seed: int | None, meta: dict[str, Any], explicit: Collection[str]
-) -> None:
-    """Refuse explicit settings other than resumed experiment ``exp`` was created with."""
+#: Trials a new experiment runs when no budget is given (a grid runs whole).
+DEFAULT_MAX_TRIALS = 50
+#: Defaults of the settings a new experiment gets when they are not given.
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_LEASE_TIMEOUT = 30.0
+#: How many ``-2``, ``-3`` … suffixes a default name tries before giving up.
+_NAME_ATTEMPTS = 1000
+
+
+def default_name(base: str | None) -> str:
+    """``<base>-<local time>``: the start of a new experiment's default name (the store
+    makes it unique: see :func:`open_experiment`)."""
+    stem = base or "experiment"
+    return f"{stem}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_settings(exp: Experiment, given: dict[str, Any], target: Target | None) -> None:
+    """Refuse given settings other than resumed experiment ``exp`` was created with: its
+    stored ones drive it, so other ones would be silently ignored."""
     clashes = []
-    if "sampler" in explicit and sampler != exp.sampler:
-        clashes.append(f"--sampler {sampler} (it has {exp.sampler})")
-    if "pruner" in explicit:
-        given, stored = (str(PrunerSpec.parse(m.get("pruner"))) for m in (meta, exp.meta))
-        if given != stored:
-            clashes.append(f"--pruner {given} (it has {stored})")
-    if "objectives" in explicit:
-        given_obj, stored_obj = (Objectives.from_meta(m) for m in (meta, exp.meta))
-        if given_obj != stored_obj:
-            clashes.append(f"objectives {given_obj.describe()} (it has {stored_obj.describe()})")
-    if "seed" in explicit and seed != exp.seed:
-        clashes.append(f"--seed {seed} (it has {exp.seed})")
+    stored_meta = exp.meta
+    if target is not None:
+        if (target.image, target.command) != (exp.target.image, exp.target.command):
+            raise ConfigError(
+                f"experiment {exp.name!r} exists with another target "
+                f"({exp.target.describe()}); pick a new --name, or leave the target out "
+                "to resume it"
+            )
+        if target.timeout is not None and target.timeout != exp.target.timeout:
+            had = "none" if exp.target.timeout is None else f"{exp.target.timeout:g}"
+            clashes.append(f"--timeout {target.timeout:g} (it has {had})")
+        if target.env and target.env != exp.target.env:
+            clashes.append("--target-env (it has other values)")
+    stored = {
+        "sampler": exp.sampler,
+        "seed": exp.seed,
+        "max_retries": exp.max_retries,
+        "lease_timeout": exp.lease_timeout,
+    }
+    flags = {"max_retries": "--retries", "lease_timeout": "--lease-timeout"}
+    for key, have in stored.items():
+        want = given.get(key)
+        if want is not None and want != have:
+            flag = flags.get(key, f"--{key}")
+            clashes.append(f"{flag} {want} (it has {have})")
+    meta = given.get("meta") or {}
+    if "pruner" in meta:
+        want_p, have_p = (str(PrunerSpec.parse(m.get("pruner"))) for m in (meta, stored_meta))
+        if want_p != have_p:
+            clashes.append(f"--pruner {want_p} (it has {have_p})")
+    if "objectives" in meta:
+        want_o, have_o = (Objectives.from_meta(m) for m in (meta, stored_meta))
+        if want_o != have_o:
+            clashes.append(f"objectives {want_o.describe()} (it has {have_o.describe()})")
+    for key, option in (("max_time", "--max-time"), ("target_loss", "--target-loss")):
+        if key in meta and meta[key] != stored_meta.get(key):
+            old = stored_meta.get(key)
+            clashes.append(f"{option} {meta[key]:g} (it has {'none' if old is None else old})")
     if clashes:
         raise ConfigError(
             f"experiment {exp.name!r} exists and was created with other settings: "
-            f"{'; '.join(clashes)}. Leave them out to resume it, or pick a new --name"
+            f"{'; '.join(clashes)}. Leave them out to resume it with its own, or pick a "
+            "new --name"
         )
+
+
+def _validate_numbers(
+    max_trials: int | None,
+    max_retries: int | None,
+    lease_timeout: float | None,
+    meta: dict[str, Any],
+) -> None:
+    if max_trials is not None and max_trials < 1:
+        raise ConfigError(f"--max-trials must be at least 1, got {max_trials}")
+    if max_retries is not None and max_retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {max_retries}")
+    if lease_timeout is not None and lease_timeout <= 0:
+        raise ConfigError(f"--lease-timeout must be positive, got {lease_timeout}")
+    max_time = meta.get("max_time")
+    if max_time is not None and max_time <= 0:
+        raise ConfigError(f"--max-time must be positive, got {max_time}")
 
 
 def open_experiment(
     store: Store,
-    name: str,
+    name: str | None,
     *,
-    space: Space | None,
-    target: Target | None,
-    sampler: str,
-    seed: int | None,
-    max_trials: int | None,
-    max_retries: int,
-    priority: int = 0,
-    lease_timeout: float = 30.0,
+    space: Space | None = None,
+    target: Target | None = None,
+    sampler: str | None = None,
+    seed: int | None = None,
+    max_trials: int | None = None,
+    max_retries: int | None = None,
+    priority: int | None = None,
+    lease_timeout: float | None = None,
     meta: dict[str, Any] | None = None,
-    explicit: Collection[str] = (),
+    name_base: str | None = None,
 ) -> tuple[Experiment, bool]:
     """Create experiment ``name``, or resume it if it exists.
 
-    A resumed experiment must have the same space and target (when given), and the same
-    of those settings it was created with that ``explicit`` names as given by the user
-    (``"sampler"``, ``"seed"``, ``"pruner"``, ``"objectives"`` from ``meta``): its stored
-    ones drive it, so other ones would be ignored. A budget larger than the stored one
-    extends it (and reopens a finished experiment).
+    Every setting is optional: ``None`` (or a key absent from ``meta``) means "not
+    given". A new experiment gets the defaults for what is not given (sampler: grid for a
+    grid-only space, else tpe; budget: the whole grid, else :data:`DEFAULT_MAX_TRIALS`;
+    a random seed; :data:`DEFAULT_MAX_RETRIES` retries; minimise; no pruner). A resumed
+    experiment keeps everything it was stored with: only ``max_trials`` (the budget,
+    which may grow or shrink; a finished experiment with budget left runs again) and
+    ``priority`` change it; any other given setting must equal the stored one.
+
+    Args:
+        store: Where the experiment lives.
+        name: Its name; ``None`` creates a new one named ``<name_base>-<time>``, made
+            unique by the store (``-2``, ``-3`` … on a conflict, race-free across
+            processes).
+        space: The search space (required to create).
+        target: What a trial runs (required to create). On resume its image and
+            command must match; its timeout and env only when set.
+        sampler: Sampler name.
+        seed: Sampler seed.
+        max_trials: Budget in trials.
+        max_retries: Attempts a failing trial gets again.
+        priority: Claim priority against other experiments.
+        lease_timeout: Seconds without a heartbeat before a running trial is retried.
+        meta: Settings kept in the experiment's ``meta``: ``objectives``, ``pruner``,
+            ``max_time``, ``target_loss``, ``max_failures`` (only those given).
+        name_base: Start of the default name when ``name`` is None.
 
     Returns:
         The experiment and whether it was created now.
 
     Raises:
-        ConfigError: it exists with another space, target or explicit setting, or it
-            does not exist and no space/target was given.
+        ConfigError: a setting is invalid, or differs from the stored one of the
+            experiment being resumed, or it does not exist and no space/target was given.
     """
-    try:
-        exp = store.get_experiment(name)
-    except ExperimentNotFound:
+    meta = dict(meta or {})
+    _validate_numbers(max_trials, max_retries, lease_timeout, meta)
+    if name is None or not store_has(store, name):
         if space is None or target is None:
+            what = f"experiment {name!r} does not exist yet" if name else "no --name given"
             raise ConfigError(
-                f"experiment {name!r} does not exist yet: give a config (space) and a "
-                "target (--image or --command) to create it"
-            ) from None
-        meta = dict(meta or {})
+                f"{what}: give a config (space) and a target (--image or --command) to create one"
+            )
+        sampler = sampler or default_sampler(space)
+        meta.setdefault("objectives", Objectives().to_meta())
+        meta.setdefault("pruner", "none")
         _validate(space, sampler, meta)
-        exp = store.create_experiment(
-            name,
-            space=space.to_json(),
-            target=target,
-            sampler=sampler,
-            seed=seed if seed is not None else random.randrange(2**31),
-            max_trials=max_trials,
-            max_retries=max_retries,
-            priority=priority,
-            lease_timeout=lease_timeout,
-            meta=meta,
-        )
-        return exp, True
+        settings: dict[str, Any] = {
+            "space": space.to_json(),
+            "target": target,
+            "sampler": sampler,
+            "seed": seed if seed is not None else random.randrange(2**31),
+            "max_trials": max_trials
+            if max_trials is not None
+            else (None if sampler == "grid" else DEFAULT_MAX_TRIALS),
+            "max_retries": DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+            "priority": priority or 0,
+            "lease_timeout": DEFAULT_LEASE_TIMEOUT if lease_timeout is None else lease_timeout,
+            "meta": meta,
+        }
+        if name is not None:
+            try:
+                return store.create_experiment(name, **settings), True
+            except ExperimentExists:
+                pass  # another process created it just now: resume it
+        else:
+            base = default_name(name_base)
+            for n in range(1, _NAME_ATTEMPTS + 1):
+                try:
+                    candidate = base if n == 1 else f"{base}-{n}"
+                    return store.create_experiment(candidate, **settings), True
+                except ExperimentExists:
+                    continue
+            raise ConfigError(f"no free name starting {base!r}: give --name")
+    assert name is not None
+    exp = store.get_experiment(name)
     if space is not None and dumps(space.to_json()) != dumps(exp.space):
         raise ConfigError(
             f"experiment {name!r} exists with a different search space; pick a new --name "
             "to start a new search (or leave --name out for a fresh one)"
         )
-    if target is not None and target != exp.target:
-        raise ConfigError(
-            f"experiment {name!r} exists with another target ({exp.target.describe()}); "
-            "pick a new --name"
-        )
-    _check_settings(exp, sampler, seed, meta or {}, explicit)
-    if max_trials is not None and (exp.max_trials is None or max_trials > exp.max_trials):
-        exp = store.update_experiment(exp.id, max_trials=max_trials)
-        if exp.state is ExperimentState.DONE:
-            store.set_experiment_state(exp.id, ExperimentState.RUNNING)
-            exp = store.get_experiment(exp.id)
+    given = {
+        "sampler": sampler,
+        "seed": seed,
+        "max_retries": max_retries,
+        "lease_timeout": lease_timeout,
+        "meta": meta,
+    }
+    _check_settings(exp, given, target)
+    changes: dict[str, Any] = {}
+    if max_trials is not None and max_trials != exp.max_trials:
+        changes["max_trials"] = max_trials
+    if priority is not None and priority != exp.priority:
+        changes["priority"] = priority
+    if changes:
+        exp = store.update_experiment(exp.id, **changes)
+    budget = changes.get("max_trials")
+    done = exp.state is ExperimentState.DONE
+    if budget is not None and done and sum(store.count_trials(exp.id).values()) < budget:
+        store.set_experiment_state(exp.id, ExperimentState.RUNNING)
+        exp = store.get_experiment(exp.id)
     return exp, False
+
+
+def store_has(store: Store, name: str) -> bool:
+    """Whether experiment ``name`` exists in ``store``."""
+    try:
+        store.get_experiment(name)
+    except ExperimentNotFound:
+        return False
+    return True

@@ -77,7 +77,7 @@ class Store(abc.ABC):
         """Create a ``running`` experiment.
 
         Raises:
-            StoreError: an experiment with that name exists already.
+            ExperimentExists: an experiment with that name exists already.
         """
 
     @abc.abstractmethod

@@ -55,6 +55,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from hyperdock.errors import (
     ConfigError,
+    ExperimentExists,
     ExperimentNotFound,
     HyperdockError,
     StoreConnectionError,
@@ -525,7 +526,7 @@ class MongoStore(Store):
         lease_timeout: float = 60.0,
         meta: dict[str, Any] | None = None,
     ) -> Experiment:
-        exists = StoreError(
+        exists = ExperimentExists(
             f"an experiment named {name!r} exists already; pick another --name, "
             "or resume it by running the same command with that name"
         )

@@ -37,7 +37,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError, StoreError
+from hyperdock.errors import (
+    ConfigError,
+    ExperimentExists,
+    ExperimentNotFound,
+    StoreConnectionError,
+    StoreError,
+)
 from hyperdock.jsonutil import dumps
 from hyperdock.storage import redact_url
 from hyperdock.storage.base import SCHEMA_VERSION, Store
@@ -219,7 +225,7 @@ class SQLStore(Store):
     ) -> Experiment:
         with self._tx() as cur:
             if self._one(cur, "SELECT id FROM hd_experiments WHERE name = ?", (name,)):
-                raise StoreError(
+                raise ExperimentExists(
                     f"an experiment named {name!r} exists already; pick another --name, "
                     "or resume it by running the same command with that name"
                 )
@@ -1392,7 +1398,7 @@ class PostgresStore(SQLStore):
             )
         diag = getattr(exc, "diag", None)
         if getattr(diag, "constraint_name", None) == "hd_experiments_name_key":
-            return StoreError(
+            return ExperimentExists(
                 "an experiment with that name exists already (another process created it "
                 "just now); pick another --name, or resume it by running the same command"
             )

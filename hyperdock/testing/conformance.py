@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from hyperdock.errors import ExperimentNotFound, StoreError
+from hyperdock.errors import ExperimentExists, ExperimentNotFound
 from hyperdock.storage import SCHEMA_VERSION, Store, open_store
 from hyperdock.trial import Experiment, ExperimentState, Target, TrialState
 
@@ -85,8 +85,28 @@ class StoreConformance:
 
     def test_duplicate_name_is_refused(self, store: Store) -> None:
         make_experiment(store)
-        with pytest.raises(StoreError, match="exists already"):
+        with pytest.raises(ExperimentExists, match="exists already"):
             make_experiment(store)
+
+    def test_concurrent_creates_of_one_name_leave_one(self, store: Store) -> None:
+        # Default names are made unique by retrying on ExperimentExists: the store must
+        # say so for every loser of a race, never create two, never raise anything else.
+        results: list[object] = []
+
+        def create() -> None:
+            try:
+                results.append(make_experiment(store, name="race"))
+            except ExperimentExists as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=create) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(isinstance(r, Experiment) for r in results) == 1
+        assert sum(isinstance(r, ExperimentExists) for r in results) == 5
+        assert [e.name for e in store.list_experiments()] == ["race"]
 
     def test_missing_experiment_and_trial(self, store: Store) -> None:
         with pytest.raises(ExperimentNotFound):
