@@ -26,9 +26,9 @@ States and who changes them:
     * While a trial runs, its lease holder records intermediate losses
       (:meth:`Store.add_progress`, one value per step, a repeated step overwrites).
     * ``queued | running → cancelled``: :meth:`Store.cancel_trial` /
-      :meth:`Store.set_experiment_state` (``cancelled`` or ``failed``); a running trial gets ``stop_requested`` and its
-      worker ends the target (the next heartbeat tells it) and then finishes it as
-      ``cancelled``.
+      :meth:`Store.set_experiment_state` (``cancelled`` or ``failed``); a running trial
+      gets ``stop_requested`` and its worker ends the target (the next heartbeat tells
+      it) and then finishes it as ``cancelled``.
     * Finished trials (completed, failed, pruned, cancelled) never change state again.
 
 Retries: a trial may be attempted ``1 + experiment.max_retries`` times.

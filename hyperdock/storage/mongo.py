@@ -627,9 +627,7 @@ class MongoStore(Store):
         """Set ``meta``'s keys in the experiment's meta; a compare-and-swap on the old
         value, so concurrent updates of different keys do not undo each other."""
         for _ in range(100):
-            doc = self._experiments.find_one(
-                {"_id": experiment_id}, {"meta": 1, "meta_json": 1}
-            )
+            doc = self._experiments.find_one({"_id": experiment_id}, {"meta": 1, "meta_json": 1})
             if doc is None:
                 return
             old = {"meta": doc.get("meta"), "meta_json": doc.get("meta_json")}
