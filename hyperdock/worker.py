@@ -408,8 +408,11 @@ class Worker:
             if same is not None:
                 # A deterministic error (a bug in the script, a missing file): another
                 # attempt would only fail the same way.
-                message = f"same error as attempt {same}; not retried: {reason}"
-                return self._release(trial, message, retry=False, result=result)
+                head, _, rest = reason.partition("\n")
+                message = f"{head} (same error as attempt {same}; not retried)"
+                return self._release(
+                    trial, f"{message}\n{rest}" if rest else message, retry=False, result=result
+                )
             return self._release(trial, reason, result=result)
         result.update(report.extra)
         loss = report.loss
