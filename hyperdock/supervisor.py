@@ -280,7 +280,8 @@ class Supervisor:
                     dumps(t.params) for t in self.store.list_trials(exp.id, states=TRIED_STATES)
                 }
                 if seen.issuperset(self._keys):
-                    return f"all {len(self._keys)} points of the space evaluated"
+                    n = len(self._keys)
+                    return f"all {n} point{'s' if n != 1 else ''} of the space evaluated"
         return None
 
     def sync_mirror(self, *, recent: bool = False) -> list[Trial]:
