@@ -114,8 +114,9 @@ class Supervisor:
         self._last_reap = 0.0
         self._exhausted = False
         self._kick = threading.Event()
-        #: A finite space's distinct points and their keys (None: not finite).
-        self._points = space.finite_points(MAX_FINITE_POINTS)
+        #: A finite space's distinct points and their keys (None: not finite). A space
+        #: without parameters is left out: repeating its one point is all it can do.
+        self._points = space.finite_points(MAX_FINITE_POINTS) if space.parameters() else None
         self._keys = None if self._points is None else [dumps(p) for p in self._points]
         # Counts at the last look at the failure streak / the tried points.
         self._failed_seen = -1
