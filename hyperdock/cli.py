@@ -30,8 +30,13 @@ from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store, redact_url
 from hyperdock.study import DIRECTIONS, Objectives
-from hyperdock.supervisor import DEFAULT_LEASE_TIMEOUT, DEFAULT_MAX_RETRIES, DEFAULT_MAX_TRIALS
-from hyperdock.trial import Experiment, Target, Trial, TrialState
+from hyperdock.supervisor import (
+    DEFAULT_LEASE_TIMEOUT,
+    DEFAULT_MAX_FAILURES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_TRIALS,
+)
+from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock")
 
@@ -173,6 +178,9 @@ def _summary(store: Store, exp: Experiment, *, importances_too: bool = True) -> 
         "trials": {s.value: n for s, n in counts.items()},
         "objectives": objectives.to_meta(),
     }
+    if exp.state is ExperimentState.FAILED:
+        summary["stop_reason"] = exp.meta.get("stop_reason")
+        summary["first_error"] = exp.meta.get("first_error")
     trials: list[Trial] | None = None
     if objectives.multi:
         trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
@@ -203,7 +211,11 @@ def _print_best(
         return summary["best"] is not None
     counts = ", ".join(f"{n} {s}" for s, n in summary["trials"].items() if n)
     click.echo(f"Experiment {exp.name}: {exp.state.value} ({counts or 'no trials'})")
+    if exp.state is ExperimentState.FAILED:
+        _print_stop(summary)
     best = summary["best"]
+    if best is None and exp.state is ExperimentState.FAILED:
+        return False
     if best is None:
         click.echo("No trial completed, so there is no best result yet.")
         failed = store.list_trials(exp.id, states=[TrialState.FAILED], limit=1)
@@ -233,6 +245,20 @@ def _print_best(
     return True
 
 
+def _print_stop(summary: dict[str, Any]) -> None:
+    """Why a failed experiment stopped, and its first error (a few lines)."""
+    click.echo(f"Stopped: {summary.get('stop_reason') or 'failed'}")
+    first = summary.get("first_error")
+    if not first:
+        return
+    code = first.get("exit_code")
+    where = f"trial {first.get('trial')}" + (f", exit code {code}" if code is not None else "")
+    lines = str(first.get("error") or "").splitlines() or ["(no error message)"]
+    click.echo(f"First error ({where}): {lines[0]}")
+    for line in lines[1:]:
+        click.echo(f"  {line}")
+
+
 def _check_notify(urls: Sequence[str]) -> None:
     """Refuse --notify values that are not http(s) URLs, before the run starts."""
     from hyperdock.notify import check_url
@@ -250,7 +276,7 @@ def _finish(store: Store, exp: Experiment, as_json: bool, notify: Sequence[str])
 
     exp = store.get_experiment(exp.id)
     summary = _summary(store, exp)
-    ok = _print_best(store, exp, as_json, summary)
+    ok = _print_best(store, exp, as_json, summary) and exp.state is not ExperimentState.FAILED
     if notify:
         notify_all(notify, summary | {"event": event_of(summary)})
     sys.exit(0 if ok else 1)
@@ -500,6 +526,15 @@ def _notify_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+_max_failures_option = click.option(
+    "--max-failures",
+    type=int,
+    default=None,
+    help=f"Stop the experiment as failed after this many trials in a row failed "
+    f"(default {DEFAULT_MAX_FAILURES}; 0: never). Stored with the experiment.",
+)
+
+
 def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--image", help="Docker image to tune (the target)."),
@@ -552,6 +587,7 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Stop starting trials once a trial reaches this loss.",
         ),
         click.option("--seed", type=int, default=None, help="Sampler seed (reproducible runs)."),
+        _max_failures_option,
         click.option(
             "--retries",
             "--trials",
@@ -615,6 +651,7 @@ class ExperimentOptions:
     max_time: float | None = None
     target_loss: float | None = None
     seed: int | None = None
+    max_failures: int | None = None
     retries: int | None = None
     timeout: float | None = None
     priority: int | None = None
@@ -644,6 +681,8 @@ def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
         meta["max_time"] = o.max_time
     if o.target_loss is not None:
         meta["target_loss"] = o.target_loss
+    if o.max_failures is not None:
+        meta["max_failures"] = o.max_failures
     target = (
         _make_target(o.image, o.command, o.timeout, parse_env(o.target_env))
         if (o.image or o.command or (o.config and not o.name))
@@ -1511,6 +1550,7 @@ def _legacy_store(store: str | None, mongo: str | None) -> str | None:
     help="Default: grid for a grid-only space, else tpe (as v0.1).",
 )
 @click.option("--seed", type=int, default=None)
+@_max_failures_option
 @click.option("--timeout", type=float, default=None, help="Seconds per attempt.")
 @click.option("--priority", type=int, default=None, help="[default: 0]")
 @click.option(
@@ -1533,6 +1573,7 @@ def _legacy_supervisor(
     max_trials: int | None,
     sampler: str | None,
     seed: int | None,
+    max_failures: int | None,
     timeout: float | None,
     priority: int | None,
     config_dirs: tuple[str, ...],
@@ -1546,7 +1587,7 @@ def _legacy_supervisor(
         opts = ExperimentOptions(
             config=config_module, image=image, command=command, name=name,
             max_trials=max_trials, sampler=sampler, seed=seed, retries=retries,
-            timeout=timeout, priority=priority, config_dirs=dirs,
+            timeout=timeout, priority=priority, config_dirs=dirs, max_failures=max_failures,
         )  # fmt: skip
         _run_supervisor(_legacy_store(store, mongo), opts, 1.0, as_json, legacy=True)
     except ConfigError as exc:

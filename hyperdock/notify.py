@@ -92,12 +92,13 @@ def event_of(summary: dict[str, Any], *, error: bool = False) -> str:
         error: The run ended with an error.
 
     Returns:
-        ``"cancelled"`` for a cancelled experiment, ``"failed"`` after an error or when no
-        trial completed, else ``"finished"``.
+        ``"cancelled"`` for a cancelled experiment, ``"failed"`` for a failed one
+        (``--max-failures``), after an error or when no trial completed, else
+        ``"finished"``.
     """
     if summary.get("state") == "cancelled":
         return "cancelled"
-    if error or not summary.get("trials", {}).get("completed"):
+    if error or summary.get("state") == "failed" or not summary.get("trials", {}).get("completed"):
         return "failed"
     return "finished"
 

@@ -657,6 +657,22 @@ class Space:
         except SpaceError:
             return None
 
+    def finite_points(self, limit: int) -> list[dict[str, Any]] | None:
+        """Every distinct point of a finite space (each parameter discrete: choice, grid
+        axis, quantised or integer range, conditions included), in grid order.
+
+        Args:
+            limit: Give up (None) when the space has more points than this.
+
+        Returns:
+            The points, or None for a continuous or unbounded space or one larger than
+            ``limit``.
+        """
+        size = self.grid_size()
+        if size is None or size > limit:
+            return None
+        return list(self._points())
+
     def to_json(self) -> Any:
         """Lossless JSON form; nodes become ``{"$hp": kind, "label": ..., ...}``."""
         return _encode(self._root)

@@ -425,26 +425,17 @@ class StudyMirror:
     ) -> None:
         """Bring the study up to date with ``trials`` (and their intermediate losses)."""
         progress = progress or {}
-        opt = self.optuna
         for t in trials:
             self._max_id = t.id if self._max_id is None else max(self._max_id, t.id)
             if t.number in self._final or t.number in self._unfit:
                 continue
             oid = self._ids.get(t.number)
             if oid is None:
-                internal = self.codec.internal(t.params)
-                if internal is None:
+                oid = self._create(t.number, t.params)
+                if oid is None:
                     log.debug("trial %d does not fit the space; not mirrored", t.number)
                     self._unfit.add(t.number)
                     continue
-                frozen = opt.trial.create_trial(
-                    state=opt.trial.TrialState.RUNNING,
-                    params=internal,
-                    distributions={k: self.codec.distributions[k] for k in internal},
-                    system_attrs={NUMBER_ATTR: t.number},
-                )
-                oid = self.storage.create_new_trial(self.study._study_id, template_trial=frozen)
-                self._ids[t.number] = oid
             self._store_ids[t.id] = oid
             self._set_progress(oid, progress.get(t.id, ()))
             if t.state.finished:
@@ -452,6 +443,32 @@ class StudyMirror:
                 self._open.discard(t.id)
             else:
                 self._open.add(t.id)
+
+    def _create(self, number: int, params: Any) -> int | None:
+        """Mirror trial ``number`` with ``params`` as running; its optuna id, or None when
+        the params do not fit the space."""
+        opt = self.optuna
+        internal = self.codec.internal(params)
+        if internal is None:
+            return None
+        frozen = opt.trial.create_trial(
+            state=opt.trial.TrialState.RUNNING,
+            params=internal,
+            distributions={k: self.codec.distributions[k] for k in internal},
+            system_attrs={NUMBER_ATTR: number},
+        )
+        oid: int = self.storage.create_new_trial(self.study._study_id, template_trial=frozen)
+        self._ids[number] = oid
+        return oid
+
+    def replace(self, number: int, params: dict[str, Any]) -> None:
+        """Trial ``number`` gets ``params`` instead of what :meth:`ask` suggested (the
+        supervisor replaced a duplicate): the suggestion is dropped (``FAIL``: samplers
+        ignore it) and ``params`` are mirrored as pending in its place."""
+        oid = self._ids.pop(number, None)
+        if oid is not None:
+            self.storage.set_trial_state_values(oid, self.optuna.trial.TrialState.FAIL)
+        self._create(number, params)
 
     def _set_progress(self, oid: int, points: Sequence[tuple[int, float]]) -> None:
         if self.objectives.multi or not points:

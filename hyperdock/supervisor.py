@@ -9,6 +9,7 @@ sampler, and numbering continues).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import random
 import threading
@@ -39,6 +40,15 @@ QUEUE_AHEAD = 64
 MIN_STEP_INTERVAL = 0.02
 #: Seconds a worker may go without a heartbeat and still count as a free slot.
 LIVE_WORKER_AGE = 60.0
+#: Trials in a row that may end ``failed`` before the experiment stops as failed
+#: (``--max-failures``; 0 never stops). Experiments stored without the setting get it.
+DEFAULT_MAX_FAILURES = 5
+#: A space with at most this many points counts as finite: its trials get distinct
+#: points, and the experiment ends once every point was tried.
+MAX_FINITE_POINTS = 10_000
+#: States of a trial whose point needs no new trial: evaluated, or failed with its
+#: retries spent (running it again would be one more retry).
+TRIED_STATES = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,13 @@ class Supervisor:
         self._last_reap = 0.0
         self._exhausted = False
         self._kick = threading.Event()
+        #: A finite space's distinct points and their keys (None: not finite). A space
+        #: without parameters is left out: repeating its one point is all it can do.
+        self._points = space.finite_points(MAX_FINITE_POINTS) if space.parameters() else None
+        self._keys = None if self._points is None else [dumps(p) for p in self._points]
+        # Counts at the last look at the failure streak / the tried points.
+        self._failed_seen = -1
+        self._tried_seen = -1
 
     @property
     def budget(self) -> int | None:
@@ -136,6 +153,10 @@ class Supervisor:
         if exp.state is not ExperimentState.RUNNING:
             return True
         counts = self.store.count_trials(exp.id)
+        streak = self._failure_streak(exp, counts)
+        if streak:
+            self._fail(exp, streak)
+            return True
         if self.pruner is not None and counts[TrialState.RUNNING]:
             self._prune()
         if not self._exhausted and (reason := self._stop_condition(exp, counts)):
@@ -193,8 +214,56 @@ class Supervisor:
                     free -= self.store.count_trials(exp.id)[TrialState.QUEUED]
         return max(1, free)
 
+    def _failure_streak(self, exp: Experiment, counts: dict[TrialState, int]) -> list[Trial]:
+        """The last ``--max-failures`` trials to end (by end time) when they all failed,
+        else ``[]``. Cancelled trials neither break nor extend a streak; only trials
+        numbered from ``meta["failures_from"]`` (set when a failed experiment is
+        resumed) count."""
+        limit = int(exp.meta.get("max_failures", DEFAULT_MAX_FAILURES))
+        failed = counts[TrialState.FAILED]
+        if limit <= 0 or failed < limit or failed == self._failed_seen:
+            return []
+        self._failed_seen = failed  # a streak can only start when a trial fails
+        since = int(exp.meta.get("failures_from", 0))
+        ended = [
+            t for t in self.store.list_trials(exp.id, states=TRIED_STATES) if t.number >= since
+        ]
+        ended.sort(key=lambda t: (t.finished_at or 0.0, t.id))
+        streak = ended[-limit:]
+        if len(streak) == limit and all(t.state is TrialState.FAILED for t in streak):
+            return streak
+        return []
+
+    def _fail(self, exp: Experiment, streak: list[Trial]) -> None:
+        """Stop the experiment as failed: record why, cancel its queued trials, stop its
+        running ones."""
+        first = streak[0]
+        reason = f"{len(streak)} trials in a row failed (--max-failures {len(streak)})"
+        first_error = {
+            "trial": first.id,
+            "number": first.number,
+            "exit_code": first.result.get("exit_code"),
+            "error": first.error or "(no error message)",
+        }
+        # The reason first: whoever sees the state "failed" finds it.
+        self.store.update_experiment(
+            exp.id, meta={"stop_reason": reason, "first_error": first_error}
+        )
+        self.store.set_experiment_state(exp.id, ExperimentState.FAILED)
+        self.experiment = self.store.get_experiment(exp.id)
+        self.stop_reason = reason
+        log.error(
+            "experiment %s stopped as failed: %s; queued trials cancelled, running ones "
+            "stopped. First error (trial %d): %s",
+            exp.name,
+            reason,
+            first.id,
+            first_error["error"],
+        )
+
     def _stop_condition(self, exp: Experiment, counts: dict[TrialState, int]) -> str | None:
-        """Why no more trials should start (``--max-time``, ``--target-loss``), or None."""
+        """Why no more trials should start (``--max-time``, ``--target-loss``, every
+        point of a finite space tried), or None."""
         max_time = exp.meta.get("max_time")
         if max_time is not None and time.time() - exp.created_at >= float(max_time):
             return f"--max-time {float(max_time):g} s reached"
@@ -209,6 +278,16 @@ class Supervisor:
                 )
                 if reached:
                     return f"--target-loss {float(target):g} reached (trial {best.id})"
+        if self._keys is not None:
+            tried = sum(counts[s] for s in TRIED_STATES)
+            if tried >= len(self._keys) and tried != self._tried_seen:
+                self._tried_seen = tried
+                seen = {
+                    dumps(t.params) for t in self.store.list_trials(exp.id, states=TRIED_STATES)
+                }
+                if seen.issuperset(self._keys):
+                    n = len(self._keys)
+                    return f"all {n} point{'s' if n != 1 else ''} of the space evaluated"
         return None
 
     def sync_mirror(self, *, recent: bool = False) -> list[Trial]:
@@ -238,19 +317,49 @@ class Supervisor:
                 log.info("trial %d pruned: its intermediate losses are poor", trial_id)
 
     def _queue(self, first: int, n: int) -> int:
-        history: list[Trial] = self.sync_mirror() if self.sampler.adaptive else []
+        adaptive = self.sampler.adaptive
+        history: list[Trial] = self.sync_mirror() if adaptive else []
+        # On a finite space no point gets a second trial while another has none (the
+        # grid sampler never repeats one): the point of a cancelled trial is free again.
+        missing: set[str] | None = None
+        if self._keys is not None and self.experiment.sampler != "grid":
+            trials = history if adaptive else self.store.list_trials(self.experiment.id)
+            missing = set(self._keys)
+            missing.difference_update(
+                dumps(t.params) for t in trials if t.state is not TrialState.CANCELLED
+            )
         batch = []
         for number in range(first, first + n):
+            if missing is not None and not missing:
+                break  # every point has a trial: the stop condition ends the experiment
             params = self.sampler.suggest(number, history)
             if params is None:
                 self._exhausted = True
                 break
+            if missing is not None:
+                key = dumps(params)
+                if key not in missing:
+                    params = self._unevaluated(number, missing)
+                    key = dumps(params)
+                    if adaptive and self.mirror is not None:
+                        self.mirror.replace(number, params)
+                    log.debug("trial %d: a point with a trial already; %s instead", number, key)
+                missing.discard(key)
             batch.append(params)
         if batch:
             self.store.add_trials(self.experiment.id, batch, first_number=first)
             with self.wake:
                 self.wake.notify_all()
         return len(batch)
+
+    def _unevaluated(self, number: int, missing: set[str]) -> dict[str, Any]:
+        """A point of the finite space without a trial, for trial ``number``: drawn from
+        the experiment's seed, so a rerun picks the same."""
+        assert self._points is not None and self._keys is not None
+        free = [p for p, k in zip(self._points, self._keys, strict=True) if k in missing]
+        rng = random.Random(f"hyperdock:{self.experiment.seed}:{number}:unevaluated")
+        point: dict[str, Any] = json.loads(dumps(rng.choice(free)))  # a copy of its own
+        return point
 
     def progress(self) -> Progress:
         """Where the experiment stands now."""
@@ -375,6 +484,9 @@ def _validate_numbers(
     max_time = meta.get("max_time")
     if max_time is not None and max_time <= 0:
         raise ConfigError(f"--max-time must be positive, got {max_time}")
+    max_failures = meta.get("max_failures")
+    if max_failures is not None and max_failures < 0:
+        raise ConfigError(f"--max-failures must be 0 (never stop) or more, got {max_failures}")
 
 
 def open_experiment(
@@ -399,8 +511,10 @@ def open_experiment(
     grid-only space, else tpe; budget: the whole grid, else :data:`DEFAULT_MAX_TRIALS`;
     a random seed; :data:`DEFAULT_MAX_RETRIES` retries; minimise; no pruner). A resumed
     experiment keeps everything it was stored with: only ``max_trials`` (the budget,
-    which may grow or shrink; a finished experiment with budget left runs again) and
-    ``priority`` change it; any other given setting must equal the stored one.
+    which may grow or shrink; a finished experiment with budget left runs again),
+    ``priority`` and ``meta["max_failures"]`` change it; any other given setting must
+    equal the stored one. A failed experiment (``max_failures`` trials in a row failed)
+    is reopened, its earlier failures no longer counting.
 
     Args:
         store: Where the experiment lives.
@@ -438,6 +552,7 @@ def open_experiment(
         sampler = sampler or default_sampler(space)
         meta.setdefault("objectives", Objectives().to_meta())
         meta.setdefault("pruner", "none")
+        meta.setdefault("max_failures", DEFAULT_MAX_FAILURES)
         _validate(space, sampler, meta)
         settings: dict[str, Any] = {
             "space": space.to_json(),
@@ -486,8 +601,19 @@ def open_experiment(
         changes["max_trials"] = max_trials
     if priority is not None and priority != exp.priority:
         changes["priority"] = priority
+    if "max_failures" in meta and meta["max_failures"] != exp.meta.get("max_failures"):
+        changes["meta"] = {"max_failures": meta["max_failures"]}
     if changes:
         exp = store.update_experiment(exp.id, **changes)
+    if exp.state is ExperimentState.FAILED:
+        # Resumed after a runaway failure (the target was fixed, presumably): the
+        # failures before now no longer count towards --max-failures.
+        created = sum(store.count_trials(exp.id).values())
+        exp = store.update_experiment(
+            exp.id, meta={"failures_from": created, "stop_reason": None, "first_error": None}
+        )
+        store.set_experiment_state(exp.id, ExperimentState.RUNNING)
+        exp = store.get_experiment(exp.id)
     budget = changes.get("max_trials")
     done = exp.state is ExperimentState.DONE
     if budget is not None and done and sum(store.count_trials(exp.id).values()) < budget:

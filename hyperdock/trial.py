@@ -35,11 +35,19 @@ FINISHED_STATES: tuple[TrialState, ...] = tuple(s for s in TrialState if s.finis
 
 
 class ExperimentState(enum.StrEnum):
-    """``running`` (trials are claimed) → ``done`` (budget spent) or ``cancelled``."""
+    """``running`` (trials are claimed) → ``done`` (budget spent), ``cancelled`` (by a
+    person) or ``failed`` (``--max-failures`` trials in a row failed; the experiment's
+    ``meta`` holds ``stop_reason`` and ``first_error``)."""
 
     RUNNING = "running"
     DONE = "done"
     CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def stops_trials(self) -> bool:
+        """True for the states that cancel queued trials and stop running ones."""
+        return self in (ExperimentState.CANCELLED, ExperimentState.FAILED)
 
 
 @dataclasses.dataclass(frozen=True)

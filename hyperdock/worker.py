@@ -398,6 +398,21 @@ class Worker:
             tail = _tail(outcome.log_file)
             if tail:
                 reason += f"\nLast output ({outcome.log_file.name}):\n{tail}"
+            failure = {
+                "attempt": trial.attempt,
+                "exit_code": outcome.exit_code,
+                "last_line": tail.rsplit("\n", 1)[-1],
+            }
+            result["failure"] = failure
+            same = _same_failure_as(trial, failure)
+            if same is not None:
+                # A deterministic error (a bug in the script, a missing file): another
+                # attempt would only fail the same way.
+                head, _, rest = reason.partition("\n")
+                message = f"{head} (same error as attempt {same}; not retried)"
+                return self._release(
+                    trial, f"{message}\n{rest}" if rest else message, retry=False, result=result
+                )
             return self._release(trial, reason, result=result)
         result.update(report.extra)
         loss = report.loss
@@ -572,6 +587,28 @@ class Worker:
         for name in removed:
             log.warning("killed orphaned target container %s (its worker is gone)", name)
         return removed
+
+
+def _same_failure_as(trial: Trial, failure: dict[str, Any]) -> int | None:
+    """The 1-based number of the previous attempt when it failed with the same exit code
+    and the same last log line as ``failure`` (this attempt's), else None.
+
+    The previous attempt's failure is in the trial's ``result`` (a retried trial keeps the
+    result of its last release); its history entry must say it was retried, so a result
+    left from before a lost (reaped) attempt is not taken for it.
+    """
+    previous = trial.result.get("failure")
+    if not isinstance(previous, dict) or not trial.history:
+        return None
+    last = trial.history[-1]
+    if previous.get("attempt") != trial.attempt - 1 or last.get("state") != "requeued":
+        return None
+    if last.get("attempt") != trial.attempt - 1:
+        return None
+    keys = ("exit_code", "last_line")
+    if any(previous.get(k) != failure[k] for k in keys):
+        return None
+    return trial.attempt  # attempts are 1-based for people: the previous is number `attempt`
 
 
 def _split_gpus(gpus: str | None, parallelism: int) -> list[str]:

@@ -26,9 +26,9 @@ States and who changes them:
     * While a trial runs, its lease holder records intermediate losses
       (:meth:`Store.add_progress`, one value per step, a repeated step overwrites).
     * ``queued | running → cancelled``: :meth:`Store.cancel_trial` /
-      :meth:`Store.set_experiment_state`; a running trial gets ``stop_requested`` and its
-      worker ends the target (the next heartbeat tells it) and then finishes it as
-      ``cancelled``.
+      :meth:`Store.set_experiment_state` (``cancelled`` or ``failed``); a running trial
+      gets ``stop_requested`` and its worker ends the target (the next heartbeat tells
+      it) and then finishes it as ``cancelled``.
     * Finished trials (completed, failed, pruned, cancelled) never change state again.
 
 Retries: a trial may be attempted ``1 + experiment.max_retries`` times.
@@ -96,7 +96,8 @@ class Store(abc.ABC):
     def set_experiment_state(self, experiment_id: int, state: ExperimentState) -> None:
         """Change an experiment's state.
 
-        ``cancelled`` also cancels its queued trials and asks its running ones to stop.
+        ``cancelled`` and ``failed`` also cancel its queued trials and ask its running
+        ones to stop.
         """
 
     @abc.abstractmethod
@@ -107,8 +108,13 @@ class Store(abc.ABC):
         max_trials: int | None = None,
         priority: int | None = None,
         max_retries: int | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Experiment:
-        """Change an experiment's budget, priority or retries; return it updated."""
+        """Change an experiment's budget, priority or retries; return it updated.
+
+        Args:
+            meta: Keys to set in the experiment's ``meta`` (the others are kept).
+        """
 
     @abc.abstractmethod
     def delete_experiment(self, experiment_id: int) -> None:
@@ -294,6 +300,13 @@ class Store(abc.ABC):
     def describe(self) -> str:
         """The store's URL with any password hidden."""
         return self.backend
+
+
+def cancel_message(state: ExperimentState) -> str:
+    """The error of a queued trial cancelled because its experiment stopped (``state``)."""
+    if state is ExperimentState.CANCELLED:
+        return "Cancelled"
+    return f"Cancelled: the experiment {state.value}"
 
 
 def experiment_done_counts(counts: dict[TrialState, int]) -> tuple[int, int]:

@@ -63,7 +63,7 @@ from hyperdock.errors import (
 )
 from hyperdock.jsonutil import dumps, to_jsonable
 from hyperdock.storage import redact_url
-from hyperdock.storage.base import SCHEMA_VERSION, Store
+from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 DEFAULT_DATABASE = "hyperdock"
@@ -577,7 +577,7 @@ class MongoStore(Store):
             {"experiment_id": experiment_id, "state": {"$in": _ACTIVE}},
             {"$set": {"exp_state": state.value}},
         )
-        if state is ExperimentState.CANCELLED:
+        if state.stops_trials:
             # Running trials first: one released to the queue meanwhile is then either
             # released as cancelled (it sees the stop) or cancelled in the queue below.
             self._trials.update_many(
@@ -590,7 +590,7 @@ class MongoStore(Store):
                     "$set": {
                         "state": TrialState.CANCELLED.value,
                         "finished_at": self._now(),
-                        "error": "Cancelled",
+                        "error": cancel_message(state),
                     }
                 },
             )
@@ -603,7 +603,10 @@ class MongoStore(Store):
         max_trials: int | None = None,
         priority: int | None = None,
         max_retries: int | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Experiment:
+        if meta:
+            self._merge_meta(experiment_id, meta)
         changes: dict[str, Any] = {}
         if max_trials is not None:
             changes["max_trials"] = int(max_trials)
@@ -620,6 +623,25 @@ class MongoStore(Store):
                     {"$set": copies},
                 )
         return self.get_experiment(experiment_id)
+
+    def _merge_meta(self, experiment_id: int, meta: dict[str, Any]) -> None:
+        """Set ``meta``'s keys in the experiment's meta; a compare-and-swap on the old
+        value, so concurrent updates of different keys do not undo each other."""
+        for _ in range(100):
+            doc = self._experiments.find_one({"_id": experiment_id}, {"meta": 1, "meta_json": 1})
+            if doc is None:
+                return
+            old = {"meta": doc.get("meta"), "meta_json": doc.get("meta_json")}
+            merged = {**(_unpack(doc, "meta") or {}), **meta}
+            found = self._experiments.update_one(
+                {"_id": experiment_id, **old}, {"$set": _pack("meta", merged)}
+            )
+            if found.matched_count:
+                return
+        raise StoreError(
+            f"MongoDB store {self.describe()}: experiment {experiment_id}'s settings kept "
+            "changing while they were updated; try again"
+        )
 
     @_guarded
     def delete_experiment(self, experiment_id: int) -> None:
@@ -719,14 +741,15 @@ class MongoStore(Store):
             self._trials.update_many(
                 {"_id": {"$in": ids}, "state": {"$in": _ACTIVE}}, {"$set": changed}
             )
-            if exp["state"] == ExperimentState.CANCELLED.value:
+            state = ExperimentState(exp["state"])
+            if state.stops_trials:
                 self._trials.update_many(
                     {"_id": {"$in": ids}, "state": _QUEUED},
                     {
                         "$set": {
                             "state": TrialState.CANCELLED.value,
                             "finished_at": self._now(),
-                            "error": "Cancelled",
+                            "error": cancel_message(state),
                         }
                     },
                 )

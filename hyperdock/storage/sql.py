@@ -46,7 +46,7 @@ from hyperdock.errors import (
 )
 from hyperdock.jsonutil import dumps
 from hyperdock.storage import redact_url
-from hyperdock.storage.base import SCHEMA_VERSION, Store
+from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 _EXPERIMENT_COLS = (
@@ -272,13 +272,13 @@ class SQLStore(Store):
                 self._q("UPDATE hd_experiments SET state = ? WHERE id = ?"),
                 (state.value, experiment_id),
             )
-            if state is ExperimentState.CANCELLED:
+            if state.stops_trials:
                 cur.execute(
                     self._q(
                         f"UPDATE hd_trials SET state = 'cancelled', finished_at = {self.now_sql}, "
-                        "error = 'Cancelled' WHERE experiment_id = ? AND state = 'queued'"
+                        "error = ? WHERE experiment_id = ? AND state = 'queued'"
                     ),
-                    (experiment_id,),
+                    (cancel_message(state), experiment_id),
                 )
                 cur.execute(
                     self._q(
@@ -295,8 +295,23 @@ class SQLStore(Store):
         max_trials: int | None = None,
         priority: int | None = None,
         max_retries: int | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Experiment:
         with self._tx() as cur:
+            if meta:
+                # Read and write in one transaction, the row locked (PostgreSQL), so
+                # concurrent updates of different keys do not undo each other.
+                row = self._one(
+                    cur,
+                    f"SELECT meta FROM hd_experiments WHERE id = ?{self.lock_sql}",
+                    (experiment_id,),
+                )
+                if row is not None:
+                    merged = {**json.loads(row[0] or "{}"), **meta}
+                    cur.execute(
+                        self._q("UPDATE hd_experiments SET meta = ? WHERE id = ?"),
+                        (dumps(merged), experiment_id),
+                    )
             for column, value in (
                 ("max_trials", max_trials),
                 ("priority", priority),

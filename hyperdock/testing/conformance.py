@@ -366,6 +366,30 @@ class StoreConformance:
         assert store.get_experiment(exp.id).state is ExperimentState.CANCELLED
         assert store.claim("w") is None
 
+    def test_failed_experiment_stops_its_trials(self, store: Store) -> None:
+        exp = make_experiment(store)
+        store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        running = store.claim("w")
+        assert running is not None
+        store.set_experiment_state(exp.id, ExperimentState.FAILED)
+        assert store.get_experiment(exp.id).state is ExperimentState.FAILED
+        assert [e.state for e in store.list_experiments()] == [ExperimentState.FAILED]
+        (queued,) = store.list_trials(exp.id, states=[TrialState.CANCELLED])
+        assert queued.error == "Cancelled: the experiment failed"
+        # The running trial's worker is told to stop; its release ends it cancelled.
+        assert store.heartbeat("w", [running.id]) == {running.id}
+        assert store.release(running.id, "w", error="Cancelled") is TrialState.CANCELLED
+        assert store.claim("w") is None
+        store.add_trials(exp.id, [{"n": 2}])  # a late add of a failed experiment's trial
+        assert store.claim("w") is None
+
+    def test_update_experiment_meta_keeps_other_keys(self, store: Store) -> None:
+        exp = make_experiment(store, meta={"max_time": 5.0, "pruner": "none"})
+        got = store.update_experiment(exp.id, meta={"stop_reason": "why", "max_time": 7.0})
+        assert got.meta == {"max_time": 7.0, "pruner": "none", "stop_reason": "why"}
+        assert store.get_experiment(exp.id).meta == got.meta
+        assert store.update_experiment(exp.id, max_trials=3).meta == got.meta
+
     def test_cancel_queued_trial(self, store: Store) -> None:
         exp = make_experiment(store)
         (trial,) = store.add_trials(exp.id, [{"n": 0}])
