@@ -1264,28 +1264,62 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
 @cli.command()
 @_store_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8765, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: any free one).",
+)
 @click.option(
     "--token",
     envvar="HYPERDOCK_TOKEN",
     default=None,
-    help="Required for actions; required to bind beyond localhost. [env HYPERDOCK_TOKEN]",
+    help="Needed by every API request (at least 16 characters; default: a random one, "
+    "printed in the URL). [env HYPERDOCK_TOKEN]",
 )
-def dashboard(store: str | None, host: str, port: int, token: str | None) -> None:
+@click.option(
+    "--no-token",
+    is_flag=True,
+    help="No token: any local account may read and act (single-user machines; 127.0.0.1 only).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this host name (a proxy's, this machine's DNS "
+    "name); others get 403. Repeatable.",
+)
+def dashboard(
+    store: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    no_token: bool,
+    allow_hosts: tuple[str, ...],
+) -> None:
     """Serve the web dashboard: experiments, trials, plots, workers, actions."""
-    from hyperdock.dashboard import check_bind, plotly_js, serve
+    from hyperdock.dashboard import check_bind, check_token, new_token, plotly_js, serve
 
-    check_bind(host, token)
+    if no_token and token:
+        raise ConfigError("give either --token (or HYPERDOCK_TOKEN) or --no-token, not both")
+    check_token(token)
+    check_bind(host, token)  # beyond loopback only with a token the user chose
+    generated = token is None and not no_token
+    token = new_token() if generated else token
     plotly_js()  # refuses at once (ConfigError) when plotly is missing
     with _store(store) as st:
 
         def ready(url: str) -> None:
-            click.echo(f"Dashboard on {url} (store {st.describe()}); Ctrl-C stops it.")
-            if token:
+            # A token made here is shown (as Jupyter does); the user's own is not echoed.
+            shown = f"{url}?token={token}" if generated else url
+            click.echo(f"Dashboard on {shown} (store {st.describe()}); Ctrl-C stops it.")
+            if token and not generated:
                 click.echo(f"It needs its token: open {url}?token=… (the --token value).")
 
         with contextlib.suppress(KeyboardInterrupt):
-            serve(st, host, port, token, ready=ready)
+            serve(st, host, port, token, ready=ready, allow_hosts=allow_hosts)
 
 
 @cli.command()

@@ -30,7 +30,7 @@ from hyperdock.study import Objectives
 from hyperdock.trial import Target, TrialState
 
 XSS = "<script>alert(1)</script>"
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789"
 
 
 # -- filling a store --------------------------------------------------------------------
@@ -685,7 +685,9 @@ def test_cli_serves(tmp_path: Path) -> None:
     with open_store(url) as st:
         fill_store(st, tmp_path / "results")
     log = tmp_path / "dash.log"
-    proc = spawn("dashboard", "--store", url, "--port", str(port), cwd=tmp_path, log=log)
+    proc = spawn(
+        "dashboard", "--store", url, "--port", str(port), "--no-token", cwd=tmp_path, log=log
+    )
 
     def up() -> bool:
         assert proc.poll() is None, log.read_text()
@@ -701,3 +703,86 @@ def test_cli_serves(tmp_path: Path) -> None:
     proc.terminate()
     proc.wait(timeout=30)
     assert f"127.0.0.1:{port}" in log.read_text()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_cli_makes_a_token_when_none_is_given(tmp_path: Path) -> None:
+    """Issue 12, item 12: without --token any local account could act; now a random
+    token is made and printed in the URL, unless --no-token."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with open_store(url) as st:
+        fill_store(st, tmp_path / "results")
+    log = tmp_path / "dash.log"
+    spawn("dashboard", "--store", url, "--port", "0", cwd=tmp_path, log=log,
+          env={"HYPERDOCK_TOKEN": ""})  # fmt: skip
+    wait_for(lambda: "Dashboard on" in log.read_text(), 30, "the banner")
+    match = re.search(r"Dashboard on (http://127\.0\.0\.1:\d+/)\?token=(\S+) ", log.read_text())
+    assert match, log.read_text()
+    base, token = match.groups()
+    assert len(token) >= 16
+    assert _get(base + "api/experiments")[0] == 401
+    assert _get(base + "api/experiments", {"X-Hyperdock-Token": token})[0] == 200
+
+
+@pytest.mark.parametrize("token", ["short", "fifteen-chars-x"])
+def test_short_tokens_are_refused(tmp_path: Path, token: str) -> None:
+    out = hd("dashboard", "--store", f"sqlite:///{tmp_path / 'x.db'}", "--token", token,
+             cwd=tmp_path, timeout=60)  # fmt: skip
+    assert out.returncode == 2 and "at least 16 characters" in out.stderr, out.stderr
+    with pytest.raises(ConfigError, match="at least 16"):
+        make_dashboard_server(open_store(f"sqlite:///{tmp_path / 'y.db'}"), token=token)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.nip.io", "[::2]"])
+def test_dns_rebinding_is_refused(store: Store, filled: dict[str, Any], host: str) -> None:
+    """Issue 12, item 3: a page on a rebound DNS name reads nothing, token or not."""
+    for app in (create_app(store), create_app(store, bound_host="127.0.0.1")):
+        for path in (
+            "/api/experiments",
+            "/api/experiments/exp",
+            f"/api/trials/{filled['completed']}",
+        ):
+            reply = call(app, path, headers={"Host": host})
+            assert reply.status == 403, (host, path, reply.text)
+            assert "allow-host" in reply.text and "epoch" not in reply.text
+        page = call(app, "/experiments/exp", headers={"Host": host})
+        assert page.status == 403 and "DNS rebinding" in page.text
+
+
+def test_allowed_hosts_are_served(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store, bound_host="10.0.0.5", allow_hosts=["gpu-box.lab"])
+    for host in ("127.0.0.1:8765", "localhost", "[::1]:8765", "10.0.0.5:8765", "GPU-box.lab"):
+        assert call(app, "/api/experiments", headers={"Host": host}).status == 200, host
+    assert call(app, "/api/experiments", headers={"Host": "other.lab"}).status == 403
+    # bound to every interface with a token: the token is the guard, any name is served
+    wide = create_app(store, TOKEN, bound_host="0.0.0.0")
+    auth = {"Host": "gpu-box.lab", "X-Hyperdock-Token": TOKEN}
+    assert call(wide, "/api/experiments", headers=auth).status == 200
+
+
+def test_idle_connections_are_closed(tmp_path: Path) -> None:
+    import socket
+
+    from hyperdock.dashboard import IDLE_TIMEOUT, _QuietHandler
+
+    assert _QuietHandler.timeout == IDLE_TIMEOUT == 30.0
+    server = make_dashboard_server(open_store(f"sqlite:///{tmp_path / 'x.db'}"), port=0)
+    server.RequestHandlerClass.timeout = 0.5  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+            sock.sendall(b"GET /api/workers HTTP/1.1\r\n")  # and then nothing
+            assert sock.recv(100) == b""  # the server hung up on the silent client
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.RequestHandlerClass.timeout = IDLE_TIMEOUT  # type: ignore[attr-defined]

@@ -246,3 +246,56 @@ def test_stops_server_calls_fail_fast_then_recover(
         finally:
             postgres_cluster.ctl("start")
         assert _calls_after_outage(store, exp.id) <= 1
+
+
+@pytest.mark.parametrize("form", ["query", "userinfo-unencoded"])
+def test_no_output_shows_the_password(
+    postgres_admin_url: str, postgres_url: Callable[[], str], tmp_path: Path, form: str
+) -> None:
+    """Issue 12, item 10: `?password=` and a password with an unencoded `@` were printed
+    by the run banner, the worker log and the dashboard banner."""
+    import psycopg
+    from clihelp import PY, hd, spawn, wait_for, write
+
+    secret = "Qx9@redact-me"
+    database = urllib.parse.urlsplit(postgres_url()).path.lstrip("/")
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS hd_redact")
+        conn.execute(f"CREATE ROLE hd_redact LOGIN PASSWORD '{secret}'")
+        conn.execute(f'GRANT ALL ON DATABASE "{database}" TO hd_redact')
+        conn.execute(f'ALTER DATABASE "{database}" OWNER TO hd_redact')
+    host = "127.0.0.1:5432"
+    if form == "query":
+        url = f"postgresql://hd_redact@{host}/{database}?password={urllib.parse.quote(secret)}"
+    else:
+        url = f"postgresql://hd_redact:{secret}@{host}/{database}"
+    write(tmp_path / "sp.py", "SPACE = {'x': [1, 2]}")
+    write(
+        tmp_path / "t.py",
+        "import json, os\njson.dump(1, open(os.environ['HYPERDOCK_LOSS'], 'w'))\n",
+    )
+    outputs = []
+    run = hd("run", "sp.py", "--command", f"{PY} t.py", "--store", url, "--loglevel", "info",
+             cwd=tmp_path)  # fmt: skip
+    outputs.append(run.stdout + run.stderr)
+    if form == "query":
+        assert run.returncode == 0, run.stderr
+    else:  # libpq itself cannot use it (it splits at the first @): the error must not leak
+        assert run.returncode == 1 and "cannot connect" in run.stderr, run.stderr
+    worker = hd("worker", "--burst", "--store", url, "--loglevel", "debug", cwd=tmp_path)
+    outputs.append(worker.stdout + worker.stderr)
+    outputs.append(hd("status", "--store", url, cwd=tmp_path).stdout)
+    log = tmp_path / "dash.log"
+    dash = spawn("dashboard", "--store", url, "--port", "0", "--no-token", cwd=tmp_path, log=log)
+    wait_for(
+        lambda: "Dashboard on" in log.read_text() or dash.poll() is not None, 60, "the dashboard"
+    )
+    dash.terminate()
+    dash.wait(timeout=30)
+    outputs.append(log.read_text())
+    for text in outputs:
+        for form_ in (secret, urllib.parse.quote(secret), "redact-me"):
+            assert form_ not in text, text
+    assert "hd_redact" in outputs[0]
+    if form == "query":
+        assert "Dashboard on" in outputs[-1] and "password=***" in outputs[0]

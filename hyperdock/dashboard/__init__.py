@@ -6,6 +6,10 @@ threading ``wsgiref`` server. Actions (POST) are CSRF-safe: they need the header
 ``X-Hyperdock-Token`` equal to the token when one is set, else the custom header
 ``X-Requested-With: hyperdock`` (which browsers send cross-site only with a CORS grant,
 never given here) and a local ``Host``. With a token, reading the API needs it too.
+
+Every request must name an allowed ``Host`` (the bound address, a loopback name, or one
+given with ``allow_hosts``): a web page the user visits could otherwise point a DNS name
+of its own at 127.0.0.1 ("DNS rebinding") and read the dashboard as same-origin.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import html
 import json
 import logging
 import re
+import secrets
 import socketserver
 import threading
 import time
@@ -30,12 +36,19 @@ from hyperdock.dashboard import api, pages
 from hyperdock.errors import ConfigError, StoreError
 from hyperdock.storage.base import Store
 
-__all__ = ["LOCAL_HOSTS", "check_bind", "create_app", "serve"]
+__all__ = ["LOCAL_HOSTS", "check_bind", "check_token", "create_app", "new_token", "serve"]
 
 log = logging.getLogger("hyperdock.dashboard")
 
 #: Hosts the dashboard may bind without a token.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Shortest token accepted: a short one could be guessed by any local account.
+MIN_TOKEN_LENGTH = 16
+#: Seconds a connection may stay idle (a slow or silent client must not hold a thread).
+IDLE_TIMEOUT = 30.0
+#: Addresses that mean "every interface": the Host check cannot know this machine's
+#: names then, so it is left to the token (which binding them requires).
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 #: Largest JSON body an action accepts.
 MAX_BODY = 1024 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -71,6 +84,40 @@ def check_bind(host: str, token: str | None) -> None:
             f"refusing to bind the dashboard to {host} without a token: "
             "give --token (or HYPERDOCK_TOKEN), or use --host 127.0.0.1"
         )
+
+
+def check_token(token: str | None) -> None:
+    """Refuse a token too short to be secret.
+
+    Raises:
+        ConfigError: ``token`` is shorter than :data:`MIN_TOKEN_LENGTH` characters.
+    """
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"the dashboard token must be at least {MIN_TOKEN_LENGTH} characters long "
+            f"(got {len(token)}); leave --token out to get a random one"
+        )
+
+
+def new_token() -> str:
+    """A random token for a dashboard started without one (printed in its URL)."""
+    return secrets.token_urlsafe(24)
+
+
+def _hostname(host_header: str) -> str:
+    """The name in a ``Host`` header, lower case, without port or IPv6 brackets."""
+    return (urllib.parse.urlsplit(f"//{host_header}").hostname or "").lower()
+
+
+_REFUSED_HOST_PAGE = """<!doctype html><meta charset="utf-8"><title>Host refused</title>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>This dashboard refused the host name {host}</h1>
+<p>Hyperdock's dashboard answers only to the address it listens on and to
+<code>localhost</code>, so that a web page cannot read it through a DNS name of its
+own pointed at this machine (DNS rebinding).</p>
+<p>If you opened it through this name on purpose, start it with
+<code>hyperdock dashboard --allow-host {host}</code>.</p>
+"""
 
 
 @cache
@@ -232,11 +279,26 @@ class _DetailCache:
 class DashboardApp:
     """The WSGI application. Build it with :func:`create_app`."""
 
-    def __init__(self, store: Store, token: str | None = None) -> None:
-        """Serve ``store``; ``token`` (when set) is required by every API request."""
+    def __init__(
+        self,
+        store: Store,
+        token: str | None = None,
+        *,
+        bound_host: str | None = None,
+        allow_hosts: Iterable[str] = (),
+    ) -> None:
+        """Serve ``store``; ``token`` (when set) is required by every API request.
+        ``bound_host`` and ``allow_hosts`` are the ``Host`` names accepted besides the
+        loopback ones (all, when bound to every interface with a token and no
+        ``allow_hosts``)."""
         self.store = store
         self.token = token or None
         self._details = _DetailCache()
+        names = {name.lower().strip("[]") for name in allow_hosts}
+        self._any_host = bound_host in _WILDCARD_HOSTS and not names and bool(self.token)
+        if bound_host and bound_host not in _WILDCARD_HOSTS:
+            names.add(bound_host.lower().strip("[]"))
+        self.allowed_hosts = frozenset(names | set(LOCAL_HOSTS))
 
     # -- WSGI -----------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -269,6 +331,17 @@ class DashboardApp:
     def _dispatch(self, environ: dict[str, Any]) -> _Response:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "/")) or "/"
+        refused = self._refused_host(environ)
+        if refused is not None:
+            log.warning("dashboard: refused a request for host %r", refused)
+            if path.startswith("/api/"):
+                raise api.ApiError(
+                    403,
+                    f"refused: host {refused!r} is not this dashboard's; start it with "
+                    f"--allow-host {refused} if you meant it",
+                )
+            page = _REFUSED_HOST_PAGE.format(host=html.escape(refused))
+            return _Response(403, page.encode("utf-8"), "text/html; charset=utf-8", [])
         if path.startswith("/api/"):
             if method in ("GET", "HEAD"):
                 self._authorise_read(environ)
@@ -303,6 +376,15 @@ class DashboardApp:
         return _Response(200, entry.body, json_type, headers)
 
     # -- security -------------------------------------------------------------------
+    def _refused_host(self, environ: dict[str, Any]) -> str | None:
+        """The request's ``Host`` name when it is not one this dashboard answers to,
+        else None. A request without one (not a browser's) is let through."""
+        header = str(environ.get("HTTP_HOST") or "")
+        if not header or self._any_host:
+            return None
+        name = _hostname(header)
+        return None if name in self.allowed_hosts else (name or header)
+
     def _authorise_read(self, environ: dict[str, Any]) -> None:
         """With a token, the API's data (parameters, results, logs) is for its holders
         only: GETs need the token as well. The pages and static files hold no data.
@@ -421,7 +503,13 @@ class DashboardApp:
         return _Response(200, text.encode("utf-8"), html_type, [])
 
 
-def create_app(store: Store, token: str | None = None) -> DashboardApp:
+def create_app(
+    store: Store,
+    token: str | None = None,
+    *,
+    bound_host: str | None = None,
+    allow_hosts: Iterable[str] = (),
+) -> DashboardApp:
     """The dashboard as a WSGI callable over ``store``.
 
     Args:
@@ -430,8 +518,11 @@ def create_app(store: Store, token: str | None = None) -> DashboardApp:
             ``X-Hyperdock-Token`` equal to it; pages get it from ``?token=`` (kept in
             the tab's sessionStorage). Pages and static files hold no data and are
             served to anyone.
+        bound_host: The address the server listens on: accepted as ``Host``.
+        allow_hosts: More ``Host`` names to accept (a reverse proxy's, this
+            machine's DNS name); requests for any other name get 403.
     """
-    return DashboardApp(store, token)
+    return DashboardApp(store, token, bound_host=bound_host, allow_hosts=allow_hosts)
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -446,24 +537,33 @@ class _IPv6Server(_ThreadingServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    #: Idle connections are closed (socket timeout on every read).
+    timeout = IDLE_TIMEOUT
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
 
 def make_dashboard_server(
-    store: Store, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+    store: Store,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    *,
+    allow_hosts: Iterable[str] = (),
 ) -> WSGIServer:
     """A threading server (not yet serving) for the dashboard; ``port`` 0 picks one.
 
     Raises:
-        ConfigError: binding beyond this machine without a token.
+        ConfigError: binding beyond this machine without a token, or a short token.
     """
+    check_token(token)
     check_bind(host, token)
     server_class = _IPv6Server if ":" in host else _ThreadingServer
     return make_server(
         host,
         port,
-        create_app(store, token),
+        create_app(store, token, bound_host=host, allow_hosts=allow_hosts),
         server_class=server_class,
         handler_class=_QuietHandler,
     )
@@ -476,17 +576,20 @@ def serve(
     token: str | None = None,
     *,
     ready: Callable[[str], None] | None = None,
+    allow_hosts: Iterable[str] = (),
 ) -> None:
     """Serve the dashboard until interrupted.
 
     Args:
         ready: Called with the dashboard's URL once it listens.
+        allow_hosts: More ``Host`` names to answer to (see :func:`create_app`).
 
     Raises:
-        ConfigError: binding beyond this machine without a token, or the port is taken.
+        ConfigError: binding beyond this machine without a token, a short token, or
+            the port is taken.
     """
     try:
-        server = make_dashboard_server(store, host, port, token)
+        server = make_dashboard_server(store, host, port, token, allow_hosts=allow_hosts)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
     shown = f"[{host}]" if ":" in host else host

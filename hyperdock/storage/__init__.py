@@ -10,24 +10,14 @@ URLs:
 from __future__ import annotations
 
 import os
-import urllib.parse
 
 from hyperdock.errors import ConfigError
+from hyperdock.redact import redact_url
 from hyperdock.storage.base import SCHEMA_VERSION, Store
 
 __all__ = ["DEFAULT_STORE_URL", "SCHEMA_VERSION", "Store", "open_store", "redact_url"]
 
 DEFAULT_STORE_URL = "sqlite:///./hyperdock.db"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
 def open_store(url: str | None = None) -> Store:

@@ -62,7 +62,7 @@ from hyperdock.errors import (
     StoreError,
 )
 from hyperdock.jsonutil import dumps, to_jsonable
-from hyperdock.storage import redact_url
+from hyperdock.redact import redact_url, scrub
 from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
@@ -400,10 +400,7 @@ class MongoStore(Store):
     def _scrub(self, text: str) -> str:
         """``text`` in one line, with the URL's password (if any) replaced by ***."""
         if self._url:
-            password = urllib.parse.urlsplit(self._url).password
-            if password:
-                for form in {password, urllib.parse.unquote(password)}:
-                    text = text.replace(form, "***")
+            text = scrub(text, self._url)
         return _one_line(text)
 
     def _translate(self, exc: Exception) -> StoreError:

@@ -28,11 +28,9 @@ import contextlib
 import functools
 import json
 import os
-import re
 import select
 import sqlite3
 import threading
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,7 @@ from hyperdock.errors import (
     StoreError,
 )
 from hyperdock.jsonutil import dumps
-from hyperdock.storage import redact_url
+from hyperdock.redact import redact_url, scrub
 from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
@@ -953,11 +951,8 @@ _TRIAL_TEXT: tuple[Any, ...] = (
 
 
 def _redact(url: str) -> str:
-    """:func:`redact_url`, also for URLs too malformed for :mod:`urllib.parse`."""
-    try:
-        return redact_url(url)
-    except ValueError:
-        return re.sub(r"^([^:/]+://[^:@/]*):[^@]*@", r"\1:***@", url)
+    """:func:`redact_url` (kept as the module's name for it)."""
+    return redact_url(url)
 
 
 def _first_line(text: str) -> str:
@@ -1374,17 +1369,9 @@ class PostgresStore(SQLStore):
 
     # -- errors -----------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
-        """``text`` without the URL's password, however the driver quoted it (libpq
-        echoes parts of a malformed URL). A password equal to the user name, or shorter
-        than 4 characters, is left alone: replacing it would mangle the message."""
-        text = text.replace(self.url, _redact(self.url))
-        match = re.match(r"[^:]+://([^:@/]*):([^@]*)@", self.url)
-        if match and match.group(2):
-            user, password = match.group(1), match.group(2)
-            for secret in {password, urllib.parse.unquote(password)}:
-                if len(secret) >= 4 and secret != user:
-                    text = text.replace(secret, "***")
-        return text
+        """``text`` without any secret of the URL, however the driver quoted it (libpq
+        echoes parts of a malformed URL)."""
+        return scrub(text, self.url)
 
     def _is_connection_error(self, exc: Exception) -> bool:
         if isinstance(exc, self._pg.InterfaceError):  # e.g. "the connection is closed"
