@@ -417,17 +417,18 @@ def test_dashboard_image_serves_a_store(
     base = f"http://127.0.0.1:{port}"
     try:
 
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(base + "/api/experiments", timeout=5) as resp:
-                    return resp.status == 200
-            except OSError:
-                container.reload()
-                assert container.status in ("created", "running"), container.logs().decode()
-                return False
+        def banner() -> bool:
+            container.reload()
+            assert container.status in ("created", "running"), container.logs().decode()
+            return "?token=" in container.logs().decode()
 
-        wait_for(up, timeout=60, what="the dashboard container")
-        with urllib.request.urlopen(base + "/api/experiments", timeout=10) as resp:
+        # No token given: it makes one and prints the URL with it.
+        wait_for(banner, timeout=60, what="the dashboard container's URL")
+        token = container.logs().decode().split("?token=", 1)[1].split()[0]
+        request = urllib.request.Request(
+            base + "/api/experiments", headers={"X-Hyperdock-Token": token}
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
             assert [e["name"] for e in json.load(resp)] == ["shown"]
         with urllib.request.urlopen(base + "/experiments/shown", timeout=10) as resp:
             page = resp.read().decode()
