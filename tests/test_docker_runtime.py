@@ -22,6 +22,7 @@ import docker.api.client
 import docker.errors
 import pytest
 import requests
+from clihelp import wait_for
 
 from hyperdock.errors import ConfigError, TargetError
 from hyperdock.runtimes.base import RunContext
@@ -331,6 +332,25 @@ def test_stop_is_idempotent_before_and_after_wait(
 
 
 @pytest.mark.docker
+def test_a_stop_after_the_container_exited_by_itself_is_not_reported_as_a_stop(
+    runtime: DockerRuntime, make_ctx: MakeCtx, docker_client: Any
+) -> None:
+    ctx = make_ctx(sh("echo 0.5 > /hyperdock/loss.json"))
+    execution = runtime.start(ctx)
+    container = docker_client.containers.get(execution.container_id)
+
+    def exited() -> bool:
+        container.reload()
+        return bool(container.status == "exited")
+
+    wait_for(exited, 60, "the container to exit")
+    execution.stop(0)  # e.g. a prune that comes in just after the target finished
+    outcome = execution.wait()
+    assert outcome.exit_code == 0
+    assert not outcome.stopped
+
+
+@pytest.mark.docker
 def test_concurrent_runs_share_one_runtime(runtime: DockerRuntime, make_ctx: MakeCtx) -> None:
     contexts = [
         make_ctx(sh(f"echo {i}; sleep 0.{i}; echo {i} > /hyperdock/loss.json")) for i in range(8)
@@ -479,6 +499,9 @@ class FakeAPI:
 
     def stop(self, container: str, timeout: int = 10) -> None:
         self.calls.append(("stop", timeout))
+
+    def inspect_container(self, container: str) -> dict[str, Any]:
+        return {"State": {"Running": True}}
 
     def kill(self, container: str) -> None:
         self.calls.append(("kill", container))

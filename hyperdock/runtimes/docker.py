@@ -444,13 +444,15 @@ class DockerExecution(Execution):
         self._state_lock = threading.Lock()
         self._wait_lock = threading.Lock()
         self._stop_requested = False
+        self._exited = False
         self._finished = False
         self._outcome: RunOutcome | None = None
 
     def stop(self, grace: float | None = None) -> None:
         """Ask the container to end (``docker stop``): SIGTERM, SIGKILL after ``grace``.
 
-        Thread-safe and idempotent; a no-op once :meth:`wait` has finished. Blocks
+        Thread-safe and idempotent; a no-op once the container has exited (one inspect
+        call tells), so a late stop does not turn a finished run into a stopped one. Blocks
         until Docker reports the container stopped (at most about ``grace`` seconds).
 
         Args:
@@ -459,7 +461,12 @@ class DockerExecution(Execution):
         """
         seconds = self._runtime.stop_grace if grace is None else grace
         with self._state_lock:
-            if self._finished:
+            if self._exited or self._finished:
+                return  # it ended by itself: a late stop changes nothing
+        if not self._running():
+            return
+        with self._state_lock:
+            if self._exited or self._finished:
                 return
             self._stop_requested = True
         try:
@@ -468,6 +475,16 @@ class DockerExecution(Execution):
             pass  # already removed by wait()
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             log.warning("could not stop container %s: %s", self.name, exc)
+
+    def _running(self) -> bool:
+        """Whether the container still runs (True when Docker cannot tell)."""
+        try:
+            state = self._api.inspect_container(self.container_id).get("State") or {}
+        except docker.errors.NotFound:
+            return False
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return True
+        return bool(state.get("Running", True))
 
     def wait(self) -> RunOutcome:
         """Wait for the container to exit, save its log, remove it; return the outcome.
@@ -486,6 +503,8 @@ class DockerExecution(Execution):
                 try:
                     exit_code, timed_out = self._wait_for_exit()
                     ended = time.monotonic()
+                    with self._state_lock:
+                        self._exited = True
                 finally:
                     self._save_log(log_file)
             finally:
