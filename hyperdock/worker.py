@@ -9,6 +9,9 @@ Promises:
     * A trial is never lost: whatever goes wrong while running it (bad ``loss.json``, a
       crash of the target, an exception in Hyperdock itself), its attempt ends in the
       store as completed, failed, cancelled or back in the queue.
+    * Completion wins over a late prune: a target that has written a valid
+      ``loss.json`` when its prune request arrives gets ``stop_grace`` seconds to exit
+      by itself, and is then recorded completed with its loss.
     * :meth:`Worker.stop` (SIGTERM/SIGINT in the CLI) stops claiming, stops the running
       targets, and puts their trials back in the queue without using up a retry.
 """
