@@ -223,6 +223,25 @@ def test_log_holds_stdout_and_stderr_in_order(runtime: DockerRuntime, make_ctx: 
 
 
 @pytest.mark.docker
+def test_output_reaches_the_log_while_the_container_runs(
+    runtime: DockerRuntime, make_ctx: MakeCtx
+) -> None:
+    ctx = make_ctx(
+        sh("echo first line; while [ ! -e /hyperdock/release ]; do sleep 0.05; done; echo last")
+    )
+    log_file = ctx.folder / "docker_log.txt"
+    execution = runtime.start(ctx)
+    try:
+        assert log_file.exists()  # from the start: `hyperdock logs` finds it
+        wait_for(lambda: log_file.read_text() == "first line\n", 30, "the first line")
+    finally:
+        (ctx.folder / "release").write_text("")
+        outcome = execution.wait()
+    assert outcome.exit_code == 0
+    assert log_file.read_text() == "first line\nlast\n"
+
+
+@pytest.mark.docker
 def test_timeout_kills_and_removes_container(
     runtime: DockerRuntime, make_ctx: MakeCtx, docker_client: Any
 ) -> None:
@@ -550,6 +569,7 @@ def test_missing_image_pulled_then_run(fake_ctx: RunContext) -> None:
         "pull",
         "create",
         "start",
+        "logs",
         "wait",
         "logs",
         "remove",
