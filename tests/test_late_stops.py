@@ -11,7 +11,6 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from clihelp import PY, wait_for, write
@@ -19,7 +18,7 @@ from clihelp import PY, wait_for, write
 from hyperdock.runtimes.base import RunContext
 from hyperdock.runtimes.process import ProcessRuntime
 from hyperdock.storage import Store, open_store
-from hyperdock.trial import Experiment, Target, Trial, TrialState
+from hyperdock.trial import Target, Trial, TrialState
 from hyperdock.worker import Worker
 
 #: Reports its last step, writes its loss, then waits for ``release`` (a slow teardown:
@@ -42,57 +41,55 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield st
 
 
-def _experiment(store: Store, tmp_path: Path, *params: dict[str, Any]) -> Experiment:
+def _prune_after_the_loss(
+    store: Store, tmp_path: Path, name: str, *, hang: bool, stop_grace: float
+) -> Trial:
+    """Run one trial of a new experiment ``name``; prune it once it wrote its loss.
+
+    Returns:
+        The trial as stored once the worker is done with it.
+    """
     write(tmp_path / "finishing.py", FINISHING)
     exp = store.create_experiment(
-        "late", space={}, target=Target(command=(PY, str(tmp_path / "finishing.py"))),
-        sampler="grid", seed=0, max_trials=len(params), max_retries=0,
+        name, space={}, target=Target(command=(PY, str(tmp_path / "finishing.py"))),
+        sampler="grid", seed=0, max_trials=1, max_retries=0,
     )  # fmt: skip
-    store.add_trials(exp.id, list(params))
-    return exp
-
-
-def _loss_file(tmp_path: Path, trial: Trial) -> Path | None:
-    found = sorted((tmp_path / "results").glob(f"late-{trial.id}/*/loss.json"))
-    return found[0] if found else None
-
-
-def test_a_prune_that_arrives_after_the_loss_was_written_lets_the_trial_complete(
-    store: Store, tmp_path: Path
-) -> None:
-    exp = _experiment(store, tmp_path, {"hang": False}, {"hang": True})
-    # Heartbeats and progress reads only when the test calls beat(); one slot, so the
-    # two trials run one after the other.
+    [trial] = store.add_trials(exp.id, [{"hang": hang}])
+    # Heartbeats and progress reads only when the test calls beat().
     worker = Worker(
-        store, results_dir=tmp_path / "results", heartbeat_interval=3600,
-        progress_interval=3600, poll_interval=0.05, stop_grace=3, sweep_orphans=False,
-        burst=True,
+        store, results_dir=tmp_path / "results", experiment_id=exp.id,
+        heartbeat_interval=3600, progress_interval=3600, poll_interval=0.05,
+        stop_grace=stop_grace, sweep_orphans=False, burst=True,
     )  # fmt: skip
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        finishing, hanging = store.list_trials(exp.id)
-        wait_for(lambda: _loss_file(tmp_path, finishing) is not None, 60, "the loss.json")
-        assert store.prune_trial(finishing.id)
+        loss_files = (tmp_path / "results").glob
+        wait_for(lambda: any(loss_files(f"{name}-{trial.id}/*/loss.json")), 60, "the loss")
+        assert store.prune_trial(trial.id)
         worker.beat()  # the worker learns of the prune now, its target still running
         (tmp_path / "release").write_text("")
-        # A target that writes its loss and goes on running is still pruned: it is
-        # given the grace period to exit, then stopped.
-        wait_for(lambda: _loss_file(tmp_path, hanging) is not None, 60, "the second loss")
-        assert store.prune_trial(hanging.id)
-        worker.beat()
         thread.join(timeout=60)
         assert not thread.is_alive()
     finally:
         worker.stop()
         thread.join(timeout=60)
-    done = store.get_trial(finishing.id)
+    return store.get_trial(trial.id)
+
+
+def test_a_prune_that_arrives_after_the_loss_was_written_lets_the_trial_complete(
+    store: Store, tmp_path: Path
+) -> None:
+    # A grace far longer than the test: only the target's own exit can end it.
+    done = _prune_after_the_loss(store, tmp_path, "finishing", hang=False, stop_grace=600)
     assert done.state is TrialState.COMPLETED, done.error
     assert done.loss == 0.25 and done.result["exit_code"] == 0
     assert done.error is None
-    pruned = store.get_trial(hanging.id)
-    assert pruned.state is TrialState.PRUNED
-    assert pruned.result["step"] == 20
+    # A target that writes its loss and goes on running is still pruned: it is given
+    # the grace period to exit, then stopped.
+    hanging = _prune_after_the_loss(store, tmp_path, "hanging", hang=True, stop_grace=0.5)
+    assert hanging.state is TrialState.PRUNED
+    assert hanging.result["step"] == 20
 
 
 def test_a_stop_after_the_target_exited_by_itself_is_not_reported_as_a_stop(
