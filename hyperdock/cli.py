@@ -1413,6 +1413,8 @@ class _Tail:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         data = path.read_bytes()
         self._pos = len(data)
+        #: Whether the file held anything when the tail started.
+        self.printed = bool(data)
         self._write(_last_lines(self._decoder.decode(data), lines))
 
     @staticmethod
@@ -1445,6 +1447,8 @@ def _follow(st: Store, trial_id: int, results: str, lines: int | None) -> None:
                 tail.pump(final=True)
                 click.echo(f"--- attempt {trial.attempt + 1}: {path.parent.name} ---", err=True)
             tail = _Tail(path, lines)
+            if not tail.printed and trial.state is TrialState.RUNNING:
+                click.echo(_no_output_yet(trial), err=True)
         elif tail is not None:
             tail.pump()
         if trial.state.finished:
@@ -1460,6 +1464,10 @@ def _follow(st: Store, trial_id: int, results: str, lines: int | None) -> None:
         else:
             waiting_since = None
         time.sleep(_FOLLOW_POLL)
+
+
+def _no_output_yet(trial: Trial) -> str:
+    return f"trial {trial.id} is running: no output yet"
 
 
 def _no_log(trial: Trial, results: str) -> NoReturn:
@@ -1499,7 +1507,8 @@ def logs(
 ) -> None:
     """Print the output (log.txt or docker_log.txt) of trial TRIAL_ID.
 
-    A Docker target's output is saved when its container ends.
+    The output of a running trial (local command or Docker container) is there as it
+    is printed; --follow shows it live.
     """
     if follow and as_json:
         raise ConfigError("--follow and --json do not go together")
@@ -1512,7 +1521,11 @@ def logs(
         path = _log_file(st, trial, results)
         if path is None:
             _no_log(trial, results)
-        text = _last_lines(path.read_bytes().decode("utf-8", "replace"), lines)
+        data = path.read_bytes()
+        text = _last_lines(data.decode("utf-8", "replace"), lines)
+    if not data and trial.state is TrialState.RUNNING and not as_json:
+        click.echo(_no_output_yet(trial), err=True)
+        return
     if as_json:
         payload = {"trial": trial.id, "state": trial.state.value, "file": str(path), "log": text}
         click.echo(json.dumps(payload, indent=2, sort_keys=True))

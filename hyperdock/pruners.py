@@ -256,6 +256,18 @@ def curve_length(study: Any) -> int | None:
     return max(steps) if steps else None
 
 
+def horizon(pruner: Any, study: Any) -> int | None:
+    """The step at which a trial has run its whole course, as far as ``pruner`` knows:
+    the curve length, or an absolute ``max_resource`` when that comes first (None:
+    unknown). A trial that has reached it is not pruned: its work is done, and stopping
+    it would throw away the result it is about to write."""
+    own = getattr(pruner, "horizon", None)
+    if own is None:
+        return curve_length(study)
+    steps: int | None = own(study)
+    return steps
+
+
 def _number(trial: Any) -> int:
     return int(trial.system_attrs.get(NUMBER_ATTR, trial.number))
 
@@ -425,6 +437,15 @@ class HyperbandRule:
         self.min_resource = min_resource
         self.max_resource = max_resource
         self.halving = Halving(min_resource, reduction_factor)
+
+    def horizon(self, study: Any) -> int | None:
+        """See :func:`horizon`: the curve length, or ``max_resource`` when it is absolute
+        and shorter."""
+        steps = [curve_length(study)]
+        if self.max_resource is not None and not self.max_resource.relative:
+            steps.append(int(self.max_resource.value))
+        known = [s for s in steps if s is not None]
+        return min(known) if known else None
 
     def brackets(self, low: int, high: int) -> list[int]:
         """Trial allocation per bracket for resources ``low`` .. ``high``."""

@@ -35,7 +35,7 @@ from typing import Any
 
 from hyperdock.errors import ConfigError
 from hyperdock.jsonutil import dumps
-from hyperdock.pruners import NUMBER_ATTR, Pruner
+from hyperdock.pruners import NUMBER_ATTR, Pruner, horizon
 from hyperdock.space import UNION_LABEL, Choice, Dist, GridAxis, Space, Union, _steps
 from hyperdock.trial import Trial, TrialState
 
@@ -508,14 +508,21 @@ class StudyMirror:
         return params
 
     def prune(self, pruner: Pruner) -> list[int]:
-        """Store ids of running trials that ``pruner`` would stop now."""
+        """Store ids of running trials that ``pruner`` would stop now.
+
+        A trial whose last reported step has reached the curve length (see
+        :func:`hyperdock.pruners.horizon`) is never among them: it has done its work.
+        """
         out = []
+        end = horizon(pruner, self.study)
         for sid in self.pending_ids:
             oid = self._store_ids[sid]
             frozen = self.storage.get_trial(oid)
             if frozen.state != self.optuna.trial.TrialState.RUNNING:
                 continue
             if not frozen.intermediate_values:
+                continue
+            if end is not None and frozen.last_step is not None and frozen.last_step >= end:
                 continue
             if pruner.prune(self.study, frozen):
                 out.append(sid)

@@ -9,6 +9,9 @@ Promises:
     * A trial is never lost: whatever goes wrong while running it (bad ``loss.json``, a
       crash of the target, an exception in Hyperdock itself), its attempt ends in the
       store as completed, failed, cancelled or back in the queue.
+    * Completion wins over a late prune: a target that has written a valid
+      ``loss.json`` when its prune request arrives gets ``stop_grace`` seconds to exit
+      by itself, and is then recorded completed with its loss.
     * :meth:`Worker.stop` (SIGTERM/SIGINT in the CLI) stops claiming, stops the running
       targets, and puts their trials back in the queue without using up a retry.
 """
@@ -73,6 +76,14 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
     return "\n".join(kept)
+
+
+def _wrote_loss(folder: Path) -> bool:
+    """Whether the target in ``folder`` has written a valid, successful ``loss.json``."""
+    try:
+        return parse_loss((folder / "loss.json").read_text(encoding="utf-8")).ok
+    except (OSError, UnicodeDecodeError, LossFileError):
+        return False
 
 
 class Worker:
@@ -143,6 +154,10 @@ class Worker:
         self._lock = threading.Lock()
         self._running: dict[int, Execution | None] = {}
         self._stop_reasons: dict[int, str] = {}
+        # Attempt folders of running trials (a late prune checks for their loss.json).
+        self._folders: dict[int, Path] = {}
+        # Prunes put off because the target had written its loss (see _obey_stops).
+        self._late_stops: dict[int, threading.Timer] = {}
         self._experiments: dict[int, Experiment] = {}
         # Trials whose target has ended, waiting for the reporter thread.
         self._reports: queue.Queue[tuple[Trial, Report] | None] = queue.Queue(parallelism)
@@ -292,7 +307,11 @@ class Worker:
                 with self._lock:
                     self._running.pop(trial.id, None)
                     self._stop_reasons.pop(trial.id, None)
+                    self._folders.pop(trial.id, None)
                     self._ended.discard(trial.id)
+                    late = self._late_stops.pop(trial.id, None)
+                if late is not None:
+                    late.cancel()
                 with self._progress_lock:
                     self._progress.pop(trial.id, None)
             if state is TrialState.QUEUED:  # a retry: an idle slot may take it now
@@ -329,6 +348,8 @@ class Worker:
         folder.mkdir()
         (folder / "out").mkdir()
         (folder / "params.json").write_text(dumps(trial.params))
+        with self._lock:
+            self._folders[trial.id] = folder
         with self._progress_lock:
             self._progress[trial.id] = ProgressReader(folder / PROGRESS_FILE)
         env = dict(self._env)
@@ -548,9 +569,29 @@ class Worker:
             with self._lock:
                 self._stop_reasons.setdefault(trial_id, reason)
                 execution = self._running.get(trial_id)
-            if execution is not None:
-                log.info("trial %d: %s requested; stopping its target", trial_id, reason)
-                execution.stop(self._stop_grace)
+                folder = self._folders.get(trial_id)
+            if execution is None:
+                continue  # not started yet: _attempt stops it once it has
+            if reason == "prune" and folder is not None and _wrote_loss(folder):
+                # The target has finished its work and is on its way out: completion
+                # wins over a late prune. It is only stopped (and pruned) if it does
+                # not exit by itself within the grace period.
+                log.info(
+                    "trial %d: prune requested after the target wrote its loss; "
+                    "it has %g s to exit before it is stopped",
+                    trial_id,
+                    self._stop_grace,
+                )
+                timer = threading.Timer(self._stop_grace, execution.stop, (self._stop_grace,))
+                timer.daemon = True
+                with self._lock:
+                    if trial_id in self._ended:
+                        continue
+                    self._late_stops[trial_id] = timer
+                timer.start()
+                continue
+            log.info("trial %d: %s requested; stopping its target", trial_id, reason)
+            execution.stop(self._stop_grace)
 
     def kill_orphans(self) -> list[str]:
         """Kill target containers on this Docker engine that no live worker holds.

@@ -235,3 +235,49 @@ def test_original_worker_environment_variables(proj: Path, busybox_image: str) -
         assert folder.is_relative_to(proj / "res")
         assert (folder / "out" / "foo.txt").read_text().strip() == "from-env"
         assert (folder / "out" / "data.txt").read_text() == "dataset v1\n"
+
+
+# Silent until the test creates /data/speak, then prints a line and waits for
+# /data/release: the test reads its log while the container runs.
+LIVE_SH = r"""
+while [ ! -e /data/speak ]; do sleep 0.05; done
+echo "first line"
+while [ ! -e /data/release ]; do sleep 0.05; done
+echo "last line"
+echo '{"loss": 0.5}' > /hyperdock/loss.json
+"""
+
+
+def test_logs_of_a_running_docker_trial_live(proj: Path, busybox_image: str) -> None:
+    (proj / "data" / "live.sh").write_text(LIVE_SH)
+    (proj / "one.json").write_text(json.dumps({"x": [1]}))
+    run = spawn(
+        "run", "one.json", "--image", busybox_image, "--command", "sh /data/live.sh",
+        "--data", "data", "--network", "none", "--pull", "never", "--name", "live", "-q",
+        cwd=proj, log=proj / "run.log",
+    )  # fmt: skip
+
+    def log_file() -> Path | None:
+        found = sorted(proj.glob("results/live-*/*/docker_log.txt"))
+        return found[0] if found else None
+
+    wait_for(lambda: log_file() is not None, 120, "the trial's docker_log.txt")
+    path = log_file()
+    assert path is not None
+    trial = path.parent.parent.name.rsplit("-", 1)[1]
+    silent = hd("logs", trial, cwd=proj)
+    assert silent.returncode == 0, silent.stderr
+    assert silent.stdout == ""
+    assert silent.stderr.strip() == f"trial {trial} is running: no output yet"
+    followed = proj / "follow.log"
+    follow = spawn("logs", trial, "--follow", cwd=proj, log=followed)
+    wait_for(lambda: "no output yet" in followed.read_text(), 60, "the follow to start")
+    (proj / "data" / "speak").write_text("")
+    wait_for(lambda: "first line" in followed.read_text(), 60, "the first line, followed")
+    now = hd("logs", trial, cwd=proj)
+    assert (now.returncode, now.stdout) == (0, "first line\n"), now.stderr
+    assert follow.poll() is None and run.poll() is None  # the container still runs
+    (proj / "data" / "release").write_text("")
+    assert follow.wait(timeout=60) == 0, followed.read_text()
+    assert followed.read_text().endswith("first line\nlast line\n")
+    assert run.wait(timeout=60) == 0, (proj / "run.log").read_text()

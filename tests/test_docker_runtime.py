@@ -22,6 +22,7 @@ import docker.api.client
 import docker.errors
 import pytest
 import requests
+from clihelp import wait_for
 
 from hyperdock.errors import ConfigError, TargetError
 from hyperdock.runtimes.base import RunContext
@@ -222,6 +223,25 @@ def test_log_holds_stdout_and_stderr_in_order(runtime: DockerRuntime, make_ctx: 
 
 
 @pytest.mark.docker
+def test_output_reaches_the_log_while_the_container_runs(
+    runtime: DockerRuntime, make_ctx: MakeCtx
+) -> None:
+    ctx = make_ctx(
+        sh("echo first line; while [ ! -e /hyperdock/release ]; do sleep 0.05; done; echo last")
+    )
+    log_file = ctx.folder / "docker_log.txt"
+    execution = runtime.start(ctx)
+    try:
+        assert log_file.exists()  # from the start: `hyperdock logs` finds it
+        wait_for(lambda: log_file.read_text() == "first line\n", 30, "the first line")
+    finally:
+        (ctx.folder / "release").write_text("")
+        outcome = execution.wait()
+    assert outcome.exit_code == 0
+    assert log_file.read_text() == "first line\nlast\n"
+
+
+@pytest.mark.docker
 def test_timeout_kills_and_removes_container(
     runtime: DockerRuntime, make_ctx: MakeCtx, docker_client: Any
 ) -> None:
@@ -328,6 +348,25 @@ def test_stop_is_idempotent_before_and_after_wait(
     assert outcome.stopped
     execution.stop()
     assert execution.wait() is outcome
+
+
+@pytest.mark.docker
+def test_a_stop_after_the_container_exited_by_itself_is_not_reported_as_a_stop(
+    runtime: DockerRuntime, make_ctx: MakeCtx, docker_client: Any
+) -> None:
+    ctx = make_ctx(sh("echo 0.5 > /hyperdock/loss.json"))
+    execution = runtime.start(ctx)
+    container = docker_client.containers.get(execution.container_id)
+
+    def exited() -> bool:
+        container.reload()
+        return bool(container.status == "exited")
+
+    wait_for(exited, 60, "the container to exit")
+    execution.stop(0)  # e.g. a prune that comes in just after the target finished
+    outcome = execution.wait()
+    assert outcome.exit_code == 0
+    assert not outcome.stopped
 
 
 @pytest.mark.docker
@@ -480,6 +519,9 @@ class FakeAPI:
     def stop(self, container: str, timeout: int = 10) -> None:
         self.calls.append(("stop", timeout))
 
+    def inspect_container(self, container: str) -> dict[str, Any]:
+        return {"State": {"Running": True}}
+
     def kill(self, container: str) -> None:
         self.calls.append(("kill", container))
 
@@ -527,6 +569,7 @@ def test_missing_image_pulled_then_run(fake_ctx: RunContext) -> None:
         "pull",
         "create",
         "start",
+        "logs",
         "wait",
         "logs",
         "remove",

@@ -163,6 +163,23 @@ def test_defaults_prune_a_clearly_bad_curve_once_one_has_completed(spec: str) ->
     assert good.id not in c.pruned(spec)
 
 
+@pytest.mark.parametrize("spec", [*DEFAULTS, "hyperband:max_resource=30"])
+def test_a_trial_that_reached_the_curve_length_is_never_pruned(spec: str) -> None:
+    """Its work is done (it is writing its loss): pruning it now would throw that away."""
+    length = 30 if spec.endswith("=30") else 40
+
+    def pruned(steps: int) -> bool:
+        c = Curves()
+        for i in range(20):
+            c.add(0.1 + 0.01 * i, 40, TrialState.COMPLETED)
+        bad = [c.add(9.0 + i, steps, TrialState.RUNNING) for i in range(5)]
+        return bool(c.pruned(spec) & {t.id for t in bad})
+
+    assert pruned(length - 1)  # just before the end it is judged as before
+    assert not pruned(length)
+    assert not pruned(length + 5)
+
+
 @pytest.mark.parametrize(
     ("spec", "length", "early", "late"),
     [

@@ -15,7 +15,8 @@ Rules:
     * :meth:`Execution.stop` may be called from any thread, any number of times, before,
       during or after :meth:`Execution.wait`. It asks the target to end (SIGTERM or
       ``docker stop``), kills it after ``grace`` seconds, and makes ``wait`` report
-      ``stopped=True``.
+      ``stopped=True`` -- unless the target had already exited by itself: a late stop
+      changes nothing, so a target that finished is reported as having finished.
     * Whatever happens, nothing of the target is left running once ``wait`` returns
       (containers are removed, process groups are killed), and the target's full log
       is in ``RunOutcome.log_file``.

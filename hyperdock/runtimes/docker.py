@@ -3,23 +3,27 @@
 One :class:`DockerRuntime` serves every slot of a worker. For each run it creates a
 container from ``RunContext.image`` with the trial folder mounted read-write at
 ``/hyperdock`` (and the data folder, if any, read-only at ``/data``), starts it, and hands
-back a :class:`DockerExecution`. :meth:`DockerExecution.wait` blocks on Docker's wait
-endpoint (no polling), kills the container when the trial's timeout is reached, saves
-the container's whole log to ``docker_log.txt`` in the trial folder and removes the
-container, whatever happened.
+back a :class:`DockerExecution`. The container's output is copied into
+``docker_log.txt`` in the trial folder while it runs (``hyperdock logs -f`` shows it
+live). :meth:`DockerExecution.wait` blocks on Docker's wait endpoint (no polling), kills
+the container when the trial's timeout is reached, makes sure ``docker_log.txt`` holds
+the whole log and removes the container, whatever happened.
 
 Containers carry the labels ``hyperdock.trial`` (trial id) and ``hyperdock.experiment``
 plus ``RunContext.labels``; a worker that wants :meth:`DockerRuntime.kill_orphans` to
 find only its own containers puts ``hyperdock.worker=<worker id>`` into
 ``RunContext.labels``.
 
-Per run the runtime makes five API calls in the normal case (create, start, wait, logs,
-remove; the SDK's ``logs`` adds an inspect). The image is not inspected beforehand:
-Docker's "no such image" answer to *create* is what triggers a pull.
+Per run the runtime makes six API calls in the normal case (create, start, logs, wait,
+logs, remove; the SDK's ``logs`` adds an inspect): the first ``logs`` follows the output
+while the container runs, the second reads what the first may have missed at the end.
+The image is not inspected beforehand: Docker's "no such image" answer to *create* is
+what triggers a pull.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -69,6 +73,8 @@ _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _MAX_POOL_SIZE = 64
 #: Seconds to wait for a killed container to report its exit status.
 _KILL_WAIT = 30.0
+#: Seconds the log copy may take to drain after the container exited.
+_LOG_DRAIN = 10.0
 #: Fragments of Docker's start errors that retrying cannot fix.
 _PERMANENT_START_ERRORS = (
     "executable file not found",
@@ -228,6 +234,12 @@ class DockerRuntime(Runtime):
                 f"trial {ctx.trial_id}: trial folder {ctx.folder} does not exist",
                 retryable=True,
             )
+        # There from the start (also while the image is pulled): ``hyperdock logs`` finds
+        # a running trial's log on this host, empty until the target prints.
+        try:
+            (ctx.folder / LOG_FILE_NAME).touch()
+        except OSError as exc:
+            log.error("trial %s: could not create %s: %s", ctx.trial_id, LOG_FILE_NAME, exc)
         image = ctx.image
         config = self._container_config(ctx, image)
         started = time.monotonic()
@@ -245,7 +257,9 @@ class DockerRuntime(Runtime):
                 raise self._unreachable(exc) from exc
             raise
         log.debug("trial %s: started container %s (%s)", ctx.trial_id, config["name"], image)
-        return DockerExecution(self, api, container_id, config["name"], ctx, started)
+        execution = DockerExecution(self, api, container_id, config["name"], ctx, started)
+        execution._follow_log()
+        return execution
 
     def _container_config(self, ctx: RunContext, image: str) -> dict[str, Any]:
         """Keyword arguments of ``APIClient.create_container`` for ``ctx``."""
@@ -444,13 +458,19 @@ class DockerExecution(Execution):
         self._state_lock = threading.Lock()
         self._wait_lock = threading.Lock()
         self._stop_requested = False
+        self._exited = False
         self._finished = False
         self._outcome: RunOutcome | None = None
+        self._log_file = ctx.folder / LOG_FILE_NAME
+        self._log_stream: Any = None
+        self._log_thread: threading.Thread | None = None
+        self._log_written = 0  # bytes of the log copied live
 
     def stop(self, grace: float | None = None) -> None:
         """Ask the container to end (``docker stop``): SIGTERM, SIGKILL after ``grace``.
 
-        Thread-safe and idempotent; a no-op once :meth:`wait` has finished. Blocks
+        Thread-safe and idempotent; a no-op once the container has exited (one inspect
+        call tells), so a late stop does not turn a finished run into a stopped one. Blocks
         until Docker reports the container stopped (at most about ``grace`` seconds).
 
         Args:
@@ -459,7 +479,12 @@ class DockerExecution(Execution):
         """
         seconds = self._runtime.stop_grace if grace is None else grace
         with self._state_lock:
-            if self._finished:
+            if self._exited or self._finished:
+                return  # it ended by itself: a late stop changes nothing
+        if not self._running():
+            return
+        with self._state_lock:
+            if self._exited or self._finished:
                 return
             self._stop_requested = True
         try:
@@ -468,6 +493,16 @@ class DockerExecution(Execution):
             pass  # already removed by wait()
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             log.warning("could not stop container %s: %s", self.name, exc)
+
+    def _running(self) -> bool:
+        """Whether the container still runs (True when Docker cannot tell)."""
+        try:
+            state = self._api.inspect_container(self.container_id).get("State") or {}
+        except docker.errors.NotFound:
+            return False
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return True
+        return bool(state.get("Running", True))
 
     def wait(self) -> RunOutcome:
         """Wait for the container to exit, save its log, remove it; return the outcome.
@@ -481,13 +516,15 @@ class DockerExecution(Execution):
         with self._wait_lock:
             if self._outcome is not None:
                 return self._outcome
-            log_file = self._ctx.folder / LOG_FILE_NAME
+            log_file = self._log_file
             try:
                 try:
                     exit_code, timed_out = self._wait_for_exit()
                     ended = time.monotonic()
+                    with self._state_lock:
+                        self._exited = True
                 finally:
-                    self._save_log(log_file)
+                    self._end_log()
             finally:
                 with self._state_lock:
                     self._finished = True
@@ -543,17 +580,78 @@ class DockerExecution(Execution):
             log.warning("killed container %s did not report its exit: %s", self.name, exc)
             return None
 
-    def _save_log(self, log_file: Path) -> None:
-        """Write the container's stdout and stderr (interleaved, in order) to ``log_file``."""
+    # -- the log ------------------------------------------------------------------------
+
+    def _follow_log(self) -> None:
+        """Start copying the container's output into ``docker_log.txt`` as it comes.
+
+        Docker sends everything the container printed since it started, then follows
+        until it exits. :meth:`wait` appends whatever the live copy missed.
+        """
         try:
-            with log_file.open("wb") as fh:
+            fh = self._log_file.open("wb")
+        except OSError as exc:
+            log.error("trial %s: could not write %s: %s", self._ctx.trial_id, self._log_file, exc)
+            return
+        try:
+            self._log_stream = self._api.logs(
+                self.container_id, stdout=True, stderr=True, stream=True, follow=True
+            )
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            fh.close()
+            log.warning("trial %s: no live log (%s); saved at the end", self._ctx.trial_id, exc)
+            return
+        self._log_thread = threading.Thread(
+            target=self._copy_log, args=(fh,), name=f"hd-log-{self._ctx.trial_id}", daemon=True
+        )
+        self._log_thread.start()
+
+    def _copy_log(self, fh: Any) -> None:
+        try:
+            with fh:
+                for chunk in self._log_stream:
+                    fh.write(chunk)
+                    fh.flush()  # readers (``hyperdock logs -f``) see each line at once
+                    self._log_written += len(chunk)
+        except Exception as exc:  # a broken stream or disk: wait() fills in the rest
+            log.debug("trial %s: live log ended early: %s", self._ctx.trial_id, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                self._log_stream.close()  # gives the connection back
+
+    def _end_log(self) -> None:
+        """Let the live copy drain (the container has exited), then complete the log."""
+        thread = self._log_thread
+        if thread is not None:
+            thread.join(_LOG_DRAIN)
+            if thread.is_alive():  # the stream hangs: cut it
+                with contextlib.suppress(Exception):
+                    self._log_stream.close()
+                thread.join(_LOG_DRAIN)
+        self._save_log(self._log_file, skip=self._log_written)
+
+    def _save_log(self, log_file: Path, skip: int = 0) -> None:
+        """Append the container's stdout and stderr (interleaved, in order) after their
+        first ``skip`` bytes to ``log_file``.
+
+        A following log stream can end before the last output of a container that has
+        just exited is readable; once ``wait`` has seen the exit, this read has it all.
+        The live copy is a prefix of it, so only the rest is appended: the file only
+        grows, as readers that follow it expect.
+        """
+        try:
+            with log_file.open("ab") as fh:
                 try:
                     stream = self._api.logs(
                         self.container_id, stdout=True, stderr=True, stream=True, follow=False
                     )
                     try:
                         for chunk in stream:
-                            fh.write(chunk)
+                            if skip >= len(chunk):
+                                skip -= len(chunk)
+                                continue
+                            fh.write(chunk[skip:])
+                            skip = 0
                     finally:
                         stream.close()
                 except (docker.errors.APIError, requests.exceptions.RequestException) as exc:

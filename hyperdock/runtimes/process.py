@@ -79,7 +79,10 @@ class _ProcessExecution(Execution):
                 self._killer.start()
 
     def stop(self, grace: float = 10.0) -> None:
-        self._stopped = True
+        with self._lock:
+            if self._proc.poll() is not None:
+                return  # it ended by itself: a stop that comes late changes nothing
+            self._stopped = True
         self._terminate(grace)
 
 
