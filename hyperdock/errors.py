@@ -28,6 +28,10 @@ class StoreConnectionError(StoreError):
     """The store cannot be reached, or the URL or credentials are wrong."""
 
 
+class StoreNotFound(ConfigError):
+    """A reader was pointed at an SQLite store file that does not exist."""
+
+
 class ExperimentNotFound(StoreError):
     """No experiment (or trial) with the given name (or id) exists in the store."""
 
