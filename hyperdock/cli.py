@@ -1186,9 +1186,12 @@ def _trials_table(
                 _short((t.error or "").splitlines()[0] if t.error else "", 50),
             ]
         )
+    headers.append("ERROR")
+    if not any(r[-1] for r in body):  # no errors: no empty column taking width
+        headers, body = headers[:-1], [r[:-1] for r in body]
     if not any(r[0] for r in body):  # no best trial among these rows: no marker column
-        return _table([*headers[1:], "ERROR"], [r[1:] for r in body], right=(0, 1, 3, 4, 6))
-    return _table([*headers, "ERROR"], body, right=(1, 2, 4, 5, 7))
+        return _table(headers[1:], [r[1:] for r in body], right=(0, 1, 3, 4, 6))
+    return _table(headers, body, right=(1, 2, 4, 5, 7))
 
 
 def _trial_duration(trial: Trial, now: float) -> str:
