@@ -37,7 +37,7 @@ from hyperdock.storage import (
     resolve_trial,
 )
 from hyperdock.study import DIRECTIONS, Objectives, flat_params, varying_params
-from hyperdock.trial import Experiment, Target, Trial, TrialState
+from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
 log = logging.getLogger("hyperdock")
 
@@ -1048,8 +1048,6 @@ def status(store: str | None, as_json: bool) -> None:
 def _experiment_duration(store: Store, exp: Experiment, now: float) -> float:
     """Seconds from the experiment's creation to its last trial's end (to ``now`` while
     it runs)."""
-    from hyperdock.trial import ExperimentState
-
     if exp.state is ExperimentState.RUNNING:
         return now - exp.created_at
     ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
@@ -1390,8 +1388,6 @@ def dashboard(store: str | None, host: str, port: int, token: str | None, create
 def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> None:
     """Cancel experiment NAME (queued trials are dropped, running ones stopped), or single
     trials with --trial ID. Running targets stop within one worker heartbeat."""
-    from hyperdock.trial import ExperimentState
-
     if not name and not trial_ids:
         raise ConfigError("name an experiment, or give --trial ID")
     with _store(store, create=False) as st:
