@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -25,11 +26,17 @@ from typing import Any, NoReturn
 import click
 
 from hyperdock import __version__
-from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError
+from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
 from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
-from hyperdock.storage import Store, open_store, redact_url
-from hyperdock.study import DIRECTIONS, Objectives
+from hyperdock.storage import (
+    Store,
+    open_store,
+    redact_url,
+    resolve_experiment,
+    resolve_trial,
+)
+from hyperdock.study import DIRECTIONS, Objectives, flat_params, varying_params
 from hyperdock.supervisor import (
     DEFAULT_LEASE_TIMEOUT,
     DEFAULT_MAX_FAILURES,
@@ -78,8 +85,9 @@ def parse_env(values: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def _store(url: str | None) -> Store:
-    return open_store(url)
+def _store(url: str | None, *, create: bool = True) -> Store:
+    """Open the store; read commands pass ``create=False`` so they never make one."""
+    return open_store(url, create=create)
 
 
 def _fmt_loss(value: float | None) -> str:
@@ -109,6 +117,13 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{n // 86400}d{n % 86400 // 3600:02d}h"
 
 
+def _fmt_iso(ts: float | None) -> str:
+    """``2026-12-02T05:45:30Z`` (UTC, whole seconds); empty for None."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _fmt_ago(ts: float | None, now: float | None = None) -> str:
     """How long ago ``ts`` was (``12s ago``, ``3m05s ago``); a date beyond a week."""
     if ts is None:
@@ -136,20 +151,24 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequenc
 
 
 def _trial_json(trial: Trial) -> dict[str, Any]:
+    """A trial for ``--json``. ``attempt`` is 1-based (as in the tables): the attempt
+    running, the last one that ended, or for a queued trial the one it starts next; each
+    ``history`` entry's ``attempt`` likewise. Times are Unix seconds."""
     return {
         "id": trial.id,
         "number": trial.number,
         "state": trial.state.value,
         "loss": trial.loss,
         "params": trial.params,
-        "attempt": trial.attempt,
+        "attempt": trial.attempt + 1,
         "worker": trial.worker_id,
         "result": trial.result,
         "error": trial.error,
         "created_at": trial.created_at,
         "started_at": trial.started_at,
         "finished_at": trial.finished_at,
-        "history": trial.history,
+        # The store counts attempts from 0; people (and the tables) from 1.
+        "history": [h | {"attempt": int(h.get("attempt", 0)) + 1} for h in trial.history],
     }
 
 
@@ -157,6 +176,7 @@ def _best_json(trial: Trial, objectives: Objectives) -> dict[str, Any]:
     out = {
         "trial": trial.id,
         "number": trial.number,
+        "attempt": trial.attempt + 1,
         "loss": trial.loss,
         "params": trial.params,
         "folder": trial.result.get("folder"),
@@ -497,7 +517,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, ExperimentNotFound) as exc:
+            # An unknown experiment or trial is a usage error, like a bad option.
             _fail(str(exc), 2)
         except HyperdockError as exc:
             _fail(str(exc))
@@ -1030,12 +1051,20 @@ def worker(store: str | None, **options: Any) -> None:
 @_store_option
 @click.option("--json", "as_json", is_flag=True)
 def status(store: str | None, as_json: bool) -> None:
-    """List experiments: state, progress, best loss."""
-    with _store(store) as st:
+    """List experiments: state, progress, pruned and failed trials, best loss, age and
+    duration (from creation to the last trial's end, or until now while running)."""
+    now = time.time()
+    with _store(store, create=False) as st:
         exps = st.list_experiments()
         data = [
             _summary(st, e, importances_too=False)
-            | {"budget": e.max_trials, "sampler": e.sampler, "target": e.target.describe()}
+            | {
+                "budget": e.max_trials,
+                "sampler": e.sampler,
+                "target": e.target.describe(),
+                "created_at": e.created_at,
+                "duration": _experiment_duration(st, e, now),
+            }
             for e in exps
         ]
     if as_json:
@@ -1045,7 +1074,6 @@ def status(store: str | None, as_json: bool) -> None:
         click.echo("No experiments yet. Start one with: hyperdock run CONFIG --command '…'")
         return
     rows = []
-    now = time.time()
     for d, e in zip(data, exps, strict=True):
         t = d["trials"]
         done = sum(n for s, n in t.items() if s not in ("queued", "running"))
@@ -1056,18 +1084,36 @@ def status(store: str | None, as_json: bool) -> None:
                 f"{done}/{d['budget'] if d['budget'] else '?'}",
                 t["running"],
                 t["failed"],
+                t["pruned"],
                 _fmt_loss(d["best"]["loss"]) if d["best"] else "-",
                 d["sampler"],
                 _fmt_ago(e.created_at, now),
+                _fmt_duration(d["duration"]),
                 _short(d["target"], 50),
             ]
         )
-    headers = ["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "BEST", "SAMPLER", "CREATED"]
-    click.echo(_table([*headers, "TARGET"], rows, right=(2, 3, 4, 5)))
+    headers = ["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "PRUNED", "BEST", "SAMPLER"]
+    click.echo(_table([*headers, "CREATED", "DURATION", "TARGET"], rows, right=(2, 3, 4, 5, 6, 9)))
 
 
-@cli.command()
-@click.argument("name")
+def _experiment_duration(store: Store, exp: Experiment, now: float) -> float:
+    """Seconds from the experiment's creation to its last trial's end (to ``now`` while
+    it runs)."""
+    if exp.state is ExperimentState.RUNNING:
+        return now - exp.created_at
+    ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
+    return max(ends, default=exp.created_at) - exp.created_at
+
+
+#: Help text of the NAME argument of the read commands.
+_NAME_HELP = (
+    "NAME is an experiment's name, a unique start of it, or latest (the newest); "
+    "without it, the store's only experiment."
+)
+
+
+@cli.command(epilog=_NAME_HELP)
+@click.argument("name", required=False)
 @_store_option
 @click.option(
     "--state",
@@ -1076,39 +1122,125 @@ def status(store: str | None, as_json: bool) -> None:
     type=click.Choice([s.value for s in TrialState]),
     help="Only these states.",
 )
-@click.option("--json", "as_json", is_flag=True)
-def trials(name: str, store: str | None, states: tuple[str, ...], as_json: bool) -> None:
-    """List the trials of experiment NAME."""
-    with _store(store) as st:
-        exp = st.get_experiment(name)
-        rows = st.list_trials(exp.id, states=[TrialState(s) for s in states] or None)
+@click.option("--wide", is_flag=True, help="Every parameter, constants too, one column each.")
+@click.option(
+    "--columns",
+    metavar="A,B",
+    default=None,
+    help="Only these parameters, one column each (dotted names for nested ones).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Every field; attempt is 1-based.")
+def trials(
+    name: str | None,
+    store: str | None,
+    states: tuple[str, ...],
+    wide: bool,
+    columns: str | None,
+    as_json: bool,
+) -> None:
+    """List the trials of experiment NAME.
+
+    The table shows the parameters that differ between trials (constants are left out),
+    one column each when they fit the terminal, else together in one PARAMS column. The
+    best trial is marked with *.
+    """
+    with _store(store, create=False) as st:
+        exp = resolve_experiment(st, name)
+        every = st.list_trials(exp.id)
+        best_ids = _best_ids(st, exp, every)
+    wanted = {TrialState(s) for s in states}
+    rows = [t for t in every if not wanted or t.state in wanted]
     if as_json:
         click.echo(json.dumps([_trial_json(t) for t in rows], indent=2, sort_keys=True))
         return
     if not rows:
         click.echo(f"No trials{' in these states' if states else ''} in experiment {exp.name}.")
         return
+    try:
+        space: Space | None = Space.from_json(exp.space)
+    except HyperdockError:
+        space = None
+    varying, every_key = varying_params(space, every)
+    if columns is not None:
+        keys = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [k for k in keys if k not in every_key]
+        if unknown or not keys:
+            raise ConfigError(
+                f"--columns: no parameter {', '.join(unknown) or '(none given)'} in experiment "
+                f"{exp.name}; its parameters are: {', '.join(every_key) or '(none)'}"
+            )
+        click.echo(_trials_table(rows, best_ids, keys, split=True))
+    elif wide:
+        click.echo(_trials_table(rows, best_ids, every_key, split=True))
+    else:
+        text = _trials_table(rows, best_ids, varying, split=True)
+        if max(map(len, text.splitlines())) > shutil.get_terminal_size().columns:
+            text = _trials_table(rows, best_ids, varying, split=False)
+        click.echo(text)
+    if best_ids & {t.id for t in rows}:
+        objectives = Objectives.from_meta(exp.meta)
+        if objectives.multi:
+            click.echo("* on the Pareto front (no other trial is better on every objective)")
+        else:
+            low = "highest" if objectives.maximize else "lowest"
+            click.echo(f"* best trial ({low} loss)")
+
+
+def _best_ids(store: Store, exp: Experiment, trials: Sequence[Trial]) -> set[int]:
+    """Ids of the best trial (several objectives: the Pareto front)."""
+    from hyperdock.study import pareto_front
+
+    objectives = Objectives.from_meta(exp.meta)
+    if objectives.multi:
+        return {t.id for t in pareto_front(trials, objectives)}
+    best_trial = store.best_trial(exp.id, maximize=objectives.maximize)
+    return set() if best_trial is None else {best_trial.id}
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _trials_table(
+    rows: Sequence[Trial], best_ids: set[int], keys: Sequence[str], split: bool
+) -> str:
+    """The ``trials`` table with parameters ``keys``: a column each (``split``) or one
+    PARAMS column."""
     now = time.time()
-    click.echo(
-        _table(
-            ["ID", "#", "STATE", "LOSS", "TRY", "STARTED", "DURATION", "PARAMS", "ERROR"],
+    headers = ["", "ID", "#", "STATE", "LOSS", "TRY", "STARTED", "DURATION"]
+    headers += list(keys) if split else ["PARAMS"]
+    body = []
+    for t in rows:
+        flat = flat_params(t.params)
+        if split:
+            params = [_fmt_value(flat[k]) if k in flat else "" for k in keys]
+        else:
+            shown = ", ".join(f"{k}={_fmt_value(flat[k])}" for k in keys if k in flat)
+            params = [_short(shown, 60)]
+        body.append(
             [
-                [
-                    t.id,
-                    t.number,
-                    t.state.value,
-                    _fmt_loss(t.loss),
-                    t.attempt + 1,
-                    _fmt_time(t.started_at),
-                    _trial_duration(t, now),
-                    _short(json.dumps(t.params, sort_keys=True), 60),
-                    _short((t.error or "").splitlines()[0] if t.error else "", 50),
-                ]
-                for t in rows
-            ],
-            right=(0, 1, 3, 4, 6),
+                "*" if t.id in best_ids else "",
+                t.id,
+                t.number,
+                t.state.value,
+                _fmt_loss(t.loss),
+                t.attempt + 1,
+                _fmt_time(t.started_at),
+                _trial_duration(t, now),
+                *params,
+                _short((t.error or "").splitlines()[0] if t.error else "", 50),
+            ]
         )
-    )
+    headers.append("ERROR")
+    if not any(r[-1] for r in body):  # no errors: no empty column taking width
+        headers, body = headers[:-1], [r[:-1] for r in body]
+    if not any(r[0] for r in body):  # no best trial among these rows: no marker column
+        return _table(headers[1:], [r[1:] for r in body], right=(0, 1, 3, 4, 6))
+    return _table(headers, body, right=(1, 2, 4, 5, 7))
 
 
 def _trial_duration(trial: Trial, now: float) -> str:
@@ -1124,27 +1256,19 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-@cli.command()
-@click.argument("name")
+@cli.command(epilog=_NAME_HELP)
+@click.argument("name", required=False)
 @_store_option
 @click.option("--json", "as_json", is_flag=True)
-def best(name: str, store: str | None, as_json: bool) -> None:
+def best(name: str | None, store: str | None, as_json: bool) -> None:
     """Show the best trial of experiment NAME."""
-    with _store(store) as st:
-        ok = _print_best(st, st.get_experiment(name), as_json)
+    with _store(store, create=False) as st:
+        ok = _print_best(st, resolve_experiment(st, name), as_json)
     sys.exit(0 if ok else 1)
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, list) else value
-
-
-@cli.command()
-@click.argument("name")
+@cli.command(epilog=_NAME_HELP)
+@click.argument("name", required=False)
 @_store_option
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
@@ -1157,12 +1281,19 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     default=None,
     help="File to write (default: standard output).",
 )
-def export(name: str, store: str | None, fmt: str, as_json: bool, output: str | None) -> None:
-    """Export every trial of experiment NAME as CSV or JSON."""
+def export(
+    name: str | None, store: str | None, fmt: str, as_json: bool, output: str | None
+) -> None:
+    """Export every trial of experiment NAME as CSV or JSON.
+
+    CSV: one row per trial, times in ISO 8601 UTC (2026-12-02T05:45:30Z), attempt
+    1-based, parameters in params.* columns. JSON: the trials as in trials --json (Unix
+    seconds, attempt 1-based).
+    """
     if as_json:
         fmt = "json"
-    with _store(store) as st:
-        exp = st.get_experiment(name)
+    with _store(store, create=False) as st:
+        exp = resolve_experiment(st, name)
         rows = st.list_trials(exp.id)
     if fmt == "json":
         text = (
@@ -1183,8 +1314,10 @@ def export(name: str, store: str | None, fmt: str, as_json: bool, output: str | 
     else:
         flat = []
         for t in rows:
-            params: dict[str, Any] = {}
-            _flatten("", t.params, params)
+            params = {
+                k: json.dumps(v) if isinstance(v, list) else v
+                for k, v in flat_params(t.params).items()
+            }
             flat.append(
                 (
                     {
@@ -1192,10 +1325,11 @@ def export(name: str, store: str | None, fmt: str, as_json: bool, output: str | 
                         "number": t.number,
                         "state": t.state.value,
                         "loss": t.loss,
-                        "attempts": t.attempt + 1,
+                        "attempt": t.attempt + 1,
                         "worker": t.worker_id,
-                        "started_at": t.started_at,
-                        "finished_at": t.finished_at,
+                        "created_at": _fmt_iso(t.created_at),
+                        "started_at": _fmt_iso(t.started_at),
+                        "finished_at": _fmt_iso(t.finished_at),
                         "duration": t.duration,
                         "error": t.error,
                     },
@@ -1232,7 +1366,7 @@ def export(name: str, store: str | None, fmt: str, as_json: bool, output: str | 
 @click.option("--json", "as_json", is_flag=True)
 def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) -> None:
     """List workers: host, parallelism, last heartbeat, running trials."""
-    with _store(store) as st:
+    with _store(store, create=False) as st:
         found = st.list_workers(max_age=None if show_all else max_age)
     now = time.time()
     if as_json:
@@ -1291,6 +1425,12 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
     help="Also answer requests for this host name (a proxy's, this machine's DNS "
     "name); others get 403. Repeatable.",
 )
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Start on a new, empty SQLite store when the file does not exist "
+    "(to create experiments from the dashboard).",
+)
 def dashboard(
     store: str | None,
     host: str,
@@ -1298,6 +1438,7 @@ def dashboard(
     token: str | None,
     no_token: bool,
     allow_hosts: tuple[str, ...],
+    create: bool,
 ) -> None:
     """Serve the web dashboard: experiments, trials, plots, workers, actions."""
     from hyperdock.dashboard import check_bind, check_token, new_token, plotly_js, serve
@@ -1309,7 +1450,11 @@ def dashboard(
     generated = token is None and not no_token
     token = new_token() if generated else token
     plotly_js()  # refuses at once (ConfigError) when plotly is missing
-    with _store(store) as st:
+    try:
+        opened = _store(store, create=create)
+    except StoreNotFound as exc:
+        raise StoreNotFound(f"{exc}; or give --create to start on an empty one") from None
+    with opened as st:
 
         def ready(url: str) -> None:
             # A token made here is shown (as Jupyter does); the user's own is not echoed.
@@ -1322,20 +1467,18 @@ def dashboard(
             serve(st, host, port, token, ready=ready, allow_hosts=allow_hosts)
 
 
-@cli.command()
+@cli.command(epilog="NAME is an experiment's name, a unique start of it, or latest (the newest).")
 @click.argument("name", required=False)
 @click.option("--trial", "trial_ids", type=int, multiple=True, help="Cancel only this trial.")
 @_store_option
 def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> None:
     """Cancel experiment NAME (queued trials are dropped, running ones stopped), or single
     trials with --trial ID. Running targets stop within one worker heartbeat."""
-    from hyperdock.trial import ExperimentState
-
     if not name and not trial_ids:
         raise ConfigError("name an experiment, or give --trial ID")
-    with _store(store) as st:
+    with _store(store, create=False) as st:
         if name:
-            exp = st.get_experiment(name)
+            exp = resolve_experiment(st, name)
             st.set_experiment_state(exp.id, ExperimentState.CANCELLED)
             running = st.count_trials(exp.id)[TrialState.RUNNING]
             click.echo(
@@ -1482,7 +1625,8 @@ def _no_log(trial: Trial, results: str) -> NoReturn:
 
 
 @cli.command()
-@click.argument("trial_id", type=int)
+@click.argument("ref", metavar="TRIAL_ID|NAME")
+@click.argument("number", type=int, required=False)
 @_store_option
 @click.option(
     "--results",
@@ -1496,9 +1640,12 @@ def _no_log(trial: Trial, results: str) -> NoReturn:
     "--follow", "-f", is_flag=True, help="Keep printing new output until the trial is finished."
 )
 @click.option("--lines", "-n", type=int, default=None, help="Only the last N lines.")
-@click.option("--json", "as_json", is_flag=True, help='{"trial", "state", "file", "log"}')
+@click.option(
+    "--json", "as_json", is_flag=True, help='{"trial", "attempt" (1-based), "state", "file", "log"}'
+)
 def logs(
-    trial_id: int,
+    ref: str,
+    number: int | None,
     store: str | None,
     results: str,
     follow: bool,
@@ -1507,17 +1654,19 @@ def logs(
 ) -> None:
     """Print the output (log.txt or docker_log.txt) of trial TRIAL_ID.
 
-    The output of a running trial (local command or Docker container) is there as it
-    is printed; --follow shows it live.
+    Or of a trial of experiment NAME (a unique start of a name, or latest for the
+    newest): trial NUMBER (the # column of hyperdock trials), by default the trial that
+    started last. The output of a running trial (local command or Docker container) is
+    there as it is printed; --follow shows it live.
     """
     if follow and as_json:
         raise ConfigError("--follow and --json do not go together")
-    with _store(store) as st:
+    with _store(store, create=False) as st:
+        trial = resolve_trial(st, ref, number)
         if follow:
             with contextlib.suppress(KeyboardInterrupt):
-                _follow(st, trial_id, results, lines)
+                _follow(st, trial.id, results, lines)
             return
-        trial = _get_trial(st, trial_id)
         path = _log_file(st, trial, results)
         if path is None:
             _no_log(trial, results)
@@ -1527,7 +1676,13 @@ def logs(
         click.echo(_no_output_yet(trial), err=True)
         return
     if as_json:
-        payload = {"trial": trial.id, "state": trial.state.value, "file": str(path), "log": text}
+        payload = {
+            "trial": trial.id,
+            "attempt": trial.attempt + 1,
+            "state": trial.state.value,
+            "file": str(path),
+            "log": text,
+        }
         click.echo(json.dumps(payload, indent=2, sort_keys=True))
     else:
         click.echo(text, nl=False)

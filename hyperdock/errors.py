@@ -33,6 +33,10 @@ class ExperimentExists(StoreError):
     created it)."""
 
 
+class StoreNotFound(ConfigError):
+    """A reader was pointed at an SQLite store file that does not exist."""
+
+
 class ExperimentNotFound(StoreError):
     """No experiment (or trial) with the given name (or id) exists in the store."""
 

@@ -565,3 +565,66 @@ def importances(space: Space, objectives: Objectives, trials: Iterable[Trial]) -
     mirror = StudyMirror(space, objectives)
     mirror.sync(trials)
     return mirror.importances()
+
+
+# -- parameters people want to see --------------------------------------------------------
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameter dicts flattened to dotted keys (``{"m": {"c": 1}}`` → ``m.c``);
+    lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flat_params(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def _has_node(node: Any) -> bool:
+    if isinstance(node, (Dist, Choice, GridAxis, Union)):
+        return True
+    if isinstance(node, dict):
+        return any(_has_node(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_node(v) for v in node)
+    return False
+
+
+def _constant_keys(node: Any, prefix: str, out: set[str]) -> None:
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            _constant_keys(value, path, out)
+        elif not _has_node(value):
+            out.add(path)
+
+
+def varying_params(space: Space | None, trials: Sequence[Trial]) -> tuple[list[str], list[str]]:
+    """Which (flattened) parameters differ between an experiment's trials.
+
+    A parameter is constant when the space fixes it (a plain value, not a distribution,
+    choice or grid axis) or, once there are two trials or more, when every trial has the
+    same value for it. Conditional parameters that some trials lack vary.
+
+    Args:
+        space: The experiment's space (None when it cannot be read).
+        trials: The experiment's trials (all of them, not a filtered subset).
+
+    Returns:
+        ``(varying, all)``: flattened keys in the order trials first show them.
+    """
+    flat = [flat_params(t.params) for t in trials]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    constants: set[str] = set()
+    if space is not None and isinstance(space.root, dict):
+        _constant_keys(space.root, "", constants)
+    missing = object()
+
+    def varies(key: str) -> bool:
+        if len(flat) < 2:
+            return True
+        first = flat[0].get(key, missing)
+        return any(f.get(key, missing) != first for f in flat[1:])
+
+    return [k for k in keys if k not in constants and varies(k)], keys

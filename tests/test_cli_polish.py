@@ -135,16 +135,18 @@ def test_logs_follow_a_running_trial_until_it_finishes(tmp_path: Path) -> None:
 def test_status_and_trials_tables_are_aligned(done: Path) -> None:
     status = hd("status", cwd=done)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.split()[:8] == [
-        "EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "BEST", "SAMPLER", "CREATED",
+    assert status.stdout.split()[:10] == [
+        "EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "PRUNED", "BEST", "SAMPLER",
+        "CREATED", "DURATION",
     ]  # fmt: skip
     assert " ago" in status.stdout
     assert_aligned(status.stdout)
     trials = hd("trials", "q", cwd=done)
     assert trials.returncode == 0, trials.stderr
     assert "STARTED" in trials.stdout and "DURATION" in trials.stdout
-    assert len(trials.stdout.splitlines()) == 2 + 3
-    assert_aligned(trials.stdout)
+    *table, legend = trials.stdout.splitlines()
+    assert len(table) == 2 + 3 and legend == "* best trial (lowest loss)"
+    assert_aligned("\n".join(table))
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperdock.errors import ConfigError, StoreConnectionError
+from hyperdock.errors import ConfigError, StoreConnectionError, StoreNotFound
 from hyperdock.storage import Store, open_store
 from hyperdock.testing.conformance import StoreConformance
 
@@ -42,3 +42,12 @@ def test_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_unsupported_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         open_store(url)
+
+
+def test_a_reader_never_creates_a_missing_store(tmp_path: Path) -> None:
+    for url in (f"sqlite:///{tmp_path}/sub/dir/x.db", str(tmp_path / "bare.db")):
+        with pytest.raises(StoreNotFound, match=r"no store at .*run an experiment first"):
+            open_store(url, create=False)
+    assert list(tmp_path.iterdir()) == []
+    open_store(f"sqlite:///{tmp_path}/made.db").close()
+    open_store(f"sqlite:///{tmp_path}/made.db", create=False).close()  # exists: opens

@@ -11,24 +11,36 @@ from __future__ import annotations
 
 import os
 
-from hyperdock.errors import ConfigError
+from hyperdock.errors import ConfigError, StoreNotFound
 from hyperdock.redact import redact_url
-from hyperdock.storage.base import SCHEMA_VERSION, Store
+from hyperdock.storage.base import SCHEMA_VERSION, Store, resolve_experiment, resolve_trial
 
-__all__ = ["DEFAULT_STORE_URL", "SCHEMA_VERSION", "Store", "open_store", "redact_url"]
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "SCHEMA_VERSION",
+    "Store",
+    "open_store",
+    "redact_url",
+    "resolve_experiment",
+    "resolve_trial",
+]
 
 DEFAULT_STORE_URL = "sqlite:///./hyperdock.db"
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open (and create if needed) the store that ``url`` names.
 
     Args:
         url: A store URL (see the module docstring); ``None`` reads ``HYPERDOCK_STORE``,
             then falls back to :data:`DEFAULT_STORE_URL`.
+        create: False for readers (``status``, ``trials``, …): an SQLite file that does
+            not exist is an error instead of a new, empty store. Database servers
+            (PostgreSQL, MongoDB) are always opened as they are.
 
     Raises:
         ConfigError: the URL is not one Hyperdock understands.
+        StoreNotFound: ``create`` is False and the SQLite file does not exist.
         StoreConnectionError: the database cannot be reached or opened.
     """
     url = url or os.environ.get("HYPERDOCK_STORE") or DEFAULT_STORE_URL
@@ -41,6 +53,9 @@ def open_store(url: str | None = None) -> Store:
             path = path[1:] if path.startswith("/") else path
         if not path:
             raise ConfigError(f"store URL {url!r} names no file; use sqlite:///./hyperdock.db")
+        if not create and path != ":memory:" and not os.path.exists(os.path.expanduser(path)):
+            # Checked before sqlite3.connect, which would create the file (and its folder).
+            raise StoreNotFound(f"no store at {path} (run an experiment first, or give --store)")
         return SQLiteStore(path)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         from hyperdock.storage.sql import PostgresStore

@@ -46,6 +46,7 @@ import abc
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hyperdock.errors import ConfigError, ExperimentNotFound
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 #: Bumped whenever the stored layout changes; recorded in every store.
@@ -313,3 +314,101 @@ def experiment_done_counts(counts: dict[TrialState, int]) -> tuple[int, int]:
     """Return ``(finished, active)`` trial counts from :meth:`Store.count_trials`."""
     active = counts[TrialState.QUEUED] + counts[TrialState.RUNNING]
     return sum(counts.values()) - active, active
+
+
+#: The name that stands for the newest experiment in :func:`resolve_experiment`.
+LATEST = "latest"
+#: How many names an error message lists at most.
+_LISTED = 10
+
+
+def _names(exps: Sequence[Experiment]) -> str:
+    names = [e.name for e in exps[:_LISTED]]
+    more = len(exps) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+def resolve_experiment(store: Store, ref: str | None) -> Experiment:
+    """Find the experiment a person means by ``ref``.
+
+    Tried in order: the exact name, an id (``ref`` all digits), ``latest`` (the newest
+    created), a unique name prefix. ``None`` means the store's only experiment.
+
+    Args:
+        store: The store to look in.
+        ref: A name, id, ``latest`` or name prefix; None for "the only one".
+
+    Raises:
+        ConfigError: ``ref`` is a prefix of several names, or is None and the store
+            holds several experiments; the message lists them.
+        ExperimentNotFound: nothing matches (the message lists what exists).
+    """
+    if ref is not None:
+        try:
+            return store.get_experiment(ref)
+        except ExperimentNotFound:
+            pass
+        if ref.isdigit():
+            try:
+                return store.get_experiment(int(ref))
+            except ExperimentNotFound:
+                pass
+    # Newest first, so "latest" and every listing below start with the newest.
+    exps = sorted(store.list_experiments(), key=lambda e: (e.created_at, e.id), reverse=True)
+    where = store.describe()
+    if not exps:
+        raise ExperimentNotFound(
+            f"no experiments in {where} yet; start one with: hyperdock run CONFIG --command '…'"
+        )
+    if ref is None:
+        if len(exps) == 1:
+            return exps[0]
+        raise ConfigError(
+            f"{where} holds {len(exps)} experiments ({_names(exps)}); name one "
+            f"(a unique prefix of its name works, and {LATEST} is the newest)"
+        )
+    if ref == LATEST:
+        return exps[0]
+    matches = [e for e in exps if e.name.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(
+            f"{ref!r} is the start of {len(matches)} experiment names ({_names(matches)}); "
+            "give more of the name"
+        )
+    raise ExperimentNotFound(
+        f"no experiment {ref!r} in {where}; it holds: {_names(exps)} "
+        f"(a unique prefix of a name works, and {LATEST} is the newest)"
+    )
+
+
+def resolve_trial(store: Store, ref: str, number: int | None = None) -> Trial:
+    """Find the trial a person means: ``ref`` alone and all digits is a trial id;
+    otherwise ``ref`` names an experiment (as in :func:`resolve_experiment`) and
+    ``number`` is its trial number (the ``#`` of ``hyperdock trials``), by default the
+    trial started last.
+
+    Raises:
+        ConfigError: no such trial, or no trial of the experiment has started yet.
+        ExperimentNotFound: no experiment matches ``ref``.
+    """
+    if number is None and ref.isdigit():
+        try:
+            return store.get_trial(int(ref))
+        except ExperimentNotFound:
+            raise ConfigError(f"no trial with id {ref} in {store.describe()}") from None
+    exp = resolve_experiment(store, ref)
+    trials = store.list_trials(exp.id)
+    if number is not None:
+        for trial in trials:
+            if trial.number == number:
+                return trial
+        span = f"0 to {trials[-1].number}" if trials else "none yet"
+        raise ConfigError(
+            f"experiment {exp.name} has no trial number {number} (its numbers: {span})"
+        )
+    started = [t for t in trials if t.started_at is not None]
+    if not started:
+        raise ConfigError(f"no trial of experiment {exp.name} has started yet, so none has a log")
+    return max(started, key=lambda t: (t.started_at or 0.0, t.id))

@@ -29,8 +29,14 @@ from typing import Any
 
 import pytest
 
-from hyperdock.errors import ExperimentExists, ExperimentNotFound
-from hyperdock.storage import SCHEMA_VERSION, Store, open_store
+from hyperdock.errors import ConfigError, ExperimentExists, ExperimentNotFound
+from hyperdock.storage import (
+    SCHEMA_VERSION,
+    Store,
+    open_store,
+    resolve_experiment,
+    resolve_trial,
+)
 from hyperdock.trial import Experiment, ExperimentState, Target, TrialState
 
 TARGET = Target(command=("true",))
@@ -115,6 +121,42 @@ class StoreConformance:
             store.get_experiment(12345)
         with pytest.raises(ExperimentNotFound):
             store.get_trial(12345)
+
+    def test_experiments_are_found_by_name_id_latest_or_unique_prefix(self, store: Store) -> None:
+        with pytest.raises(ExperimentNotFound, match="no experiments"):
+            resolve_experiment(store, None)
+        alpha = make_experiment(store, "alpha")
+        assert resolve_experiment(store, None).id == alpha.id  # the only one
+        alpine = make_experiment(store, "alpine")
+        beta = make_experiment(store, "beta")
+        assert resolve_experiment(store, "alpha").id == alpha.id  # exact beats prefix
+        assert resolve_experiment(store, "alpi").id == alpine.id
+        assert resolve_experiment(store, "b").id == beta.id
+        assert resolve_experiment(store, str(alpine.id)).id == alpine.id
+        assert resolve_experiment(store, "latest").id == beta.id  # the newest created
+        with pytest.raises(ConfigError, match="'al' is the start of 2") as ambiguous:
+            resolve_experiment(store, "al")
+        assert "alpha" in str(ambiguous.value) and "alpine" in str(ambiguous.value)
+        with pytest.raises(ConfigError, match="holds 3 experiments"):
+            resolve_experiment(store, None)
+        with pytest.raises(ExperimentNotFound, match="'gamma'") as missing:
+            resolve_experiment(store, "gamma")
+        assert all(n in str(missing.value) for n in ("alpha", "alpine", "beta"))
+
+    def test_trials_are_found_by_id_or_experiment_and_number(self, store: Store) -> None:
+        exp = make_experiment(store)
+        first, second = store.add_trials(exp.id, [{"x": 1}, {"x": 2}])
+        with pytest.raises(ConfigError, match="has started yet"):
+            resolve_trial(store, "exp")
+        claimed = store.claim("w1")
+        assert claimed is not None and claimed.id == first.id
+        assert resolve_trial(store, str(second.id)).id == second.id  # an id
+        assert resolve_trial(store, "exp").id == first.id  # the last started
+        assert resolve_trial(store, "latest", 1).id == second.id  # by number
+        with pytest.raises(ConfigError, match="no trial number 7"):
+            resolve_trial(store, "exp", 7)
+        with pytest.raises(ConfigError, match="no trial with id 12345"):
+            resolve_trial(store, "12345")
 
     def test_schema_version_is_recorded(self, store: Store) -> None:
         assert store.schema_version() == SCHEMA_VERSION
