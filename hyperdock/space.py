@@ -695,16 +695,29 @@ class _Leaves:
             case dict():
                 for key, value in node.items():
                     self.visit(value, f"{path}.{key}" if path else str(key))
-            case Choice():
-                # the option is the value at the choice's path (options that are dicts
+            case Choice() | Union():
+                # an option is the value at the choice's path (options that are dicts
                 # spread their keys below it: those keys tell the options apart)
-                if not all(isinstance(o, dict) for o in node.options):
+                members = node.options if isinstance(node, Choice) else node.spaces
+                if isinstance(node, Choice) and not all(isinstance(o, dict) for o in members):
                     self.nodes.setdefault(path, []).append(node)
-                for option in node.options:
-                    self.visit(option, path)
-            case Union():
-                for member in node.spaces:
-                    self.visit(member, path)
+                subs = []
+                for member in members:
+                    sub = _Leaves()
+                    sub.visit(member, path)
+                    subs.append(sub)
+                    for key, nodes in sub.nodes.items():
+                        self.nodes.setdefault(key, []).extend(nodes)
+                # a constant of some members only, or not the same in all, varies
+                for key in dict.fromkeys(k for sub in subs for k in sub.values):
+                    found = [sub.values.get(key) for sub in subs]
+                    if (
+                        all(f is not None for f in found)
+                        and len({dumps(v) for f in found if f is not None for v in f}) == 1
+                    ):
+                        self.values.setdefault(key, []).extend(found[0] or [])
+                    else:
+                        self.nodes.setdefault(key, []).append(node)
             case GridAxis() if len({dumps(v) for v in node.values}) == 1:
                 self.values.setdefault(path, []).append(node.values[0])  # one value: fixed
             case Dist() | GridAxis():
