@@ -350,14 +350,33 @@
   }
 
   // -- Plotly helpers ----------------------------------------------------------------
-  // Titles sit at the left: Plotly's toolbar (modebar) is at the top right, over a
-  // centred title otherwise.
-  const plotLayout = (title, extra) => Object.assign({
-    title: { text: title, font: { size: 14 }, x: 0, xref: "paper", xanchor: "left", y: 0.98, yref: "container", yanchor: "top" },
-    margin: { l: 50, r: 20, t: 40, b: 40 },
-    height: 320,
-    showlegend: true,
-  }, extra || {});
+  // Titles sit at the top left, short: Plotly's toolbar (modebar) is at the top right,
+  // over a centred or long title otherwise. Details ("title\ndetails") go in a smaller
+  // line just above the axes, below the toolbar (below them with detailAt: "bottom").
+  function escapeText(t) {
+    return String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  const plotLayout = (title, extra) => {
+    const [head, ...rest] = String(title).split("\n");
+    const layout = Object.assign({
+      title: { text: escapeText(head), font: { size: 14 }, x: 0, xref: "paper", xanchor: "left", y: 0.98, yref: "container", yanchor: "top" },
+      margin: { l: 50, r: 20, t: 40, b: 40 },
+      height: 320,
+      showlegend: true,
+    }, extra || {});
+    const bottom = layout.detailAt === "bottom";
+    delete layout.detailAt;
+    if (rest.length) {
+      layout.annotations = (layout.annotations || []).concat([{
+        text: escapeText(rest.join(" ")), showarrow: false, xref: "paper", yref: "paper", x: 0, xanchor: "left",
+        y: bottom ? 0 : 1, yanchor: bottom ? "top" : "bottom", yshift: bottom ? -8 : 4, font: { size: 11, color: "#666" },
+      }]);
+      const m = Object.assign({}, layout.margin);
+      if (bottom) m.b = Math.max(m.b || 0, 40); else m.t = Math.max(m.t || 0, 62);
+      layout.margin = m;
+    }
+    return layout;
+  };
 
   function plot(div, traces, layout) {
     if (!window.Plotly) return Promise.resolve();
@@ -592,7 +611,7 @@
       axes.x.push(j, j, null); axes.y.push(0, 1, null);
       const ticks = d.ticktext
         ? d.tickvals.map((v, k) => [(v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]), String(d.ticktext[k])])
-        : [0, 0.5, 1].map((q) => [q, String(Number((ranges[j][0] + q * (ranges[j][1] - ranges[j][0])).toPrecision(3)))]);
+        : [0, 0.5, 1].map((q) => [q, shortNumber(ranges[j][0] + q * (ranges[j][1] - ranges[j][0]))]);
       for (const [y, text] of ticks) {
         labels.x.push(j - 0.02); labels.y.push(y); labels.text.push(text);
       }
@@ -605,7 +624,7 @@
         xaxis: { tickvals: dims.map((_, j) => j), ticktext: dims.map((d) => d.label), side: "top", showgrid: false, zeroline: false,
           range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true, tickangle: slant ? -30 : 0, automargin: true },
         yaxis: { visible: false, range: [-0.04, 1.04], fixedrange: true },
-        margin: { l: 40, r: 20, t: slant ? 100 : 70, b: 20 },
+        margin: { l: 40, r: 20, t: slant ? 100 : 70, b: 20 }, detailAt: "bottom",
       }),
     };
   }
@@ -872,6 +891,13 @@
     sw.textContent = gl ? "Draw without WebGL (fast, static)" : glLabel;
   }
 
+  // A tick number in at most ~6 characters: 0.48, 1200, 1e-4.
+  function shortNumber(v) {
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 0.001 || a >= 1e5)) return v.toExponential(0).replace("e+", "e");
+    return String(Number(v.toPrecision(2)));
+  }
+
   // An axis label of at most PAR_LABEL_CHARS: the last part of a dotted path, then cut.
   function shortLabel(label) {
     if (label.length <= PAR_LABEL_CHARS) return label;
@@ -956,9 +982,12 @@
     const dims = [];
     let parKeys = keys;
     const importance = data.importances || {};
-    if (keys.length > MAX_PAR_AXES) {
+    // as many axes as fit side by side with their numbers (about 60 px each, loss included)
+    const parWidth = (document.getElementById("parallel").clientWidth || 600) - 60;
+    const maxAxes = Math.max(2, Math.min(MAX_PAR_AXES, Math.floor(parWidth / 60) - (multi ? 0 : 1)));
+    if (keys.length > maxAxes) {
       const rank = (k) => (importance[k] !== undefined ? importance[k] : -1);
-      const top = new Set(keys.slice().sort((a, b) => rank(b) - rank(a)).slice(0, MAX_PAR_AXES));
+      const top = new Set(keys.slice().sort((a, b) => rank(b) - rank(a)).slice(0, maxAxes));
       parKeys = keys.filter((k) => top.has(k));
     }
     for (const key of parKeys) {
@@ -974,10 +1003,11 @@
     }
     if (!multi) dims.push({ label: "loss", values: par.map((r) => r.loss) });
     for (const d of dims) d.label = shortLabel(d.label);
-    let parTitle = par.length < done.length ? "Parallel coordinates (" + par.length + " of " + done.length + " trials)" : "Parallel coordinates";
-    if (parKeys.length < keys.length) parTitle += ", the " + parKeys.length + " most important of " + keys.length + " parameters";
+    const parNotes = [];
+    if (par.length < done.length) parNotes.push(par.length + " of " + done.length + " trials");
+    if (parKeys.length < keys.length) parNotes.push("the " + parKeys.length + " most important of " + keys.length + " parameters");
+    const parTitle = "Parallel coordinates" + (parNotes.length ? "\n" + parNotes.join("; ") : "");
     // slanted labels when they would not fit side by side
-    const parWidth = (document.getElementById("parallel").clientWidth || 600) - 60;
     const widest = Math.max(0, ...dims.map((d) => d.label.length));
     const slant = dims.length > 1 && widest * 7 > parWidth / dims.length;
     const parDiv = document.getElementById("parallel");
@@ -987,7 +1017,7 @@
         type: "parcoords", dimensions: dims, labelangle: slant ? -30 : 0, labelside: "top",
         labelfont: { size: 11 }, tickfont: { size: 10 },
         line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
-      }], plotLayout(parTitle, { showlegend: false, margin: { l: 50, r: 40, t: slant ? 110 : 80, b: 30 } }));
+      }], plotLayout(parTitle, { showlegend: false, detailAt: "bottom", margin: { l: 50, r: 40, t: slant ? 110 : 80, b: 30 } }));
     } else {
       parDiv.dataset.view = "svg";
       parDiv.dataset.dimensions = String(dims.length);
@@ -999,7 +1029,8 @@
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
     plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => e[0]), name: "importance" }],
-      plotLayout(imp.length ? "Parameter importances" : "Parameter importances (need 2+ completed trials)", { showlegend: false, margin: { l: 120, r: 20, t: 40, b: 40 } }));
+      plotLayout(imp.length ? "Parameter importances" : "Parameter importances\nneed 2+ completed trials", { showlegend: false,
+        margin: { l: 20, r: 20, t: 40, b: 40 }, yaxis: { automargin: true } }));
 
     // intermediate curves
     const byId = {};
@@ -1036,9 +1067,10 @@
       delete m.n;
       curves.unshift(m);
     }
-    const total = data.progress_total || curves.length;
-    const curveTitle = !curves.length ? "Intermediate losses (none reported)"
-      : curves.length < total ? "Intermediate losses (" + curves.length + " of " + total + " curves: running, best, pruned)" : "Intermediate losses";
+    // (merged traces hold many curves: count the curves, not the traces)
+    const total = data.progress_total || entries.length;
+    const curveTitle = !entries.length ? "Intermediate losses\nnone reported"
+      : entries.length < total ? "Intermediate losses\n" + entries.length + " of " + total + " curves: running, best, pruned" : "Intermediate losses";
     const curveValues = [];
     for (const [, pts] of entries) for (const p of pts) curveValues.push(p[1]);
     const curvesLog = logAxis("intermediate", curveValues, views);
