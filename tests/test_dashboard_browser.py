@@ -7,6 +7,7 @@ them (see ``conftest.unavailable``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -557,3 +558,20 @@ def test_script_in_a_parameter_is_shown_as_text(dash: Dashboard, page: Any) -> N
     assert page.locator("#main script").count() == 0
     page.wait_for_timeout(2500)  # one more poll: still nothing ran
     assert page.hd_dialogs == []
+
+
+def test_graph_titles_from_the_target_are_plain_text(dash: Dashboard, page: Any) -> None:
+    """Issue 12 (low): graphs.json axis titles were rendered as live links."""
+    link = '<a href="http://evil.example/">click</a>'
+    graphs = [{"name": "acc " + link, "x_axis": link, "y_axis": "<b>y</b>",
+               "series": [{"label": link, "x": [1, 2], "y": [3, 4]}]}]  # fmt: skip
+    (Path(dash.ids["folder"]) / "graphs.json").write_text(json.dumps(graphs))
+    page.goto(f"{dash.url}/trials/{dash.ids['completed']}")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#graph-0'); return d && d.data"
+        " && d.data[0].x.length === 2 && d.querySelector('.xtitle'); }"
+    )
+    graph = page.locator("#graph-0")
+    assert graph.locator("a").count() == 0  # no link anywhere in the plot
+    assert link in graph.locator(".xtitle").text_content()
+    assert "<b>y</b>" in graph.locator(".ytitle").text_content()

@@ -1276,8 +1276,10 @@
             const div = el("div", { id: "graph-" + i, className: "plot" });
             graphs.appendChild(div);
             const series = Array.isArray(g.series) ? g.series : [];
-            plot(div, series.map((s) => ({ x: s.x, y: s.y, name: String(s.label || ""), type: "scatter", mode: "lines" })),
-              plotLayout(String(g.name || "graph " + i), { xaxis: { title: { text: String(g.x_axis || "") } }, yaxis: { title: { text: String(g.y_axis || "") } } }));
+            // graphs.json is the target's: its texts go to Plotly as plain text (Plotly
+            // renders <a href>, <b> … in titles and names otherwise).
+            plot(div, series.map((s) => ({ x: s.x, y: s.y, name: escapeText(s.label || ""), type: "scatter", mode: "lines" })),
+              plotLayout(String(g.name || "graph " + i), { xaxis: { title: { text: escapeText(g.x_axis || "") } }, yaxis: { title: { text: escapeText(g.y_axis || "") } } }));
           });
         } else {
           graphs.appendChild(el("p", { className: "muted", text: t.graphs_error || "no graphs.json" }));
