@@ -258,7 +258,7 @@ class Supervisor:
             exp.name,
             reason,
             first.id,
-            first_error["error"],
+            (str(first_error["error"] or "").splitlines() or [""])[0],
         )
 
     def _stop_condition(self, exp: Experiment, counts: dict[TrialState, int]) -> str | None:
