@@ -42,6 +42,7 @@ from hyperdock.supervisor import (
     DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TRIALS,
+    budget_of,
 )
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
@@ -1079,7 +1080,7 @@ def status(store: str | None, as_json: bool) -> None:
         data = [
             _summary(st, e, importances_too=False)
             | {
-                "budget": e.max_trials,
+                "budget": budget_of(e),
                 "sampler": e.sampler,
                 "target": e.target.describe(),
                 "created_at": e.created_at,
