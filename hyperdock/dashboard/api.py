@@ -22,6 +22,7 @@ from hyperdock.samplers import default_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store
 from hyperdock.study import Objectives, importances, pareto_front
+from hyperdock.supervisor import store_has
 from hyperdock.trial import (
     FINISHED_STATES,
     Experiment,
@@ -540,19 +541,11 @@ def _new_name(body: dict[str, Any]) -> str:
     return name
 
 
-def _exists(store: Store, name: str) -> bool:
-    try:
-        store.get_experiment(name)
-    except ExperimentNotFound:
-        return False
-    return True
-
-
 def clone_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /api/experiments/<name>/clone``: same space, target, sampler and budget."""
     exp = _experiment(store, name)
     new = _new_name(body)
-    if _exists(store, new):
+    if store_has(store, new):
         raise ApiError(409, f"an experiment named {new!r} exists already")
     try:
         made = store.create_experiment(
@@ -662,7 +655,7 @@ def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "max_trials must be a whole number")
     if budget is not None and budget < 1:
         raise ApiError(400, f"max_trials must be at least 1, got {budget}")
-    if _exists(store, name):
+    if store_has(store, name):
         raise ApiError(409, f"an experiment named {name!r} exists already")
     meta: dict[str, Any] = {"objectives": Objectives().to_meta(), "pruner": "none"}
     try:
