@@ -449,6 +449,8 @@ def test_create_experiment_space_json_form(store: Store) -> None:
         ({"space": "{}", "command": "x"}, 400, "name"),
         ({"name": "e", "space": "{}", "command": "x", "max_trials": 0}, 400, "at least 1"),
         ({"name": "e", "space": '{"a": [1]}', "command": "x", "sampler": "nope"}, 400, "nope"),
+        ({"name": "e", "space": "[" * 100_000, "command": "x"}, 400, "200 levels deep"),
+        ({"name": "e", "space": '{"a": []}', "command": "x"}, 400, "'a' has no values"),
     ],
 )
 def test_create_experiment_refusals(

@@ -19,7 +19,7 @@ from typing import Any
 
 from hyperdock.errors import ExperimentNotFound, HyperdockError, StoreError
 from hyperdock.samplers import default_sampler
-from hyperdock.space import Space
+from hyperdock.space import MAX_DEPTH, Space
 from hyperdock.storage.base import Store
 from hyperdock.study import Objectives, importances, pareto_front
 from hyperdock.trial import (
@@ -607,6 +607,10 @@ def parse_space(raw: Any) -> Space:
             raise ApiError(
                 400,
                 f"the space is not valid JSON: {exc} (or give a Python config: SPACE = {{...}})",
+            ) from None
+        except RecursionError:  # the decoder gives up at about a thousand levels
+            raise ApiError(
+                400, f"invalid space: nested more than {MAX_DEPTH} levels deep"
             ) from None
     try:
         return Space.from_json(data) if _contains_hp(data) else space_from_v04(data)
