@@ -451,6 +451,9 @@ def test_create_experiment_space_json_form(store: Store) -> None:
         ({"name": "e", "space": '{"a": [1]}', "command": "x", "sampler": "nope"}, 400, "nope"),
         ({"name": "e", "space": "[" * 100_000, "command": "x"}, 400, "200 levels deep"),
         ({"name": "e", "space": '{"a": []}', "command": "x"}, 400, "'a' has no values"),
+        ({"name": "a/b", "space": "{}", "command": "x"}, 400, "may not contain '/'"),
+        ({"name": "a\x1b[31mb", "space": "{}", "command": "x"}, 400, "control characters"),
+        ({"name": "n" * 150, "space": "{}", "command": "x"}, 400, "use at most 100"),
     ],
 )
 def test_create_experiment_refusals(

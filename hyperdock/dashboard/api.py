@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import ExperimentNotFound, HyperdockError, StoreError
+from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreError
 from hyperdock.samplers import default_sampler
 from hyperdock.space import MAX_DEPTH, Space
 from hyperdock.storage.base import Store
@@ -534,9 +534,13 @@ def _new_name(body: dict[str, Any]) -> str:
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ApiError(400, "give the new experiment a name")
+    from hyperdock.supervisor import validate_name
+
     name = name.strip()
-    if len(name) > 200:
-        raise ApiError(400, "the name is longer than 200 characters")
+    try:
+        validate_name(name)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
     return name
 
 
