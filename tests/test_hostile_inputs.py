@@ -62,7 +62,6 @@ BAD_RUN_OPTIONS = [
     (["--heartbeat", "0"], "--heartbeat must be a positive number of seconds, got 0.0"),
     (["--heartbeat", "-1"], "--heartbeat must be a positive number of seconds"),
     (["--workers", "5000"], "(--workers / --parallelism) must be from 1 to 1024, got 5000"),
-    (["--name", "n" * 101], "has 101 characters; use at most 100"),
     (["--name", "a/b"], "names may not contain '/' or control characters"),
     (["--name", "red\x1b[31m"], "holds '\\x1b'; names may not contain"),
 ]
@@ -79,11 +78,15 @@ def test_run_refuses_unusable_settings_in_one_line(
     assert stored_experiments(project) == []
 
 
-def test_a_name_of_100_characters_runs(project: Path) -> None:
-    name = "n" * 100
-    out = hd("run", "space.json", "--command", f"{PY} train.py", "-q", "--name", name, cwd=project)
+def test_names_of_up_to_100_characters(project: Path) -> None:
+    command = ["run", "space.json", "--command", f"{PY} train.py", "-q", "--name"]
+    out = hd(*command, "n" * 101, cwd=project)
+    assert out.returncode == 2, out.stderr
+    assert "has 101 characters; use at most 100" in out.stderr
+    assert stored_experiments(project) == []
+    out = hd(*command, "n" * 100, cwd=project)
     assert out.returncode == 0, out.stderr
-    assert stored_experiments(project) == [name]
+    assert stored_experiments(project) == ["n" * 100]
 
 
 @pytest.mark.parametrize(
