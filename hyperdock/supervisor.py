@@ -570,7 +570,10 @@ def _validate_numbers(
     target_loss = meta.get("target_loss")
     if target_loss is not None and not math.isfinite(target_loss):
         raise ConfigError(f"--target-loss must be a finite number, got {target_loss}")
-    _whole("--max-failures (0: never stop)", meta.get("max_failures"), 0)
+    max_failures = meta.get("max_failures")
+    if max_failures is not None and max_failures < 0:
+        raise ConfigError(f"--max-failures must be 0 (never stop) or more, got {max_failures}")
+    _whole("--max-failures", max_failures, 0)
 
 
 def open_experiment(
