@@ -832,12 +832,11 @@ def run(
     `hyperdock run --name NAME` alone resumes experiment NAME with its stored settings.
     """
     from hyperdock.supervisor import Supervisor
-    from hyperdock.worker import Worker
+    from hyperdock.worker import Worker, check_worker_settings
 
     _setup_logging(loglevel)
     opts = ExperimentOptions.take({**options, "config": config})
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_worker_settings(workers, heartbeat)  # before the experiment is stored
     env = parse_env(worker_env)
     _check_notify(notify)
     with _store(store) as st:
@@ -924,9 +923,10 @@ def _run_supervisor(
     notify: Sequence[str] = (),
     legacy: bool = False,
 ) -> None:
-    from hyperdock.supervisor import Supervisor
+    from hyperdock.supervisor import Supervisor, check_poll
 
     _check_notify(notify)
+    check_poll(poll)  # before the experiment is stored
     with _store(store) as st:
         exp, created = _prepare(st, opts)
         sup = Supervisor(st, exp, poll_interval=poll)
@@ -1033,10 +1033,9 @@ def _run_worker(
     heartbeat: float,
     poll: float,
 ) -> None:
-    from hyperdock.worker import Worker
+    from hyperdock.worker import Worker, check_worker_settings
 
-    if parallelism < 1:
-        raise ConfigError(f"--parallelism must be at least 1, got {parallelism}")
+    check_worker_settings(parallelism, heartbeat, poll)  # before the store is opened
     env_values = list(env) or [os.environ.get("HYPERDOCK_ENV", "")]
     with _store(store) as st:
         exp_id = st.get_experiment(experiment).id if experiment else None

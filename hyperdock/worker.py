@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import queue
 import re
@@ -33,7 +34,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import HyperdockError, LossFileError, StoreConnectionError, TargetError
+from hyperdock.errors import (
+    ConfigError,
+    HyperdockError,
+    LossFileError,
+    StoreConnectionError,
+    TargetError,
+)
 from hyperdock.jsonutil import dumps
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
@@ -59,6 +66,30 @@ ORPHAN_SWEEP_INTERVAL = 10.0
 TrialListener = Callable[[int, TrialState], None]
 #: Saves the outcome of one attempt in the store; returns the trial's new state.
 Report = Callable[[], "TrialState | None"]
+
+
+#: Most trials one worker runs at once: each slot is a thread and a running target.
+MAX_PARALLELISM = 1024
+
+
+def check_worker_settings(
+    parallelism: int, heartbeat_interval: float = 5.0, poll_interval: float = 1.0
+) -> None:
+    """Refuse settings a worker cannot run with (a zero interval busy-loops).
+
+    Raises:
+        ConfigError: ``parallelism`` outside 1 to :data:`MAX_PARALLELISM`, or an
+            interval that is not a positive number of seconds (NaN included).
+    """
+    if not 1 <= parallelism <= MAX_PARALLELISM:
+        raise ConfigError(
+            f"trials at once (--workers / --parallelism) must be from 1 to "
+            f"{MAX_PARALLELISM}, got {parallelism}"
+            + ("; start more workers for more" if parallelism > MAX_PARALLELISM else "")
+        )
+    for flag, value in (("--heartbeat", heartbeat_interval), ("--poll", poll_interval)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
 
 
 def slugify(name: str) -> str:
@@ -131,8 +162,7 @@ class Worker:
         sweep_orphans: bool = True,
         progress_interval: float = 1.0,
     ) -> None:
-        if parallelism < 1:
-            raise ValueError("parallelism must be at least 1")
+        check_worker_settings(parallelism, heartbeat_interval, poll_interval)
         self.store = store
         self.results_dir = Path(results_dir).expanduser().resolve()
         self.parallelism = parallelism
