@@ -27,6 +27,7 @@ import click
 
 from hyperdock import __version__
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
+from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
 from hyperdock.storage import (
@@ -436,10 +437,15 @@ def _worker_runtime_factory(
     privileged: bool,
     network: str | None,
     pull: str,
+    pids_limit: int,
 ) -> Callable[[str], Any]:
     from hyperdock.worker import default_runtime_factory
 
-    docker_options: dict[str, Any] = {"privileged": privileged, "pull": pull}
+    docker_options: dict[str, Any] = {
+        "privileged": privileged,
+        "pull": pull,
+        "pids_limit": pids_limit,
+    }
     if docker_runtime:
         docker_options["docker_runtime"] = docker_runtime
     if network:
@@ -477,6 +483,7 @@ _UNSTORED = (
     "docker_runtime",
     "network",
     "pull",
+    "pids_limit",
     "heartbeat",
     "poll",
     "notify",
@@ -777,6 +784,13 @@ def cli() -> None:
     help="When to pull the target image.",
 )
 @click.option(
+    "--pids-limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_PIDS_LIMIT,
+    show_default=True,
+    help="Most processes a target container may run at once (0: no limit).",
+)
+@click.option(
     "--heartbeat",
     type=float,
     default=5.0,
@@ -798,6 +812,7 @@ def run(
     docker_runtime: str | None,
     network: str | None,
     pull: str,
+    pids_limit: int,
     heartbeat: float,
     notify: tuple[str, ...],
     as_json: bool,
@@ -833,7 +848,9 @@ def run(
             experiment_id=exp.id,
             heartbeat_interval=heartbeat,
             poll_interval=1.0,
-            runtime_factory=_worker_runtime_factory(data, docker_runtime, False, network, pull),
+            runtime_factory=_worker_runtime_factory(
+                data, docker_runtime, False, network, pull, pids_limit
+            ),
             wake=wake,
             sweep_orphans=exp.target.kind == "docker",
             on_trial_end=lambda _tid, _state: supervisor.notify(),
@@ -973,6 +990,13 @@ def _worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="When to pull target images.",
         ),
+        click.option(
+            "--pids-limit",
+            type=click.IntRange(min=0),
+            default=DEFAULT_PIDS_LIMIT,
+            show_default=True,
+            help="Most processes a target container may run at once (0: no limit).",
+        ),
         click.option("--experiment", default=None, help="Only run trials of this experiment."),
         click.option("--burst", is_flag=True, help="Exit when the queue is empty."),
         click.option(
@@ -1007,6 +1031,7 @@ def _run_worker(
     privileged: bool,
     network: str | None,
     pull: str,
+    pids_limit: int,
     experiment: str | None,
     burst: bool,
     heartbeat: float,
@@ -1030,7 +1055,7 @@ def _run_worker(
             poll_interval=poll,
             burst=burst,
             runtime_factory=_worker_runtime_factory(
-                data, docker_runtime, privileged, network, pull
+                data, docker_runtime, privileged, network, pull, pids_limit
             ),
         )
         with _signals(worker.stop):

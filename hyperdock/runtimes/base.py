@@ -29,6 +29,10 @@ import abc
 import dataclasses
 from pathlib import Path
 
+#: Processes a target container may run at once unless told otherwise: enough for any
+#: data loader, few enough that a fork bomb in a target cannot exhaust the host's pids.
+DEFAULT_PIDS_LIMIT = 4096
+
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:

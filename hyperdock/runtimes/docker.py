@@ -40,7 +40,13 @@ import docker.types
 import requests
 
 from hyperdock.errors import ConfigError, TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
+from hyperdock.runtimes.base import (
+    DEFAULT_PIDS_LIMIT,
+    Execution,
+    RunContext,
+    RunOutcome,
+    Runtime,
+)
 
 __all__ = [
     "CONTAINER_DIR",
@@ -106,7 +112,10 @@ class DockerRuntime(Runtime):
             ``RunContext.env`` overrides them.
         network: Network mode of the containers (``"none"``, ``"host"``, a network
             name); ``None`` for Docker's default bridge.
-        privileged: Run containers privileged.
+        privileged: Run containers privileged. Without it, containers run with the
+            ``no-new-privileges`` security option (setuid binaries gain nothing).
+        pids_limit: Most processes a container may run at once (Docker's
+            ``--pids-limit``); ``0`` or ``None`` for no limit.
         pull: When to pull the image: ``"missing"`` (once, when Docker reports it
             missing), ``"never"``, or ``"always"`` (before every run, like
             ``docker run --pull always``).
@@ -119,7 +128,7 @@ class DockerRuntime(Runtime):
             or in a container that mounts its folders at the host's paths (COMPAT).
 
     Raises:
-        ConfigError: ``pull`` or ``stop_grace`` is invalid.
+        ConfigError: ``pull``, ``stop_grace`` or ``pids_limit`` is invalid.
     """
 
     kind = "docker"
@@ -136,7 +145,12 @@ class DockerRuntime(Runtime):
         base_url: str | None = None,
         stop_grace: float = 10.0,
         volume_map: Callable[[Path], Path] | None = None,
+        pids_limit: int | None = DEFAULT_PIDS_LIMIT,
     ) -> None:
+        if pids_limit is not None and (isinstance(pids_limit, bool) or pids_limit < 0):
+            raise ConfigError(
+                f"the pids limit must be a number of processes >= 0 (0: none), not {pids_limit!r}"
+            )
         if pull not in ("missing", "never", "always"):
             raise ConfigError(f"pull must be 'missing', 'never' or 'always', not {pull!r}")
         if not stop_grace >= 0:
@@ -146,6 +160,7 @@ class DockerRuntime(Runtime):
         self.env: dict[str, str] = dict(env or {})
         self.network = network or None
         self.privileged = privileged
+        self.pids_limit = pids_limit or None
         self.pull: PullPolicy = pull
         self.base_url = base_url or None
         self.stop_grace = float(stop_grace)
@@ -202,6 +217,7 @@ class DockerRuntime(Runtime):
             parts.append(f"network={self.network}")
         if self.privileged:
             parts.append("privileged")
+        parts.append(f"pids-limit={self.pids_limit or 'none'}")
         if self.data_dir is not None:
             parts.append(f"data={self.data_dir}")
         parts.append(f"pull={self.pull}")
@@ -306,6 +322,10 @@ class DockerRuntime(Runtime):
             privileged=self.privileged,
             runtime=self.docker_runtime,
             device_requests=device_requests,
+            pids_limit=self.pids_limit,
+            # A privileged container may gain anything anyway; otherwise setuid
+            # binaries in the image do not lift the target's privileges.
+            security_opt=None if self.privileged else ["no-new-privileges"],
         )
         return {
             "image": image,
