@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -125,3 +126,36 @@ def test_escaped_child_ends_on_cancel(runtime: ProcessRuntime, tmp_path: Path) -
         assert not alive(pid)
     finally:
         _kill(pid)
+
+
+def test_a_new_worker_kills_what_a_kill_9_worker_left_in_its_cgroups(tmp_path: Path) -> None:
+    # Cgroups only (this host and CI allow them): a subreaper dies with its worker.
+    write(tmp_path / "target.py", DOUBLE_FORK)
+    folder = tmp_path / "attempt"
+    folder.mkdir()
+    write(
+        tmp_path / "worker.py",
+        f"""
+        from pathlib import Path
+        from hyperdock.runtimes.base import RunContext
+        from hyperdock.runtimes.process import ProcessRuntime
+        rt = ProcessRuntime(contain="cgroup")
+        ctx = RunContext(trial_id=7, experiment="e", folder=Path({str(folder)!r}),
+                         command=[{PY!r}, {str(tmp_path / "target.py")!r}, "600"])
+        rt.start(ctx).wait()
+        """,
+    )
+    worker = subprocess.Popen([PY, str(tmp_path / "worker.py")])
+    ctx = RunContext(trial_id=7, experiment="e", folder=folder)
+    try:
+        pid = _escaped_pid(ctx)
+        worker.kill()
+        worker.wait()
+        assert alive(pid)  # kill -9 of the worker alone leaves it
+        assert ProcessRuntime(contain="cgroup").containment == "cgroup"
+        assert not alive(pid)
+    finally:
+        worker.kill()
+        worker.wait()
+        if "pid" in locals():
+            _kill(pid)

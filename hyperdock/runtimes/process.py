@@ -238,8 +238,6 @@ class Container:
             ``"subreaper"`` or ``"group"`` (process group only, the old behaviour).
     """
 
-    _subreaper_lock = threading.Lock()
-
     def __init__(self, mode: str = "auto") -> None:
         if mode not in ("auto", "cgroup", "subreaper", "group"):
             raise ValueError(f"unknown containment mode {mode!r}")
@@ -249,6 +247,8 @@ class Container:
             if self._base is None and mode == "cgroup":
                 raise OSError("cgroup v2 is not available or not writable here")
             mode = "cgroup" if self._base is not None else "subreaper"
+        if self._base is not None:
+            self._sweep(self._base)
         if mode == "subreaper" and not _set_subreaper():
             log.warning("cannot become a child subreaper: escaped target processes survive")
             mode = "group"
@@ -275,6 +275,17 @@ class Container:
                 probe.rmdir()
         return root
 
+    @staticmethod
+    def _sweep(base: Path) -> None:
+        """Kill what is left in the cgroups of dead workers (``kill -9`` of a worker
+        leaves its targets running in their cgroups)."""
+        for child in base.glob("hyperdock-*-*"):
+            owner = child.name.split("-")[1]
+            if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+                continue
+            log.warning("killing the processes left in %s by a dead worker", child)
+            Containment("cgroup")._kill_cgroup(child)
+
     def attempt(self, trial_id: int) -> Containment:
         """A fresh containment for one attempt of ``trial_id``."""
         if self._base is not None:
@@ -283,8 +294,7 @@ class Container:
                 return Containment("cgroup", self._base / name)
             except OSError as exc:
                 log.warning("no cgroup for trial %d (%s): using the subreaper", trial_id, exc)
-                if not _set_subreaper():
-                    return Containment("group")
+                return Containment("subreaper" if _set_subreaper() else "group")
         return Containment(self.mode)
 
 
