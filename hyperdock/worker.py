@@ -14,6 +14,11 @@ Promises:
       by itself, and is then recorded completed with its loss.
     * :meth:`Worker.stop` (SIGTERM/SIGINT in the CLI) stops claiming, stops the running
       targets, and puts their trials back in the queue without using up a retry.
+    * Faults of the worker's own host are not the trial's: when the Docker engine does
+      not answer, or the results folder cannot be written (read-only, full disk), the
+      trial goes back to the queue without using a retry, the worker says why in its
+      log and in its store record (``hyperdock workers``), claims nothing until its
+      host works again (checking with backoff), then carries on.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import HyperdockError, LossFileError, StoreConnectionError, TargetError
+from hyperdock.errors import (
+    ConfigError,
+    HostError,
+    HyperdockError,
+    LossFileError,
+    StoreConnectionError,
+    TargetError,
+)
 from hyperdock.jsonutil import dumps
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
@@ -76,6 +88,56 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
     return "\n".join(kept)
+
+
+def check_results_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the results folder if needed and check that files can be written in it.
+
+    Returns:
+        Its absolute path.
+
+    Raises:
+        ConfigError: it is not a folder, cannot be created, or cannot be written.
+    """
+    folder = Path(path).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"the results folder {folder} is a file, not a folder: give --results a folder "
+            "(it is created if missing)"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _probe_write(folder)
+    except OSError as exc:
+        raise ConfigError(
+            f"the results folder {folder} cannot be written ({exc.strerror or exc}): make it "
+            "writable (a read-only mount? a full disk?) or give --results another folder"
+        ) from None
+    return folder
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and delete a small file in ``folder``; raises OSError if that fails."""
+    probe = folder / f".hyperdock-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"ok")
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
+class _FolderFault(HostError):
+    """The results folder cannot be written."""
+
+
+def _folder_fault(folder: Path, exc: OSError) -> HostError:
+    return _FolderFault(
+        f"the results folder {folder} cannot be written ({exc.strerror or exc}); trials "
+        "wait in the queue until it can (a read-only mount? a full disk?)",
+        summary=f"results folder {folder} not writable: {exc.strerror or exc}",
+    )
 
 
 def _wrote_loss(folder: Path) -> bool:
@@ -134,7 +196,8 @@ class Worker:
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
         self.store = store
-        self.results_dir = Path(results_dir).expanduser().resolve()
+        # Refused now, not in the middle of the run: an unusable folder cannot run anything.
+        self.results_dir = check_results_dir(results_dir)
         self.parallelism = parallelism
         self.host = socket.gethostname()
         self.id = worker_id or f"{self.host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -165,6 +228,9 @@ class Worker:
         self._progress_interval = progress_interval
         self._progress: dict[int, ProgressReader] = {}
         self._progress_lock = threading.Lock()
+        # What is wrong with this host now (see _host_fault), and how to tell it is over.
+        self._fault: tuple[str, Callable[[], None]] | None = None
+        self._fault_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -238,7 +304,12 @@ class Worker:
     # -- slots ------------------------------------------------------------------------
     def _slot_loop(self, slot: int) -> None:
         backoff = Backoff()
+        host_backoff = Backoff()
         while not self._stopping.is_set():
+            if not self._host_ok():
+                self._stopping.wait(host_backoff.next())
+                continue
+            host_backoff.reset()
             try:
                 trial = self.store.claim(self.id, experiment_id=self._experiment_id)
             except HyperdockError as exc:
@@ -283,6 +354,8 @@ class Worker:
         report: Report
         try:
             report = self._attempt(trial, slot)
+        except HostError as exc:
+            report = functools.partial(self._host_fault, trial, exc, None)
         except Exception as exc:  # never lose a trial to a bug or a surprise
             log.exception("trial %d: unexpected error", trial.id)
             report = functools.partial(
@@ -320,6 +393,77 @@ class Worker:
             if state is not None and self._on_trial_end is not None:
                 self._on_trial_end(trial.id, state)
 
+    # -- faults of this host ----------------------------------------------------------
+    def _host_fault(
+        self, trial: Trial, fault: HostError, result: dict[str, Any] | None
+    ) -> TrialState | None:
+        """Put ``trial`` back without using a retry, and pause claiming (reporter thread)."""
+        self._set_fault(fault)
+        state = self.store.release(
+            trial.id, self.id, error=str(fault), count_attempt=False, result=result
+        )
+        if state is TrialState.QUEUED:
+            log.warning(
+                "trial %d back in the queue, no retry used: this host cannot run it now",
+                trial.id,
+            )
+        return state
+
+    def _set_fault(self, fault: HostError) -> None:
+        probe = self._probe_for(fault)
+        with self._fault_lock:
+            known = self._fault is not None and self._fault[0] == fault.summary
+            self._fault = (fault.summary, probe)
+        if known:
+            return
+        log.warning("worker %s paused: %s", self.id, fault)
+        with contextlib.suppress(HyperdockError):
+            self.store.set_worker_status(self.id, f"paused: {fault.summary}")
+
+    def _probe_for(self, fault: HostError) -> Callable[[], None]:
+        """A check that raises while the fault lasts."""
+        if isinstance(fault, _FolderFault):
+
+            def folder() -> None:
+                try:
+                    _probe_write(self.results_dir)
+                except OSError as exc:
+                    raise _folder_fault(self.results_dir, exc) from None
+
+            return folder
+        runtimes = list(self._runtimes.values())
+
+        def engines() -> None:
+            for runtime in runtimes:
+                runtime.check()
+
+        return engines
+
+    def _host_ok(self) -> bool:
+        """False while this host is at fault; checks whether it still is."""
+        with self._fault_lock:
+            fault = self._fault
+        if fault is None:
+            return True
+        summary, probe = fault
+        try:
+            probe()
+        except HostError as exc:
+            if exc.summary != summary:
+                self._set_fault(exc)
+            return False
+        except Exception as exc:  # a check that breaks must not stop the worker for good
+            log.warning("checking this host failed: %r", exc)
+            return False
+        with self._fault_lock:
+            if self._fault is not fault:
+                return self._fault is None
+            self._fault = None
+        log.warning("worker %s resumed: %s no longer", self.id, summary)
+        with contextlib.suppress(HyperdockError):
+            self.store.set_worker_status(self.id, None)
+        return True
+
     def _release(
         self, trial: Trial, error: str, *, retry: bool = True, result: dict[str, Any] | None = None
     ) -> TrialState | None:
@@ -344,10 +488,13 @@ class Worker:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
         trial_dir = self.results_dir / f"{slugify(exp.name)}-{trial.id}"
         folder = trial_dir / stamp
-        trial_dir.mkdir(exist_ok=True)
-        folder.mkdir()
-        (folder / "out").mkdir()
-        (folder / "params.json").write_text(dumps(trial.params))
+        try:
+            trial_dir.mkdir(exist_ok=True)
+            folder.mkdir()
+            (folder / "out").mkdir()
+            (folder / "params.json").write_text(dumps(trial.params))
+        except OSError as exc:  # read-only, full, gone: the host's fault
+            raise _folder_fault(self.results_dir, exc) from None
         with self._lock:
             self._folders[trial.id] = folder
         with self._progress_lock:
@@ -370,6 +517,8 @@ class Worker:
         base: dict[str, Any] = {"folder": str(folder), "worker": self.id}
         try:
             execution = self._runtime(exp.target.kind).start(ctx)
+        except HostError as exc:
+            return functools.partial(self._host_fault, trial, exc, base)
         except TargetError as exc:
             return functools.partial(
                 self._release, trial, str(exc), retry=exc.retryable, result=base
@@ -379,7 +528,10 @@ class Worker:
             pending_stop = trial.id in self._stop_reasons
         if pending_stop:
             execution.stop(self._stop_grace)
-        outcome = execution.wait()
+        try:
+            outcome = execution.wait()
+        except HostError as exc:  # e.g. the engine went away while the target ran
+            return functools.partial(self._host_fault, trial, exc, base)
         return functools.partial(self._report, trial, exp, folder, outcome, base)
 
     def _report(
@@ -413,6 +565,10 @@ class Worker:
                 raise LossFileError("the target wrote no loss.json") from None
             report = parse_loss(text)
         except LossFileError as exc:
+            try:  # could the target have written its loss at all?
+                _probe_write(self.results_dir)
+            except OSError as err:
+                return self._host_fault(trial, _folder_fault(self.results_dir, err), result)
             reason = str(exc)
             if outcome.exit_code:
                 reason = f"the target exited with code {outcome.exit_code}; {reason}"

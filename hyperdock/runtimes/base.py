@@ -112,5 +112,12 @@ class Runtime(abc.ABC):
         """One line for logs: what this runtime runs."""
         return self.kind
 
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Check that this host can run targets now (e.g. the Docker engine answers).
+
+        Raises:
+            HostError: it cannot; the message says why and what to do.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (API clients). Called once when the worker stops."""

@@ -39,7 +39,7 @@ import docker.errors
 import docker.types
 import requests
 
-from hyperdock.errors import ConfigError, TargetError
+from hyperdock.errors import ConfigError, HostError, TargetError
 from hyperdock.runtimes.base import (
     DEFAULT_PIDS_LIMIT,
     Execution,
@@ -200,13 +200,25 @@ class DockerRuntime(Runtime):
                     raise self._unreachable(exc) from exc
             return self._client
 
-    def _unreachable(self, exc: BaseException) -> TargetError:
-        return TargetError(
+    def _unreachable(self, exc: BaseException) -> HostError:
+        # The host's fault, not the trial's: the worker requeues without using a retry.
+        return HostError(
             f"Docker is not reachable at {self.docker_url} ({exc}). Start the Docker "
             "daemon (e.g. 'sudo systemctl start docker'), mount /var/run/docker.sock "
             "into the worker's container, or set DOCKER_HOST to the engine's URL.",
-            retryable=True,
+            summary=f"Docker is not reachable at {self.docker_url}",
         )
+
+    def check(self) -> None:
+        """Ping the Docker engine.
+
+        Raises:
+            HostError: it does not answer.
+        """
+        try:
+            self.client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise self._unreachable(exc) from exc
 
     def describe(self) -> str:
         """One line for logs: engine URL and container options."""
