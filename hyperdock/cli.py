@@ -826,12 +826,13 @@ def run(
     `hyperdock run --name NAME` alone resumes experiment NAME with its stored settings.
     """
     from hyperdock.supervisor import Supervisor
-    from hyperdock.worker import Worker
+    from hyperdock.worker import Worker, check_results_dir
 
     _setup_logging(loglevel)
     opts = ExperimentOptions.take({**options, "config": config})
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_results_dir(results)
     env = parse_env(worker_env)
     _check_notify(notify)
     with _store(store) as st:
@@ -1037,10 +1038,11 @@ def _run_worker(
     heartbeat: float,
     poll: float,
 ) -> None:
-    from hyperdock.worker import Worker
+    from hyperdock.worker import Worker, check_results_dir
 
     if parallelism < 1:
         raise ConfigError(f"--parallelism must be at least 1, got {parallelism}")
+    check_results_dir(results)
     env_values = list(env) or [os.environ.get("HYPERDOCK_ENV", "")]
     with _store(store) as st:
         exp_id = st.get_experiment(experiment).id if experiment else None
@@ -1390,7 +1392,8 @@ def export(
 )
 @click.option("--json", "as_json", is_flag=True)
 def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) -> None:
-    """List workers: host, parallelism, last heartbeat, running trials."""
+    """List workers: host, parallelism, last heartbeat, running trials, and status (why
+    a paused worker runs nothing now: Docker unreachable, results folder not writable)."""
     with _store(store, create=False) as st:
         found = st.list_workers(max_age=None if show_all else max_age)
     now = time.time()
@@ -1402,7 +1405,7 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
         return
     click.echo(
         _table(
-            ["WORKER", "HOST", "PID", "SLOTS", "UP", "HEARTBEAT", "RUNNING"],
+            ["WORKER", "HOST", "PID", "SLOTS", "UP", "HEARTBEAT", "RUNNING", "STATUS"],
             [
                 [
                     w.id,
@@ -1412,6 +1415,7 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
                     _fmt_duration(now - w.started_at),
                     _fmt_ago(w.heartbeat_at, now),
                     ",".join(map(str, w.running)) or "-",
+                    w.status or "ok",
                 ]
                 for w in found
             ],

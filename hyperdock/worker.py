@@ -355,7 +355,7 @@ class Worker:
         try:
             report = self._attempt(trial, slot)
         except HostError as exc:
-            report = functools.partial(self._host_fault, trial, exc, None)
+            report = self._host_report(trial, exc, None)
         except Exception as exc:  # never lose a trial to a bug or a surprise
             log.exception("trial %d: unexpected error", trial.id)
             report = functools.partial(
@@ -394,6 +394,13 @@ class Worker:
                 self._on_trial_end(trial.id, state)
 
     # -- faults of this host ----------------------------------------------------------
+    def _host_report(self, trial: Trial, fault: HostError, result: dict[str, Any] | None) -> Report:
+        """Pause claiming at once (the other slots too), and report the fault later."""
+        with self._fault_lock:
+            if self._fault is None:
+                self._fault = ("", self._probe_for(fault))  # _set_fault fills it in
+        return functools.partial(self._host_fault, trial, fault, result)
+
     def _host_fault(
         self, trial: Trial, fault: HostError, result: dict[str, Any] | None
     ) -> TrialState | None:
@@ -459,7 +466,7 @@ class Worker:
             if self._fault is not fault:
                 return self._fault is None
             self._fault = None
-        log.warning("worker %s resumed: %s no longer", self.id, summary)
+        log.warning("worker %s resumed: its host works again (was: %s)", self.id, summary)
         with contextlib.suppress(HyperdockError):
             self.store.set_worker_status(self.id, None)
         return True
@@ -518,7 +525,7 @@ class Worker:
         try:
             execution = self._runtime(exp.target.kind).start(ctx)
         except HostError as exc:
-            return functools.partial(self._host_fault, trial, exc, base)
+            return self._host_report(trial, exc, base)
         except TargetError as exc:
             return functools.partial(
                 self._release, trial, str(exc), retry=exc.retryable, result=base
@@ -531,7 +538,7 @@ class Worker:
         try:
             outcome = execution.wait()
         except HostError as exc:  # e.g. the engine went away while the target ran
-            return functools.partial(self._host_fault, trial, exc, base)
+            return self._host_report(trial, exc, base)
         return functools.partial(self._report, trial, exp, folder, outcome, base)
 
     def _report(
