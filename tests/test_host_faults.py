@@ -242,3 +242,49 @@ def test_an_unusable_results_folder_is_refused_at_start(tmp_path: Path) -> None:
             assert done.returncode == 2, done.stderr
             assert f"the results folder {results} cannot be written" in done.stderr
             assert "Read-only file system" in done.stderr
+
+
+def test_a_full_disk_uses_no_retries(tmp_path: Path) -> None:
+    write(tmp_path / "t.py", WAITS_FOR_GO)
+    (tmp_path / "go").touch()
+    url = f"sqlite:///{tmp_path}/hd.db"
+    store = open_store(url)
+    exp = store.create_experiment(
+        "disk-full", space={"x": 1}, target=Target(command=(PY, str(tmp_path / "t.py"))),
+        sampler="random", seed=1, max_trials=2, max_retries=0,
+    )  # fmt: skip
+    results = tmp_path / "results"
+    results.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(results)], check=True)
+    worker = None
+    try:
+        worker = spawn(
+            "worker", "--store", url, "--results", str(results), "--poll", "0.2",
+            cwd=tmp_path, log=tmp_path / "w.log",
+        )  # fmt: skip
+        wait_for(lambda: bool(store.list_workers()), timeout=60, what="the worker to start")
+        filler = results / "filler"
+        with contextlib.suppress(OSError), open(filler, "wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        store.add_trials(exp.id, [{"x": 0}, {"x": 1}])
+        wait_for(
+            lambda: "No space left on device" in (_status(store) or ""),
+            timeout=60,
+            what="the worker to say the disk is full",
+        )
+        time.sleep(3)  # the disk stays full: the worker keeps checking, claims nothing
+        assert _states(store, exp.id) == [(TrialState.QUEUED, 0)] * 2
+        filler.unlink()
+        wait_for(
+            lambda: store.count_trials(exp.id)[TrialState.COMPLETED] == 2,
+            timeout=120,
+            what="the trials to run once there is space",
+        )
+        assert _states(store, exp.id) == [(TrialState.COMPLETED, 0)] * 2
+    finally:
+        if worker is not None:
+            stop_all([worker])
+        store.close()
+        subprocess.run(["umount", "-l", str(results)], check=False)
