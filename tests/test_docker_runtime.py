@@ -714,7 +714,7 @@ def test_no_gpus_by_default(fake_ctx: RunContext) -> None:
 def test_api_error_during_wait_removes_container(fake_ctx: RunContext) -> None:
     api = FakeAPI(images={"x:1"})
     api.wait_error = requests.exceptions.ConnectionError("connection reset")
-    execution = fake_runtime(api).start(fake_ctx)
+    execution = fake_runtime(api, outage_grace=0).start(fake_ctx)
     with pytest.raises(TargetError) as info:
         execution.wait()
     assert info.value.retryable is True

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from clihelp import PY, hd, spawn, stop_all, wait_for, write
 
+from hyperdock.runtimes.base import RunContext
+from hyperdock.runtimes.docker import DockerRuntime
 from hyperdock.storage import Store, open_store
 from hyperdock.trial import Target, TrialState
 
@@ -49,7 +51,8 @@ class SocketSwitch:
 
     def off(self) -> None:
         """Refuse new connections and cut the open ones (as a dead engine would)."""
-        server, self._server = self._server, None
+        with self._lock:
+            server, self._server = self._server, None
         if server is not None:
             server.close()
         with contextlib.suppress(FileNotFoundError):
@@ -70,6 +73,10 @@ class SocketSwitch:
             engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             engine.connect(self.target)
             with self._lock:
+                if self._server is not server:  # accepted just as it was switched off
+                    client.close()
+                    engine.close()
+                    return
                 self._conns += [client, engine]
             for a, b in ((client, engine), (engine, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -288,3 +295,42 @@ def test_a_full_disk_uses_no_retries(tmp_path: Path) -> None:
             stop_all([worker])
         store.close()
         subprocess.run(["umount", "-l", str(results)], check=False)
+
+
+@pytest.mark.docker
+def test_a_running_container_rides_out_a_short_engine_outage(
+    tmp_path: Path, busybox_image: str, docker_client: Any
+) -> None:
+    engine = SocketSwitch(tmp_path / "docker.sock")
+    engine.on()
+    runtime = DockerRuntime(base_url=f"unix://{engine.path}", network="none", pull="never")
+    folder = tmp_path / "attempt"
+    (folder / "out").mkdir(parents=True)
+    (folder / "params.json").write_text("{}")
+    script = (
+        "echo started; while [ ! -e /hyperdock/go ]; do sleep 0.1; done; "
+        "echo 0.5 > /hyperdock/loss.json"
+    )
+    ctx = RunContext(
+        trial_id=424242, experiment="outage", folder=folder, image=busybox_image,
+        command=["sh", "-c", script],
+    )  # fmt: skip
+    try:
+        execution = runtime.start(ctx)
+        outcomes: list[Any] = []
+        waiter = threading.Thread(target=lambda: outcomes.append(execution.wait()))
+        waiter.start()  # as a worker does: it waits at once
+        wait_for(lambda: "started" in (folder / "docker_log.txt").read_text(), 30, "the start")
+        engine.off()  # the engine is away while the target runs
+        (folder / "go").touch()
+        time.sleep(2)
+        engine.on()
+        waiter.join(60)
+        assert outcomes, "wait() raised: the outage was charged to the attempt"
+        outcome = outcomes[0]
+        assert outcome.exit_code == 0 and not outcome.stopped
+        assert (folder / "loss.json").read_text() == "0.5\n"
+        assert not docker_client.containers.list(all=True, filters={"id": execution.container_id})
+    finally:
+        runtime.close()
+        engine.off()

@@ -116,6 +116,9 @@ class DockerRuntime(Runtime):
             ``no-new-privileges`` security option (setuid binaries gain nothing).
         pids_limit: Most processes a container may run at once (Docker's
             ``--pids-limit``); ``0`` or ``None`` for no limit.
+        outage_grace: Seconds the wait for a running container rides out an engine
+            that does not answer (a restart, a cut socket) before the attempt is given
+            up as a fault of the host (:class:`~hyperdock.errors.HostError`).
         pull: When to pull the image: ``"missing"`` (once, when Docker reports it
             missing), ``"never"``, or ``"always"`` (before every run, like
             ``docker run --pull always``).
@@ -146,6 +149,7 @@ class DockerRuntime(Runtime):
         stop_grace: float = 10.0,
         volume_map: Callable[[Path], Path] | None = None,
         pids_limit: int | None = DEFAULT_PIDS_LIMIT,
+        outage_grace: float = 60.0,
     ) -> None:
         if pids_limit is not None and (isinstance(pids_limit, bool) or pids_limit < 0):
             raise ConfigError(
@@ -161,6 +165,7 @@ class DockerRuntime(Runtime):
         self.network = network or None
         self.privileged = privileged
         self.pids_limit = pids_limit or None
+        self.outage_grace = float(outage_grace)
         self.pull: PullPolicy = pull
         self.base_url = base_url or None
         self.stop_grace = float(stop_grace)
@@ -574,6 +579,8 @@ class DockerExecution(Execution):
         """Block until the container exits or the timeout passes; (exit code, timed out)."""
         timeout = self._ctx.timeout
         deadline = None if timeout is None else self._started + timeout
+        outage: float | None = None  # when the engine stopped answering
+        pause = 0.2
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -594,7 +601,20 @@ class DockerExecution(Execution):
                 # A read timeout surfaces as ReadTimeout or as ConnectionError.
                 if deadline is not None and time.monotonic() >= deadline - 0.05:
                     continue
-                raise self._runtime._unreachable(exc) from exc
+                # The container runs on while its engine is away for a moment: wait on.
+                now = time.monotonic()
+                if outage is None:
+                    outage = now
+                    log.warning(
+                        "trial %s: Docker stopped answering (%s); waiting for it",
+                        self._ctx.trial_id,
+                        exc,
+                    )
+                if now - outage > self._runtime.outage_grace or self._stop_requested:
+                    raise self._runtime._unreachable(exc) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
             return _exit_code(result), False
 
     def _kill(self) -> int | None:
