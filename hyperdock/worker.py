@@ -91,23 +91,28 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def check_results_dir(path: str | os.PathLike[str]) -> Path:
-    """Create the results folder if needed and check that files can be written in it.
+    """Check that the results folder can be used: it is a folder where files can be
+    written, or it is missing and can be created (it is not created here).
 
     Returns:
         Its absolute path.
 
     Raises:
-        ConfigError: it is not a folder, cannot be created, or cannot be written.
+        ConfigError: it is not a folder, or it (or the folder it would be created in)
+            cannot be written.
     """
     folder = Path(path).expanduser().resolve()
-    if folder.exists() and not folder.is_dir():
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == folder else f"would be inside {existing}, which is"
         raise ConfigError(
-            f"the results folder {folder} is a file, not a folder: give --results a folder "
-            "(it is created if missing)"
+            f"the results folder {folder} {what} a file, not a folder: give --results a "
+            "folder (it is created if missing)"
         )
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _probe_write(folder)
+        _probe_write(existing)
     except OSError as exc:
         raise ConfigError(
             f"the results folder {folder} cannot be written ({exc.strerror or exc}): make it "
