@@ -384,11 +384,9 @@ class GridAxis:
                     f"(JSON has no NaN or infinity); remove it or use a number"
                 )
             values.append(plain)
-        if not values:
-            raise SpaceError(
-                f"parameter {self.label!r} has no values (an empty grid axis); give it at "
-                f"least one value, or make it a constant"
-            )
+        # An empty axis is allowed here: a member of a v0.4 space list may have one
+        # (hdock_samples: 0 turns that member off). Space.from_obj refuses a space
+        # that has no points at all, or an empty axis where it would be sampled.
         object.__setattr__(self, "values", tuple(values))
 
 
@@ -532,12 +530,38 @@ def _sample(node: Any, rng: random.Random) -> Any:
         case Union():
             weights = _union_weights(node)
             if weights is None:
-                return _sample(node.spaces[rng.randrange(len(node.spaces))], rng)
+                members = [m for m in node.spaces if _empty_axis(m) is None]
+                return _sample(members[rng.randrange(len(members))], rng)
             if sum(weights) == 0:
                 raise SpaceError("the space has no points: every member has an empty axis")
             ends = list(itertools.accumulate(weights))
             return _sample(node.spaces[bisect.bisect_right(ends, rng.randrange(ends[-1]))], rng)
     return node
+
+
+def _empty_axis(node: Any) -> str | None:
+    """The label of an empty grid axis that leaves ``node`` without points (every
+    option of a choice must have points; a union needs one member that has), or None."""
+    match node:
+        case dict():
+            children: Any = node.values()
+        case list():
+            children = node
+        case GridAxis():
+            if not node.values:
+                return node.label
+            children = node.values
+        case Choice():
+            children = node.options
+        case Union():
+            found = [_empty_axis(m) for m in node.spaces]
+            return found[0] if all(found) else None
+        case _:
+            return None
+    for child in children:
+        if (label := _empty_axis(child)) is not None:
+            return label
+    return None
 
 
 def _size(node: Any) -> int:
@@ -1010,6 +1034,11 @@ class Space:
             raise SpaceError(
                 f"the space must produce a JSON object of parameter values, but its top "
                 f"level is {_describe_top(root)}; wrap it in a dict, e.g. {{'x': ...}}"
+            )
+        if (empty := _empty_axis(root)) is not None:
+            raise SpaceError(
+                f"parameter {empty!r} has no values (an empty grid axis), so the space has "
+                "no points; give it at least one value, or make it a constant"
             )
         return cls(root)
 

@@ -500,3 +500,16 @@ def test_nan_in_a_json_space_is_refused_with_its_name(tmp_path: Path) -> None:
     path = write(tmp_path, "inf.yaml", "x: [1, .inf]\n")
     with pytest.raises(SpaceError, match=r"parameter 'x': grid value inf is not a finite"):
         load_space(path)
+
+
+def test_a_zero_sample_member_of_a_space_list_is_switched_off() -> None:
+    """COMPAT: hdock_samples may be 0. In a v0.4 space list that member then adds no
+    points, and the others run; only a space with no points at all is refused."""
+    space = space_from_v04(
+        [{"a": {"hdock_distr": "norm", "hdock_samples": 0}}, {"b": [1, 2]}, {"c": [3]}]
+    )
+    assert list(space.grid()) == [{"b": 1}, {"b": 2}, {"c": 3}]
+    rng = random.Random(0)
+    assert all("a" not in space.sample(rng) for _ in range(50))
+    with pytest.raises(SpaceError, match="parameter 'a' has no values"):
+        space_from_v04({"a": {"hdock_distr": "norm", "hdock_samples": 0}, "b": [1]})
