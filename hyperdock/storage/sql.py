@@ -807,6 +807,7 @@ class SQLiteStore(SQLStore):
         self._init_schema()
 
     def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
             if self.path == ":memory:":
                 if self._memory is None:
@@ -829,6 +830,8 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
+            if conn is not None and conn is not self._memory:
+                conn.close()
             raise StoreConnectionError(
                 f"cannot open the SQLite store at {self.path}: {exc}; check that the path "
                 "is a writable file on a local disk"
@@ -869,24 +872,60 @@ class SQLiteStore(SQLStore):
             try:
                 conn.execute(self.begin_sql if write else "BEGIN")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store {self.path}: {exc}") from None
+                self._rollback(conn)
+                raise self._error(exc) from None
             cur = conn.cursor()
             try:
                 yield cur
+                conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+                self._rollback(conn)
+                raise self._error(exc) from None
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
-            else:
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK")
-                    raise StoreError(f"SQLite store {self.path}: {exc}") from None
             finally:
                 cur.close()
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """End a failed transaction, never raising.
+
+        After a full disk or an I/O error SQLite may have rolled back already (a
+        ROLLBACK then fails: "no transaction is active"), or the ROLLBACK itself fails;
+        either way the error that matters is the first one. A connection that cannot
+        roll back is in an unknown state: it is closed, the next call opens another.
+        """
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            if conn is self._memory:  # the only copy of the data: keep it
+                return
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            if getattr(self._local, "conn", None) is conn:
+                self._local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """A driver error as a Hyperdock one. A full disk, an I/O error, a lock held too
+        long or a file that cannot be opened or written are outages, retried like a
+        lost database connection (:class:`StoreConnectionError`); they pass."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary is None:  # no code: an old Python; judge by the message
+            text = str(exc).lower()
+            primary = next((c for c, words in _SQLITE_MESSAGES if words in text), None)
+        hint = _SQLITE_TRANSIENT.get(primary) if primary is not None else None
+        if hint is None:
+            return StoreError(f"SQLite store {self.path}: {exc}")
+        return StoreConnectionError(
+            f"the SQLite store {self.path} cannot be written or read right now ({exc}); "
+            f"{hint}; the call can be retried once that is fixed"
+        )
 
     def _schema_statements(self) -> list[str]:
         return _schema("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL")
@@ -901,6 +940,28 @@ class SQLiteStore(SQLStore):
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
+
+
+#: SQLite result codes that are outages rather than refusals, with what to do about them.
+_SQLITE_TRANSIENT = {
+    5: "another process holds its lock",  # SQLITE_BUSY
+    6: "another connection holds its lock",  # SQLITE_LOCKED
+    7: "the machine is out of memory",  # SQLITE_NOMEM
+    8: "make the file and its folder writable again",  # SQLITE_READONLY
+    10: "check the disk that holds it (dmesg)",  # SQLITE_IOERR
+    13: "free space on the disk that holds it",  # SQLITE_FULL
+    14: "check that its folder exists and is writable",  # SQLITE_CANTOPEN
+    15: "another process holds its lock",  # SQLITE_PROTOCOL
+}
+#: Message fragments of those codes, for errors that carry no code.
+_SQLITE_MESSAGES = (
+    (13, "disk is full"),
+    (10, "disk i/o error"),
+    (5, "database is locked"),
+    (6, "table is locked"),
+    (8, "readonly database"),
+    (14, "unable to open"),
+)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
