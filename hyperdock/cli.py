@@ -889,8 +889,16 @@ def run(
                 finally:
                     worker.stop()
                     worker_thread.join()
-            if worker_failed:
+            if worker_failed and isinstance(worker_failed[0], HyperdockError):
                 raise worker_failed[0]
+            if worker_failed:
+                logging.getLogger("hyperdock.worker").debug(
+                    "the worker failed", exc_info=worker_failed[0]
+                )
+                raise HyperdockError(
+                    f"the worker stopped on an unexpected error: {worker_failed[0]}; "
+                    f"resume with: {_resume_command(exp.name)}"
+                )
             if not interrupted.is_set() and ended.state is ExperimentState.RUNNING:
                 raise HyperdockError(
                     "the workers stopped before the experiment ended (see the log above); "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import PY, spawn, stop_all, wait_for, write
+from clihelp import PY, hd, spawn, stop_all, wait_for, write
 
 from hyperdock.storage import Store, open_store
 from hyperdock.trial import Target, TrialState
@@ -161,6 +161,17 @@ def test_a_crashed_worker_slot_is_started_again(tmp_path: Path) -> None:
     counts = store.count_trials(exp.id)
     assert counts[TrialState.COMPLETED] == 4, counts
     store.close()
+
+
+def test_run_does_not_wait_for_a_worker_that_died(tmp_path: Path) -> None:
+    # The worker cannot start (its results folder is a file): run says so and exits
+    # instead of supervising, for ever, trials that nobody will run.
+    write(tmp_path / "space.py", "from hyperdock import hp\nSPACE = {'x': hp.uniform('x', 0, 1)}")
+    (tmp_path / "afile").write_text("x")
+    args = ("run", "space.py", "--command", "true", "--max-trials", "2", "--results", "afile")
+    out = hd(*args, "--store", f"sqlite:///{tmp_path}/hd.db", "-q", cwd=tmp_path, timeout=60)
+    assert out.returncode != 0
+    assert "afile" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 #: An LD_PRELOAD library that moves this process's wall clock (clock_gettime for the
