@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from clihelp import PY, hd, spawn, stop_all, wait_for, write
 
+from hyperdock.errors import StoreConnectionError
 from hyperdock.storage import Store, open_store
 from hyperdock.trial import Target, TrialState
 from hyperdock.worker import Worker
@@ -51,6 +52,26 @@ def fill(disk: Path) -> Path:
             fh.write(b"\0" * 512)
             fh.flush()
     return filler
+
+
+def test_a_full_disk_is_an_outage_of_the_sqlite_store(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", size="2m") as disk:
+        store = open_store(f"sqlite:///{disk}/hd.db")
+        exp = store.create_experiment(
+            "full", space={}, target=Target(command=("true",)), sampler="random", seed=1,
+            max_trials=None,
+        )  # fmt: skip
+        big = [{"blob": "x" * 4000, "n": i} for i in range(50)]
+        filler = fill(disk)
+        for _ in range(3):  # every try fails the same way: retryable, the store usable
+            with pytest.raises(StoreConnectionError, match=r"disk is full.*free space"):
+                store.add_trials(exp.id, big)
+            assert store.count_trials(exp.id)[TrialState.QUEUED] == 0  # reads still work
+        filler.unlink()
+        (disk / "filler2").unlink(missing_ok=True)
+        assert len(store.add_trials(exp.id, big)) == 50
+        assert store.count_trials(exp.id)[TrialState.QUEUED] == 50
+        store.close()
 
 
 def test_run_survives_a_full_disk_under_the_sqlite_store(tmp_path: Path) -> None:

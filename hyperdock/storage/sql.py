@@ -918,7 +918,8 @@ class SQLiteStore(SQLStore):
                 self._rollback(conn)
                 raise
             finally:
-                cur.close()
+                with contextlib.suppress(sqlite3.Error):  # its connection may be closed
+                    cur.close()
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         """End a failed transaction, never raising.
