@@ -573,7 +573,6 @@ class SQLStore(Store):
             return []
         with self._tx() as cur:
             now = self._now(cur)
-            age, age_args = self._age_sql("t")  # measured again, now under the lock
             rows = self._all(
                 cur,
                 "SELECT t.id, t.attempt, e.max_retries, t.history, t.worker_id, t.started_at, "
@@ -845,7 +844,7 @@ class SQLiteStore(SQLStore):
                     self._memory = sqlite3.connect(
                         ":memory:", isolation_level=None, check_same_thread=False
                     )
-                    self._memory.create_function("hd_now", 0, _wall_clock)
+                    _add_clocks(self._memory)
                 return self._memory
             conn = sqlite3.connect(
                 self.path,
@@ -853,7 +852,7 @@ class SQLiteStore(SQLStore):
                 isolation_level=None,
                 check_same_thread=False,
             )
-            conn.create_function("hd_now", 0, _wall_clock)
+            _add_clocks(conn)
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             if self._wal_mode(conn).lower() != "wal":
                 raise StoreConnectionError(
@@ -977,19 +976,18 @@ class SQLiteStore(SQLStore):
     # wall clock (NTP, a user, a VM resumed) neither ages a live lease nor rejuvenates a
     # lost one. A lease renewed on a monotonic clock ahead of this one's (taken before
     # the machine restarted) is lost. Rows renewed by a Hyperdock before schema 4 have
-    # no monotonic time: their wall time is used.
+    # no monotonic time: their wall time is used. ``hd_mono()`` is read when the
+    # statement runs, under the write lock, not before waiting for it.
     def _beat_sql(self, table: str) -> tuple[str, tuple[Any, ...]]:
-        mono = _MONO_COLUMN[table]
-        return f"heartbeat_at = {self.now_sql}, {mono} = ?", (time.monotonic(),)
+        return f"heartbeat_at = {self.now_sql}, {_MONO_COLUMN[table]} = hd_mono()", ()
 
     def _age_sql(self, table: str) -> tuple[str, tuple[Any, ...]]:
-        mono = _MONO_COLUMN.get(table, "lease_mono")  # "t": the trials table
-        now = time.monotonic()
+        mono = f"{table}.{_MONO_COLUMN.get(table, 'lease_mono')}"  # "t": the trials
         return (
-            f"(CASE WHEN {table}.{mono} IS NULL THEN {self.now_sql} - {table}.heartbeat_at "
-            f"WHEN {table}.{mono} > ? + {_MONO_SLACK} THEN {_LEASE_OF_ANOTHER_BOOT} "
-            f"ELSE ? - {table}.{mono} END)",
-            (now, now),
+            f"(CASE WHEN {mono} IS NULL THEN {self.now_sql} - {table}.heartbeat_at "
+            f"WHEN {mono} > hd_mono() + {_MONO_SLACK} THEN {_LEASE_OF_ANOTHER_BOOT} "
+            f"ELSE hd_mono() - {mono} END)",
+            (),
         )
 
     def close(self) -> None:
@@ -1007,6 +1005,16 @@ class SQLiteStore(SQLStore):
 def _wall_clock() -> float:
     """SQLite's ``hd_now()``: this process's wall clock (looked up at each call)."""
     return time.time()
+
+
+def _monotonic_clock() -> float:
+    """SQLite's ``hd_mono()``: the machine's monotonic clock."""
+    return time.monotonic()
+
+
+def _add_clocks(conn: sqlite3.Connection) -> None:
+    conn.create_function("hd_now", 0, _wall_clock)
+    conn.create_function("hd_mono", 0, _monotonic_clock)
 
 
 #: SQLite's monotonic lease columns, by table.
