@@ -885,15 +885,42 @@ def run(
             supervisor.notify()
             worker.stop()
 
-        worker_thread = threading.Thread(target=worker.run, name="hd-worker")
+        worker_failed: list[BaseException] = []
+
+        def work() -> None:
+            # The supervisor must not wait for trials that no worker will run.
+            try:
+                worker.run()
+            except BaseException as exc:
+                worker_failed.append(exc)
+            finally:
+                stop.set()
+                supervisor.notify()
+
+        worker_thread = threading.Thread(target=work, name="hd-worker")
         try:
             with _signals(on_interrupt), _Progress(supervisor, not quiet and not as_json):
                 worker_thread.start()
                 try:
-                    supervisor.run(stop)
+                    ended = supervisor.run(stop)
                 finally:
                     worker.stop()
                     worker_thread.join()
+            if worker_failed and isinstance(worker_failed[0], HyperdockError):
+                raise worker_failed[0]
+            if worker_failed:
+                logging.getLogger("hyperdock.worker").debug(
+                    "the worker failed", exc_info=worker_failed[0]
+                )
+                raise HyperdockError(
+                    f"the worker stopped on an unexpected error: {worker_failed[0]}; "
+                    f"resume with: {_resume_command(exp.name)}"
+                )
+            if not interrupted.is_set() and ended.state is ExperimentState.RUNNING:
+                raise HyperdockError(
+                    "the workers stopped before the experiment ended (see the log above); "
+                    f"resume with: {_resume_command(exp.name)}"
+                )
         except Exception as exc:
             _notify_error(st, exp, notify, exc)
             raise

@@ -260,17 +260,24 @@ class Worker:
         # What is wrong with this host now (see _host_fault), and how to tell it is over.
         self._fault: tuple[str, Callable[[], None]] | None = None
         self._fault_lock = threading.Lock()
+        # Slots whose thread died of an exception, for run() to start again.
+        self._crashed: queue.Queue[int] = queue.Queue()
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
         """Run until :meth:`stop` (or, with ``burst``, until the queue is empty)."""
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        self.store.register_worker(
-            self.id,
-            host=self.host,
-            pid=os.getpid(),
-            parallelism=self.parallelism,
-            meta={"results_dir": str(self.results_dir)},
+        call_with_retry(
+            functools.partial(
+                self.store.register_worker,
+                self.id,
+                host=self.host,
+                pid=os.getpid(),
+                parallelism=self.parallelism,
+                meta={"results_dir": str(self.results_dir)},
+            ),
+            what="registering the worker",
+            stop=self._stopping,
         )
         log.info(
             "worker %s started: %d slot(s), store %s",
@@ -285,16 +292,15 @@ class Worker:
         streamer.start()
         reporter = threading.Thread(target=self._report_loop, name="hd-reporter")
         reporter.start()
-        slots = [
-            threading.Thread(target=self._slot_loop, args=(i,), name=f"hd-slot-{i}")
-            for i in range(self.parallelism)
-        ]
-        for t in slots:
-            t.start()
+        slots = [self._start_slot(i) for i in range(self.parallelism)]
         try:
-            for t in slots:
-                while t.is_alive():
-                    t.join(0.5)
+            # A slot that crashed is started again (after a pause: a crash may repeat),
+            # so the worker never sits with fewer slots, or none, while trials wait.
+            while any(t.is_alive() for t in slots) or not self._crashed.empty():
+                with contextlib.suppress(queue.Empty):
+                    slot = self._crashed.get(timeout=0.5)
+                    if not self._stopping.wait(1.0):
+                        slots[slot] = self._start_slot(slot)
         finally:
             self._stopping.set()
             for t in slots:
@@ -331,6 +337,20 @@ class Worker:
             return list(self._running)
 
     # -- slots ------------------------------------------------------------------------
+    def _start_slot(self, slot: int) -> threading.Thread:
+        thread = threading.Thread(target=self._slot_main, args=(slot,), name=f"hd-slot-{slot}")
+        thread.start()
+        return thread
+
+    def _slot_main(self, slot: int) -> None:
+        """A slot's thread: :meth:`_slot_loop`; a crash is logged and reported to
+        :meth:`run`, which starts the slot again."""
+        try:
+            self._slot_loop(slot)
+        except Exception:
+            log.exception("worker slot %d crashed; starting it again", slot)
+            self._crashed.put(slot)
+
     def _slot_loop(self, slot: int) -> None:
         backoff = Backoff()
         host_backoff = Backoff()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from hyperdock.errors import ConfigError, StoreConnectionError, StoreNotFound
-from hyperdock.storage import Store, open_store
-from hyperdock.testing.conformance import StoreConformance
+from hyperdock.storage import SCHEMA_VERSION, Store, open_store
+from hyperdock.testing.conformance import StoreConformance, make_experiment
+from hyperdock.trial import TrialState
 
 
 class TestSQLiteStore(StoreConformance):
@@ -74,3 +76,29 @@ def test_opening_a_new_store_waits_for_a_concurrent_opener(tmp_path: Path) -> No
     finally:
         release.join()
         other.close()
+
+
+def test_a_schema_3_database_gets_the_monotonic_lease_clock(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with open_store(f"sqlite:///{path}") as st:
+        exp = make_experiment(st, lease_timeout=5.0)
+        st.add_trials(exp.id, [{"n": 0}])
+    # As a Hyperdock of schema 3 left it: a trial claimed 60 s ago by a worker now gone.
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE hd_trials DROP COLUMN lease_mono")
+    conn.execute("ALTER TABLE hd_workers DROP COLUMN heartbeat_mono")
+    conn.execute("UPDATE hd_meta SET value = '3' WHERE key = 'schema_version'")
+    conn.execute(
+        "UPDATE hd_trials SET state = 'running', worker_id = 'old', attempt = 0, "
+        "started_at = unixepoch() - 60, heartbeat_at = unixepoch() - 60"
+    )
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as st:
+        assert st.schema_version() == SCHEMA_VERSION
+        (reaped,) = st.reap()  # no monotonic time recorded: its wall time tells
+        assert reaped.state is TrialState.QUEUED and "Timed out" in (reaped.error or "")
+        trial = st.claim("new")
+        assert trial is not None
+        assert st.heartbeat("new", [trial.id]) == set()
+        assert st.reap() == []

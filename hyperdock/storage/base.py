@@ -16,8 +16,8 @@ States and who changes them:
       lease changes nothing and returns False.
     * ``running → queued``: :meth:`Store.release` with ``retry`` while retries remain
       (``attempt`` + 1), or without counting (``count_attempt=False``, graceful worker
-      shutdown); :meth:`Store.reap` for leases older than the experiment's
-      ``lease_timeout``, measured with the database's clock where it has one.
+      shutdown); :meth:`Store.reap` for leases not renewed for the experiment's
+      ``lease_timeout``, measured on the lease clock (see Clocks below).
     * ``running → failed``: :meth:`Store.release` when retries are spent or the error is
       not retryable, or :meth:`Store.reap` when the lost trial has no retries left.
     * ``running → completed | pruned``: :meth:`Store.finish` by the lease holder. The
@@ -32,6 +32,24 @@ States and who changes them:
     * Finished trials (completed, failed, pruned, cancelled) never change state again.
 
 Retries: a trial may be attempted ``1 + experiment.max_retries`` times.
+
+Clocks: a lease's age is measured on one clock, the same for the heartbeat that renews
+it and the reap that judges it, and never on the wall clocks of the processes involved,
+which may disagree or jump (NTP, a user, a resumed VM). A jump of any worker's or
+supervisor's wall clock neither reaps a live trial nor keeps a lost one:
+    * PostgreSQL: the server's clock (``clock_timestamp()``), in the statements.
+    * MongoDB: the server's ``localTime``, measured at connect and every minute against
+      each process's monotonic clock (mongomock: the local clock read once at open,
+      advanced by the monotonic clock).
+    * SQLite: there is no server. Every process of an SQLite store runs on one machine
+      (WAL needs shared memory), so the machine's monotonic clock is the one clock:
+      each heartbeat records it (``lease_mono``), a reap compares with its own. A lease
+      whose monotonic time is ahead of the reaper's was renewed before the machine
+      restarted, and is lost.
+    A jump of the database server's own clock (PostgreSQL, MongoDB) is not covered:
+    keep it on NTP, which slews rather than jumps. The times a trial shows
+    (``started_at``, ``heartbeat_at``, ...) are wall-clock times: the server's, or under
+    SQLite the writing process's.
 
 Thread safety: every method may be called from any thread of the process that created
 the store; implementations serialise or pool connections as needed. A store is not
@@ -50,7 +68,8 @@ from hyperdock.errors import ConfigError, ExperimentNotFound
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 #: Bumped whenever the stored layout changes; recorded in every store.
-SCHEMA_VERSION = 3
+#: 4: SQLite leases on the machine's monotonic clock (``lease_mono``, ``heartbeat_mono``).
+SCHEMA_VERSION = 4
 
 
 class Store(abc.ABC):
@@ -291,7 +310,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_workers(self, *, max_age: float | None = None) -> list[Worker]:
         """Registered workers, with the trials each is running. ``max_age`` drops those
-        whose last heartbeat is older than that many seconds."""
+        whose last heartbeat is older than that many seconds (on the lease clock)."""
 
     # -- misc -------------------------------------------------------------------------
     @abc.abstractmethod

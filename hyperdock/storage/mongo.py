@@ -36,8 +36,9 @@ is stored as JSON text in a ``<field>_json`` field instead.
 
 Times are Unix seconds. Leases use the server's clock: at connect (and every minute)
 the store measures the server's ``localTime`` (``hello`` command) against its monotonic
-clock, so workers whose clocks disagree still agree about leases. mongomock has no
-server clock; the local clock is used there.
+clock, so workers whose clocks disagree (or jump) still agree about leases; both the
+heartbeats and the reap read that one clock. mongomock has no server clock: the local
+wall clock read at open, advanced by the monotonic clock, stands in for it.
 """
 
 from __future__ import annotations
@@ -318,7 +319,11 @@ class MongoStore(Store):
     @_guarded
     def _open(self) -> None:
         self._client.admin.command("ping")
-        if not self._mock:
+        if self._mock:
+            # No server clock: this process's, read once and advanced by the monotonic
+            # clock, so that a jump of the wall clock does not age the leases.
+            self._clock = (time.time(), time.monotonic())
+        else:
             self._sync_clock()
         row = self._meta.find_one({"_id": "schema_version"})
         if row is not None and int(row["value"]) > SCHEMA_VERSION:
@@ -381,7 +386,7 @@ class MongoStore(Store):
         if self._clock is None:
             return time.time()
         with self._clock_lock:  # one thread measures again, the others go on
-            due = time.monotonic() - self._clock_synced > CLOCK_REFRESH
+            due = not self._mock and time.monotonic() - self._clock_synced > CLOCK_REFRESH
             if due:
                 self._clock_synced = time.monotonic()
         if due:

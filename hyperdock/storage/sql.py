@@ -146,6 +146,7 @@ class SQLStore(Store):
         with self._tx() as cur:
             for statement in self._schema_statements():
                 cur.execute(statement)
+            self._migrate(cur)
             row = self._one(cur, "SELECT value FROM hd_meta WHERE key = 'schema_version'")
             if row is None:
                 cur.execute(
@@ -165,6 +166,9 @@ class SQLStore(Store):
 
     def _schema_statements(self) -> list[str]:
         raise NotImplementedError
+
+    def _migrate(self, cur: Any) -> None:
+        """Changes to an existing layout that ``CREATE … IF NOT EXISTS`` cannot make."""
 
     @staticmethod
     def _experiment(row: Sequence[Any]) -> Experiment:
@@ -208,6 +212,16 @@ class SQLStore(Store):
 
     def _now(self, cur: Any) -> float:
         return float(self._one(cur, f"SELECT {self.now_sql}")[0])
+
+    # -- lease clock: the database's clock here; SQLite measures on the machine's ------
+    def _beat_sql(self, table: str) -> tuple[str, tuple[Any, ...]]:
+        """SET clause renewing a lease in ``table`` (a trial's or a worker's), and its
+        arguments."""
+        return f"heartbeat_at = {self.now_sql}", ()
+
+    def _age_sql(self, table: str) -> tuple[str, tuple[Any, ...]]:
+        """Expression for the seconds since ``table``'s last heartbeat, with arguments."""
+        return f"{self.now_sql} - {table}.heartbeat_at", ()
 
     # -- experiments ------------------------------------------------------------------
     def create_experiment(
@@ -373,14 +387,15 @@ class SQLStore(Store):
 
     def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:
         only = "AND t.experiment_id = ? " if experiment_id is not None else ""
-        args: tuple[Any, ...] = (worker_id,)
+        beat, beat_args = self._beat_sql("hd_trials")
+        args: tuple[Any, ...] = (worker_id, *beat_args)
         if experiment_id is not None:
             args += (experiment_id,)
         with self._tx(single=True) as cur:
             row = self._one(
                 cur,
                 f"UPDATE hd_trials SET state = 'running', worker_id = ?, "
-                f"started_at = {self.now_sql}, heartbeat_at = {self.now_sql}, "
+                f"started_at = {self.now_sql}, {beat}, "
                 f"stop_requested = 0, finished_at = NULL "
                 f"WHERE id = (SELECT t.id FROM hd_trials t JOIN hd_experiments e "
                 f"ON e.id = t.experiment_id WHERE t.state = 'queued' AND e.state = 'running' "
@@ -392,20 +407,22 @@ class SQLStore(Store):
 
     def heartbeat(self, worker_id: str, trial_ids: Iterable[int]) -> set[int]:
         ids = sorted(set(trial_ids))
+        worker_beat, worker_args = self._beat_sql("hd_workers")
+        beat, beat_args = self._beat_sql("hd_trials")
         with self._tx() as cur:
             cur.execute(
-                self._q(f"UPDATE hd_workers SET heartbeat_at = {self.now_sql} WHERE id = ?"),
-                (worker_id,),
+                self._q(f"UPDATE hd_workers SET {worker_beat} WHERE id = ?"),
+                (*worker_args, worker_id),
             )
             if not ids:
                 return set()
             marks = ", ".join("?" * len(ids))
             cur.execute(
                 self._q(
-                    f"UPDATE hd_trials SET heartbeat_at = {self.now_sql} WHERE id IN ({marks}) "
+                    f"UPDATE hd_trials SET {beat} WHERE id IN ({marks}) "
                     "AND state = 'running' AND worker_id = ?"
                 ),
-                (*ids, worker_id),
+                (*beat_args, *ids, worker_id),
             )
             rows = self._all(
                 cur,
@@ -548,10 +565,11 @@ class SQLStore(Store):
     def reap(self) -> list[Trial]:
         changed: list[int] = []
         # Every heartbeat of every worker reaps: look first without taking a write lock.
+        age, age_args = self._age_sql("t")
         stale = self._read(
             "SELECT 1 FROM hd_trials t JOIN hd_experiments e ON e.id = t.experiment_id "
-            f"WHERE t.state = 'running' AND t.heartbeat_at < {self.now_sql} - e.lease_timeout "
-            "LIMIT 1"
+            f"WHERE t.state = 'running' AND {age} > e.lease_timeout LIMIT 1",
+            age_args,
         )
         if not stale:
             return []
@@ -560,15 +578,20 @@ class SQLStore(Store):
             rows = self._all(
                 cur,
                 "SELECT t.id, t.attempt, e.max_retries, t.history, t.worker_id, t.started_at, "
-                "t.heartbeat_at, t.stop_requested FROM hd_trials t "
+                f"{age}, t.stop_requested FROM hd_trials t "
                 "JOIN hd_experiments e ON e.id = t.experiment_id "
-                "WHERE t.state = 'running' AND t.heartbeat_at < ? - e.lease_timeout"
+                f"WHERE t.state = 'running' AND {age} > e.lease_timeout"
                 f"{self.claim_lock_sql}",
-                (now,),
+                (*age_args, *age_args),
             )
-            for tid, attempt, max_retries, raw, worker, started, beat, stop in rows:
+            for tid, attempt, max_retries, raw, worker, started, silent, stop in rows:
+                since = (
+                    "since its machine restarted"
+                    if silent >= _LEASE_OF_ANOTHER_BOOT
+                    else f"for {silent:.0f} s"
+                )
                 message = (
-                    f"Timed out: worker {worker} sent no heartbeat for {now - beat:.0f} s "
+                    f"Timed out: worker {worker} sent no heartbeat {since} "
                     "(it crashed, was killed or lost the database)"
                 )
                 if stop:
@@ -730,6 +753,7 @@ class SQLStore(Store):
         parallelism: int,
         meta: dict[str, Any] | None = None,
     ) -> None:
+        beat, beat_args = self._beat_sql("hd_workers")
         with self._tx() as cur:
             cur.execute(self._q("DELETE FROM hd_workers WHERE id = ?"), (worker_id,))
             cur.execute(
@@ -738,6 +762,10 @@ class SQLStore(Store):
                     f"heartbeat_at, meta) VALUES (?, ?, ?, ?, {self.now_sql}, {self.now_sql}, ?)"
                 ),
                 (worker_id, host, pid, parallelism, dumps(meta or {})),
+            )
+            # The lease clock's fields (SQLite) are set like by a heartbeat.
+            cur.execute(
+                self._q(f"UPDATE hd_workers SET {beat} WHERE id = ?"), (*beat_args, worker_id)
             )
 
     def set_worker_status(self, worker_id: str, status: str | None) -> None:
@@ -762,12 +790,13 @@ class SQLStore(Store):
             cur.execute(self._q("DELETE FROM hd_workers WHERE id = ?"), (worker_id,))
 
     def list_workers(self, *, max_age: float | None = None) -> list[Worker]:
+        age, age_args = self._age_sql("hd_workers")
         with self._tx(write=False) as cur:
-            now = self._now(cur)
             rows = self._all(
                 cur,
-                "SELECT id, host, pid, parallelism, started_at, heartbeat_at, meta "
+                f"SELECT id, host, pid, parallelism, started_at, heartbeat_at, meta, {age} "
                 "FROM hd_workers ORDER BY started_at",
+                age_args,
             )
             running: dict[str, list[int]] = {}
             for tid, wid in self._all(
@@ -776,7 +805,7 @@ class SQLStore(Store):
                 running.setdefault(wid, []).append(int(tid))
         workers = []
         for r in rows:
-            if max_age is not None and now - float(r[5]) > max_age:
+            if max_age is not None and float(r[7]) > max_age:
                 continue
             meta = json.loads(r[6])
             status = meta.pop(_STATUS_KEY, None)
@@ -810,7 +839,8 @@ class SQLiteStore(SQLStore):
     """
 
     backend = "sqlite"
-    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
+    # The writing process's wall clock (time.time), for the times a trial shows.
+    now_sql = "hd_now()"
     begin_sql = "BEGIN IMMEDIATE"
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
@@ -832,12 +862,14 @@ class SQLiteStore(SQLStore):
         self._init_schema()
 
     def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
             if self.path == ":memory:":
                 if self._memory is None:
                     self._memory = sqlite3.connect(
                         ":memory:", isolation_level=None, check_same_thread=False
                     )
+                    _add_clocks(self._memory)
                 return self._memory
             conn = sqlite3.connect(
                 self.path,
@@ -845,6 +877,7 @@ class SQLiteStore(SQLStore):
                 isolation_level=None,
                 check_same_thread=False,
             )
+            _add_clocks(conn)
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             if self._wal_mode(conn).lower() != "wal":
                 raise StoreConnectionError(
@@ -854,6 +887,8 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
+            if conn is not None and conn is not self._memory:
+                conn.close()
             raise StoreConnectionError(
                 f"cannot open the SQLite store at {self.path}: {exc}; check that the path "
                 "is a writable file on a local disk"
@@ -894,27 +929,91 @@ class SQLiteStore(SQLStore):
             try:
                 conn.execute(self.begin_sql if write else "BEGIN")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store {self.path}: {exc}") from None
+                self._rollback(conn)
+                raise self._error(exc) from None
             cur = conn.cursor()
             try:
                 yield cur
+                conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+                self._rollback(conn)
+                raise self._error(exc) from None
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._rollback(conn)
                 raise
-            else:
-                try:
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK")
-                    raise StoreError(f"SQLite store {self.path}: {exc}") from None
             finally:
-                cur.close()
+                with contextlib.suppress(sqlite3.Error):  # its connection may be closed
+                    cur.close()
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """End a failed transaction, never raising.
+
+        After a full disk or an I/O error SQLite may have rolled back already (a
+        ROLLBACK then fails: "no transaction is active"), or the ROLLBACK itself fails;
+        either way the error that matters is the first one. A connection that cannot
+        roll back is in an unknown state: it is closed, the next call opens another.
+        """
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            if conn is self._memory:  # the only copy of the data: keep it
+                return
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            if getattr(self._local, "conn", None) is conn:
+                self._local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """A driver error as a Hyperdock one. A full disk, an I/O error, a lock held too
+        long or a file that cannot be opened or written are outages, retried like a
+        lost database connection (:class:`StoreConnectionError`); they pass."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary is None:  # no code: an old Python; judge by the message
+            text = str(exc).lower()
+            primary = next((c for c, words in _SQLITE_MESSAGES if words in text), None)
+        hint = _SQLITE_TRANSIENT.get(primary) if primary is not None else None
+        if hint is None:
+            return StoreError(f"SQLite store {self.path}: {exc}")
+        return StoreConnectionError(
+            f"the SQLite store {self.path} cannot be written or read right now ({exc}); "
+            f"{hint}; the call can be retried once that is fixed"
+        )
 
     def _schema_statements(self) -> list[str]:
         return _schema("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL")
+
+    def _migrate(self, cur: Any) -> None:
+        # Schema 4: the lease clock's columns (see _beat_sql).
+        for table, column in (("hd_trials", "lease_mono"), ("hd_workers", "heartbeat_mono")):
+            columns = {row[1] for row in self._all(cur, f"PRAGMA table_info({table})")}
+            if column not in columns:
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+
+    # SQLite has no server, so no clock that every process shares but the machine's
+    # monotonic clock: an SQLite store is used by processes of one machine only (WAL
+    # needs shared memory). Leases are renewed and measured on it, so a jump of the
+    # wall clock (NTP, a user, a VM resumed) neither ages a live lease nor rejuvenates a
+    # lost one. A lease renewed on a monotonic clock ahead of this one's (taken before
+    # the machine restarted) is lost. Rows renewed by a Hyperdock before schema 4 have
+    # no monotonic time: their wall time is used. ``hd_mono()`` is read when the
+    # statement runs, under the write lock, not before waiting for it.
+    def _beat_sql(self, table: str) -> tuple[str, tuple[Any, ...]]:
+        return f"heartbeat_at = {self.now_sql}, {_MONO_COLUMN[table]} = hd_mono()", ()
+
+    def _age_sql(self, table: str) -> tuple[str, tuple[Any, ...]]:
+        mono = f"{table}.{_MONO_COLUMN.get(table, 'lease_mono')}"  # "t": the trials
+        return (
+            f"(CASE WHEN {mono} IS NULL THEN {self.now_sql} - {table}.heartbeat_at "
+            f"WHEN {mono} > hd_mono() + {_MONO_SLACK} THEN {_LEASE_OF_ANOTHER_BOOT} "
+            f"ELSE hd_mono() - {mono} END)",
+            (),
+        )
 
     def close(self) -> None:
         self._closed = True
@@ -926,6 +1025,51 @@ class SQLiteStore(SQLStore):
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
+
+
+def _wall_clock() -> float:
+    """SQLite's ``hd_now()``: this process's wall clock (looked up at each call)."""
+    return time.time()
+
+
+def _monotonic_clock() -> float:
+    """SQLite's ``hd_mono()``: the machine's monotonic clock."""
+    return time.monotonic()
+
+
+def _add_clocks(conn: sqlite3.Connection) -> None:
+    conn.create_function("hd_now", 0, _wall_clock)
+    conn.create_function("hd_mono", 0, _monotonic_clock)
+
+
+#: SQLite's monotonic lease columns, by table.
+_MONO_COLUMN = {"hd_trials": "lease_mono", "hd_workers": "heartbeat_mono"}
+#: Seconds a lease's monotonic time may be ahead of the reaper's (it was renewed while
+#: the reaper measured) before it counts as renewed before the machine restarted.
+_MONO_SLACK = 5.0
+#: The age given to such a lease: older than any lease timeout.
+_LEASE_OF_ANOTHER_BOOT = 1e18
+
+#: SQLite result codes that are outages rather than refusals, with what to do about them.
+_SQLITE_TRANSIENT = {
+    5: "another process holds its lock",  # SQLITE_BUSY
+    6: "another connection holds its lock",  # SQLITE_LOCKED
+    7: "the machine is out of memory",  # SQLITE_NOMEM
+    8: "make the file and its folder writable again",  # SQLITE_READONLY
+    10: "check the disk that holds it (dmesg)",  # SQLITE_IOERR
+    13: "free space on the disk that holds it",  # SQLITE_FULL
+    14: "check that its folder exists and is writable",  # SQLITE_CANTOPEN
+    15: "another process holds its lock",  # SQLITE_PROTOCOL
+}
+#: Message fragments of those codes, for errors that carry no code.
+_SQLITE_MESSAGES = (
+    (13, "disk is full"),
+    (10, "disk i/o error"),
+    (5, "database is locked"),
+    (6, "table is locked"),
+    (8, "readonly database"),
+    (14, "unable to open"),
+)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------

@@ -394,6 +394,37 @@ class StoreConformance:
             assert store.reap() == []
         assert store.get_trial(trial.id).state is TrialState.RUNNING
 
+    @pytest.mark.parametrize("jump", [3600.0, -3600.0])
+    def test_a_wall_clock_jump_neither_reaps_live_leases_nor_keeps_lost_ones(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch, jump: float
+    ) -> None:
+        # Every process's wall clock jumps by an hour (here: this process's, which runs
+        # the workers and the reaper). Leases are measured on one clock that the jump
+        # does not move: the live trial stays, the lost one is reaped after its timeout.
+        exp = make_experiment(store, lease_timeout=3.0)
+        store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        for worker in ("alive", "dead"):
+            store.register_worker(worker, host="h", pid=1, parallelism=1)
+        live, lost = store.claim("alive"), store.claim("dead")
+        assert live is not None and lost is not None
+        real, real_ns = time.time, time.time_ns
+        monkeypatch.setattr(time, "time", lambda: real() + jump)
+        monkeypatch.setattr(time, "time_ns", lambda: real_ns() + int(jump * 1e9))
+        assert store.reap() == []  # no lease is 3 s old yet, whatever the wall clock says
+        assert {w.id for w in store.list_workers(max_age=2.0)} == {"alive", "dead"}
+        deadline = time.monotonic() + 60
+        reaped: list[Any] = []
+        while not reaped:
+            assert time.monotonic() < deadline, "the lost trial was never reaped"
+            assert store.heartbeat("alive", [live.id]) == set()
+            reaped = store.reap()
+            time.sleep(0.1)
+        assert [t.id for t in reaped] == [lost.id]
+        assert reaped[0].state is TrialState.QUEUED and "Timed out" in (reaped[0].error or "")
+        still = store.get_trial(live.id)
+        assert still.state is TrialState.RUNNING and still.worker_id == "alive"
+        assert [w.id for w in store.list_workers(max_age=2.0)] == ["alive"]
+
     # -- cancel -----------------------------------------------------------------------
     def test_cancel_experiment(self, store: Store) -> None:
         exp = make_experiment(store)
