@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hyperdock import trialfs
 from hyperdock.errors import ExperimentNotFound, HyperdockError, StoreError
 from hyperdock.samplers import default_sampler
 from hyperdock.space import Space
@@ -265,46 +266,38 @@ def detail_fingerprint(store: Store, name: str) -> tuple[Any, ...]:
     )
 
 
-def _tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
-    with path.open("rb") as fh:
-        fh.seek(0, 2)
-        end = fh.tell()
-        fh.seek(max(end - size, 0))
-        data = fh.read()
-    return data.decode("utf-8", errors="replace")
-
-
 def _folder_files(folder: Path) -> dict[str, Any]:
-    """Log tail, graphs.json and out/ listing of a trial folder on this host."""
+    """Log tail, graphs.json and out/ listing of a trial folder on this host.
+
+    The folder is the target's: every file is read through :mod:`hyperdock.trialfs`
+    (no symlink followed, regular files only, bounded reads).
+    """
     out: dict[str, Any] = {"log": None, "log_file": None, "graphs": None, "files": []}
     for name in ("log.txt", "docker_log.txt"):
-        path = folder / name
-        if path.is_file():
-            try:
-                out["log"] = _tail(path)
-                out["log_file"] = name
-            except OSError as exc:
-                out["log"] = f"(cannot read {name}: {exc})"
-            break
-    graphs = folder / "graphs.json"
-    if graphs.is_file():
         try:
-            out["graphs"] = json.loads(graphs.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            out["graphs_error"] = f"graphs.json is unreadable: {exc}"
-    out_dir = folder / "out"
-    if out_dir.is_dir():
-        files: list[dict[str, Any]] = []
-        for path in sorted(out_dir.rglob("*")):
-            if len(files) >= MAX_OUT_FILES:
-                break
-            if path.is_file():
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    size = None
-                files.append({"path": path.relative_to(out_dir).as_posix(), "size": size})
-        out["files"] = files
+            data = trialfs.read_tail(folder, name, LOG_TAIL_BYTES)
+        except FileNotFoundError:
+            continue
+        except trialfs.TrialFileError as exc:
+            out["log"] = f"({exc})"
+        except OSError as exc:
+            out["log"] = f"(cannot read {name}: {exc.strerror})"
+        else:
+            out["log"] = data.decode("utf-8", errors="replace")
+            out["log_file"] = name
+        break
+    try:
+        raw = trialfs.read_bytes(folder, "graphs.json", trialfs.DEFAULT_LIMITS.graphs_bytes)
+        out["graphs"] = json.loads(raw.decode("utf-8", errors="replace"))
+    except FileNotFoundError:
+        pass
+    except trialfs.TrialFileError as exc:
+        out["graphs_error"] = str(exc)
+    except (OSError, ValueError) as exc:
+        out["graphs_error"] = f"graphs.json is unreadable: {exc}"
+    out["files"] = [
+        {"path": e.path, "size": e.size} for e in trialfs.list_files(folder, "out", MAX_OUT_FILES)
+    ]
     return out
 
 
@@ -336,6 +329,7 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
         {
             "experiment": None if exp is None else exp.name,
             "result": trial.result,
+            "data": trial.data,
             "history": trial.history,
             "attempts": trial.attempt + (0 if trial.state is TrialState.QUEUED else 1),
             "heartbeat_at": trial.heartbeat_at,
@@ -351,8 +345,8 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
     if exp is not None:
         pts = store.list_progress(exp.id, trial_ids=[trial.id]).get(trial.id, [])
         out["progress"] = [[s, v] for s, v in pts]
-    folder = trial.result.get("folder") if isinstance(trial.result, dict) else None
-    if isinstance(folder, str) and folder:
+    folder = trial.folder
+    if folder:
         out["folder"] = folder
         path = Path(folder)
         if path.is_dir():
