@@ -10,8 +10,10 @@ Everything Hyperdock reads from or writes to a trial folder goes through this mo
 * Only regular files are read or written: files are opened with ``O_NONBLOCK`` (a named
   pipe never blocks the open) and checked with ``fstat`` before anything is read.
 * Reads are bounded (:class:`Limits`).
-* Files Hyperdock writes are created by Hyperdock (``O_CREAT | O_EXCL``) before the
-  target starts, and written through the descriptor opened then, never reopened by path.
+* Files Hyperdock writes (``params.json``, ``log.txt``, ``docker_log.txt``) are created
+  by Hyperdock before the target starts and written through the descriptor opened
+  then, never reopened by path: a symlink the target puts in their place later is
+  never written through.
 
 A refused file raises :class:`TrialFileError` with a message such as
 ``loss.json is a symlink: refused``: it names the file, never what it points to.
@@ -30,13 +32,19 @@ from pathlib import Path, PurePosixPath
 from hyperdock.errors import TargetError
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "Entry",
     "Limits",
     "TrialFileError",
     "create",
+    "is_file",
     "list_files",
     "open_file",
     "read_bytes",
+    "read_from",
+    "read_last_lines",
     "read_tail",
+    "write_new",
 ]
 
 _MB = 1024 * 1024
@@ -364,16 +372,6 @@ def _walk(dir_fd: int, prefix: str, depth: int) -> Iterator[Entry]:
                 yield from _walk(child, f"{rel}/", depth - 1)
             finally:
                 os.close(child)
-
-
-@contextlib.contextmanager
-def opened_dir(folder: Path) -> Iterator[int]:
-    """A descriptor of the trial folder itself (refused if it is a symlink)."""
-    fd = _open_dir(folder, [], folder.name)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def _size(n: int) -> str:
