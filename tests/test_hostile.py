@@ -49,6 +49,8 @@ if p["attack"] == "link":
     os.symlink(p["to"], target)
 elif p["attack"] == "fifo":
     os.mkfifo(target)
+elif p["attack"] == "big":  # valid JSON, after 2 MB of blanks
+    open(target, "w").write(" " * (2 << 20) + '{"loss": 0.5}')
 elif p["attack"] == "device":
     os.mknod(target, 0o600 | 0o020000, os.makedev(1, 5))  # a /dev/zero of its own
 if p["file"] != "loss.json" and not p.get("noloss"):
@@ -145,6 +147,13 @@ def test_a_named_pipe_as_loss_json_or_progress_jsonl_never_blocks_the_worker(
     assert [r["state"] for r in rows] == ["failed", "failed"]
     assert rows[0]["error"].startswith("loss.json is a named pipe: refused")
     assert rows[1]["error"].startswith("progress.jsonl is a named pipe: refused")
+
+
+def test_a_loss_json_larger_than_1_mb_is_refused(tmp_path: Path) -> None:
+    _run(tmp_path, "big", [{"attack": "big", "file": "loss.json"}])
+    [row] = _trials(tmp_path, "big")
+    assert row["state"] == "failed"
+    assert row["error"].startswith("loss.json is larger than 1 MB: refused")
 
 
 def test_dev_zero_as_progress_jsonl_is_refused_in_bounded_memory(tmp_path: Path) -> None:
