@@ -42,6 +42,7 @@ from hyperdock.supervisor import (
     DEFAULT_MAX_FAILURES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_MAX_TRIALS,
+    budget_of,
 )
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
 
@@ -134,9 +135,29 @@ def _fmt_ago(ts: float | None, now: float | None = None) -> str:
     return f"{_fmt_duration(age)} ago"
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and format characters shown as escapes: stored strings
+    (names, parameters, errors a target wrote) must not move the cursor, recolour or
+    retitle the user's terminal."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
-    """An aligned text table; the columns numbered in ``right`` are right-aligned."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    """An aligned text table; the columns numbered in ``right`` are right-aligned. Cells
+    are shown with escapes for control characters (see :func:`_printable`)."""
+    cells = [[_printable(str(c)) for c in headers]] + [
+        [_printable(str(c)) for c in r] for r in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
@@ -1060,7 +1081,7 @@ def status(store: str | None, as_json: bool) -> None:
         data = [
             _summary(st, e, importances_too=False)
             | {
-                "budget": e.max_trials,
+                "budget": budget_of(e),
                 "sampler": e.sampler,
                 "target": e.target.describe(),
                 "created_at": e.created_at,

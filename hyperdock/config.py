@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import difflib
 import importlib.util
 import itertools
 import json
+import math
 import os
 import sys
 import traceback
@@ -26,7 +28,7 @@ import yaml
 from hyperdock.errors import ConfigError, SpaceError
 from hyperdock.space import DIST_KINDS, Choice, Dist, GridAxis, Space, Union
 
-__all__ = ["from_hyperopt", "load_space", "space_from_v04"]
+__all__ = ["from_hyperopt", "load_space", "space_from_python_source", "space_from_v04"]
 
 _DATA_SUFFIXES = (".json", ".yaml", ".yml")
 _V04_KEYS = ("hdock_distr", "hdock_samples", "hdock_seed", "hdock_distr_kwargs")
@@ -417,4 +419,128 @@ def _labels_in(expr: Any) -> list[str]:
 def _unsupported(expr: Any, where: str) -> SpaceError:
     return SpaceError(
         f"{where}: cannot translate the hyperopt expression {_show(expr)}. {_SUPPORTED}"
+    )
+
+
+# -- a Python config read without running it ---------------------------------------
+#: Modules a config may import: hp (ours or hyperopt's) and math/numpy for ``log``.
+_HP_MODULES = ("hyperdock", "hyperopt")
+#: Pure numeric functions a config may call on literals, as ``math.log(1e-4)`` etc.
+_NUMERIC = {"log": math.log, "log10": math.log10, "log2": math.log2, "exp": math.exp,
+            "sqrt": math.sqrt}  # fmt: skip
+_NUMERIC_MODULES = ("math", "np", "numpy")
+
+
+def space_from_python_source(text: str, *, filename: str = "config") -> Space:
+    """The ``SPACE`` of a Python config given as text, read from its syntax tree: no
+    code of it runs (for servers that take configs from people, like the dashboard).
+
+    Allowed: ``from hyperdock import hp`` / ``from hyperopt import hp``, ``import
+    math`` / ``import numpy as np``, a docstring, and ``SPACE = ...`` whose value is
+    built from literals (numbers, strings, True/False/None), dicts, lists, tuples,
+    ``hp.<name>(...)`` calls with such arguments, and ``math.log(...)``-style calls of
+    log, log10, log2, exp, sqrt on numbers.
+
+    Raises:
+        ConfigError: The text is not Python, defines no SPACE, or holds something not
+            allowed (the message gives the line and what it is).
+        SpaceError: The space itself is invalid.
+    """
+    try:
+        tree = ast.parse(text, filename=filename)
+    except SyntaxError as exc:
+        raise ConfigError(f"{filename} line {exc.lineno}: not valid Python: {exc.msg}") from None
+    space: Any = None
+    found = False
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module in _HP_MODULES and stmt.level == 0:
+            if all(a.name == "hp" and a.asname in (None, "hp") for a in stmt.names):
+                continue
+        elif isinstance(stmt, ast.Import) and all(
+            a.name in ("math", "numpy") and a.asname in (None, "np") for a in stmt.names
+        ):
+            continue
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring
+        elif (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id == "SPACE"
+        ):
+            space, found = _literal(stmt.value, filename), True
+            continue
+        raise ConfigError(
+            f"{filename} line {stmt.lineno}: {_shown(stmt)} is not allowed here; the "
+            "dashboard reads a config without running it: only `from hyperdock import hp`, "
+            "`import math` and `SPACE = {...}` (literals and hp.* calls)"
+        )
+    if not found:
+        raise ConfigError(
+            f"{filename} defines no SPACE; add e.g. "
+            "SPACE = {'lr': hp.loguniform('lr', -9, -2), 'epochs': 50}"
+        )
+    return Space.from_obj(space)
+
+
+def _shown(node: ast.AST, limit: int = 60) -> str:
+    text = ast.unparse(node).splitlines()[0] if not isinstance(node, ast.Module) else "?"
+    return f"`{text if len(text) <= limit else text[: limit - 1] + '…'}`"
+
+
+def _literal(node: ast.expr, filename: str) -> Any:
+    """The value of ``node``: a literal, container, hp.* call or numeric call."""
+    where = f"{filename} line {node.lineno}"
+    match node:
+        case ast.Constant(value=value) if value is None or isinstance(
+            value, (bool, int, float, str)
+        ):
+            return value
+        case ast.UnaryOp(op=ast.USub() | ast.UAdd(), operand=operand):
+            number = _literal(operand, filename)
+            if isinstance(number, (int, float)) and not isinstance(number, bool):
+                return -number if isinstance(node.op, ast.USub) else number
+        case ast.Dict(keys=keys, values=values):
+            out: dict[Any, Any] = {}
+            for key, item in zip(keys, values, strict=True):
+                if key is None:
+                    raise ConfigError(f"{where}: `**` in a dict is not allowed; write the keys out")
+                out[_literal(key, filename)] = _literal(item, filename)
+            return out
+        case ast.List(elts=elts) | ast.Tuple(elts=elts):
+            items = [_literal(e, filename) for e in elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        case ast.Call(func=ast.Attribute(value=ast.Name(id=owner), attr=name)):
+            return _call(node, owner, name, where, filename)
+    raise ConfigError(
+        f"{where}: {_shown(node)} is not allowed; use literals (numbers, strings, "
+        "True/False/None), dicts, lists and hp.* calls (the config is not run)"
+    )
+
+
+def _call(node: ast.Call, owner: str, name: str, where: str, filename: str) -> Any:
+    from hyperdock import hp
+
+    if any(isinstance(a, ast.Starred) for a in node.args) or any(
+        k.arg is None for k in node.keywords
+    ):
+        raise ConfigError(f"{where}: `*args`/`**kwargs` in {_shown(node)} are not allowed")
+    args = [_literal(a, filename) for a in node.args]
+    kwargs = {str(k.arg): _literal(k.value, filename) for k in node.keywords}
+    if owner == "hp" and name in hp.__all__:
+        try:
+            return getattr(hp, name)(*args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {_shown(node)}: {exc}") from None
+    if owner in _NUMERIC_MODULES and name in _NUMERIC and not kwargs and len(args) == 1:
+        value = args[0]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return _NUMERIC[name](value)
+            except (ValueError, OverflowError) as exc:
+                raise ConfigError(f"{where}: {_shown(node)}: {exc}") from None
+    known = ", ".join(f"hp.{n}" for n in hp.__all__)
+    raise ConfigError(
+        f"{where}: the call {_shown(node)} is not allowed; only {known} and "
+        f"math.log/log10/log2/exp/sqrt of a number (the config is not run)"
     )

@@ -31,15 +31,20 @@ from hyperdock.jsonutil import dumps, is_finite_number, to_jsonable
 
 __all__ = [
     "DIST_KINDS",
+    "LOG_KINDS",
     "UNION_LABEL",
     "Choice",
     "Dist",
     "GridAxis",
     "Node",
     "Param",
+    "ParamView",
     "Space",
     "Union",
 ]
+
+#: Distributions whose values spread on a log scale (a plot of them wants a log axis).
+LOG_KINDS = frozenset({"loguniform", "qloguniform", "lognormal", "qlognormal"})
 
 #: The label :meth:`Space.parameters` gives the pick between the members of a Union.
 UNION_LABEL = "$union"
@@ -572,6 +577,206 @@ def _describe_args(param: Param) -> str:
     return f"{param.kind}({param.args['n_options']} options)"
 
 
+@dataclass(frozen=True)
+class ParamView:
+    """One parameter as a person reads it (see :meth:`Space.views`).
+
+    Attributes:
+        label: The node's label.
+        kind: As in :attr:`Param.kind`.
+        text: Its values in real units, e.g. ``"log-uniform 0.01-1"``,
+            ``"one of sgd, adam"``, ``"integer 1-4"``.
+        log: Values spread on a log scale (a plot wants a log axis).
+        condition: When it is active, by option name (``"optimizer = sgd"``); empty
+            when always.
+        paths: Keys of the flattened parameter values (``"opt.momentum"``) it sets.
+    """
+
+    label: str
+    kind: str
+    text: str
+    log: bool
+    condition: str
+    paths: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (the dashboard's API)."""
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "text": self.text,
+            "log": self.log,
+            "condition": self.condition,
+            "paths": list(self.paths),
+        }
+
+
+def _num(value: float, digits: int = 6) -> str:
+    """A number for people: 0.01, 1, 2.5e-05 (no float noise)."""
+    return f"{value:.{digits}g}"
+
+
+def _round(value: float) -> str:
+    """A computed value (``exp`` of a bound) with the fewest digits within 1% of it:
+    ``log(0.01)`` given as -4.6 reads 0.01, not 0.01005."""
+    for digits in (1, 2):
+        text = f"{value:.{digits}g}"
+        if abs(float(text) - value) <= 0.01 * abs(value):
+            return text
+    return f"{value:.3g}"
+
+
+def _range(low: float, high: float, computed: bool = False) -> str:
+    show = _round if computed else _num
+    return f"{show(low)}\u2013{show(high)}"  # an en dash
+
+
+def _view_text(node: Dist | Choice | GridAxis, names: list[str]) -> str:
+    """What ``node`` draws, in the units its values have."""
+    if isinstance(node, GridAxis):
+        shown = ", ".join(_show_value(v) for v in node.values[:6])
+        more = f", … ({len(node.values)} values)" if len(node.values) > 6 else ""
+        return f"grid {shown}{more}" if node.values else "grid (no values)"
+    if isinstance(node, Choice):
+        if node.p is None:
+            return "one of " + ", ".join(names)
+        return "one of " + ", ".join(f"{n} (p={p:g})" for n, p in zip(names, node.p, strict=True))
+    a = node.named_args
+    step = f" step {_num(a['q'])}" if "q" in a else ""
+    match node.kind:
+        case "uniform" | "quniform":
+            return f"uniform {_range(a['low'], a['high'])}{step}"
+        case "loguniform" | "qloguniform":
+            # hyperopt's bounds are logarithms: show exp(low)-exp(high)
+            return f"log-uniform {_range(math.exp(a['low']), math.exp(a['high']), True)}{step}"
+        case "normal" | "qnormal":
+            return f"normal mean {_num(a['mu'])} sd {_num(a['sigma'])}{step}"
+        case "lognormal" | "qlognormal":
+            # exp(normal): the median is exp(mu); 95% lie within exp(mu ± 2 sigma)
+            lo, hi = math.exp(a["mu"] - 2 * a["sigma"]), math.exp(a["mu"] + 2 * a["sigma"])
+            median = _round(math.exp(a["mu"]))
+            return f"log-normal median {median} (95%: {_range(lo, hi, True)}){step}"
+        case "randint":
+            return f"integer {_range(a['low'], a['high'] - 1)}"
+    return f"integer {_range(a['low'], a['high'])}" + (f" step {a['q']}" if a["q"] != 1 else "")
+
+
+def _show_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return _num(value)
+    return dumps(value)
+
+
+def _option_name(option: Any, index: int) -> str:
+    """How a person calls a choice's option: the constant itself, else the option's
+    ``name``/``type``/… constant when it is a dict, else ``option N`` (1-based)."""
+    if isinstance(option, (str, int, float, bool)) or option is None:
+        return _show_value(option)
+    if isinstance(option, dict):
+        for key in ("name", "type", "kind", "model", "algorithm", "optimizer"):
+            value = option.get(key)
+            if isinstance(value, (str, int, float, bool)):
+                return f"{key} {_show_value(value)}" if key != "name" else _show_value(value)
+    return f"option {index + 1}"
+
+
+class _Leaves:
+    """What each flattened parameter path holds across a space: the nodes that set
+    it, and whether it is a constant (the same value wherever it appears)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, list[Any]] = {}
+        self.values: dict[str, list[Any]] = {}
+
+    def visit(self, node: Any, path: str) -> None:
+        match node:
+            case dict():
+                for key, value in node.items():
+                    self.visit(value, f"{path}.{key}" if path else str(key))
+            case Choice() | Union():
+                # an option is the value at the choice's path (options that are dicts
+                # spread their keys below it: those keys tell the options apart)
+                members = node.options if isinstance(node, Choice) else node.spaces
+                if isinstance(node, Choice) and not all(isinstance(o, dict) for o in members):
+                    self.nodes.setdefault(path, []).append(node)
+                subs = []
+                for member in members:
+                    sub = _Leaves()
+                    sub.visit(member, path)
+                    subs.append(sub)
+                    for key, nodes in sub.nodes.items():
+                        self.nodes.setdefault(key, []).extend(nodes)
+                # a constant of some members only, or not the same in all, varies
+                for key in dict.fromkeys(k for sub in subs for k in sub.values):
+                    found = [sub.values.get(key) for sub in subs]
+                    if (
+                        all(f is not None for f in found)
+                        and len({dumps(v) for f in found if f is not None for v in f}) == 1
+                    ):
+                        self.values.setdefault(key, []).extend(found[0] or [])
+                    else:
+                        self.nodes.setdefault(key, []).append(node)
+            case GridAxis() if len({dumps(v) for v in node.values}) == 1:
+                self.values.setdefault(path, []).append(node.values[0])  # one value: fixed
+            case Dist() | GridAxis():
+                self.nodes.setdefault(path, []).append(node)
+            case list() if _has_node(node):
+                self.nodes.setdefault(path, []).append(node)
+            case _:
+                self.values.setdefault(path, []).append(node)
+
+    def constants(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for path, values in self.values.items():
+            if path and not self._varies(path) and all(v == values[0] for v in values):
+                out[path] = values[0]
+        return out
+
+    def _varies(self, path: str) -> bool:
+        return path in self.nodes
+
+
+def _has_node(value: Any) -> bool:
+    match value:
+        case Dist() | Choice() | GridAxis() | Union():
+            return True
+        case dict():
+            return any(_has_node(v) for v in value.values())
+        case list() | tuple():
+            return any(_has_node(v) for v in value)
+    return False
+
+
+def _paths_of(leaves: _Leaves) -> dict[int, list[str]]:
+    """Flattened paths per node (by ``id``)."""
+    out: dict[int, list[str]] = {}
+    for path, nodes in leaves.nodes.items():
+        for node in nodes:
+            out.setdefault(id(node), []).append(path)
+    return out
+
+
+def _walk_nodes(node: Any) -> Iterator[Dist | Choice | GridAxis]:
+    match node:
+        case dict():
+            for value in node.values():
+                yield from _walk_nodes(value)
+        case list():
+            for value in node:
+                yield from _walk_nodes(value)
+        case Choice():
+            yield node
+            for option in node.options:
+                yield from _walk_nodes(option)
+        case Union():
+            for member in node.spaces:
+                yield from _walk_nodes(member)
+        case Dist() | GridAxis():
+            yield node
+
+
 class Space:
     """A validated search space.
 
@@ -704,6 +909,56 @@ class Space:
             indent = "  " * len(param.condition)
             suffix = f"  [if {when}]" if when else ""
             lines.append(f"{indent}{param.label}: {_describe_args(param)}{suffix}")
+        return "\n".join(lines) or "(no parameters: every trial gets the same values)"
+
+    def views(self) -> list[ParamView]:
+        """Every parameter as a person reads it, in tree order: real ranges (a
+        log-uniform's ``exp`` bounds), whether its axis is logarithmic, and its
+        condition by option name. The pick between Union members is left out."""
+        leaves = _Leaves()
+        leaves.visit(self._root, "")
+        paths = _paths_of(leaves)
+        nodes = {n.label: n for n in _walk_nodes(self._root)}
+        names: dict[str, list[str]] = {
+            label: [_option_name(o, i) for i, o in enumerate(n.options)]
+            for label, n in nodes.items()
+            if isinstance(n, Choice)
+        }
+        out = []
+        for param in self.parameters():
+            node = nodes.get(param.label)
+            if param.kind == "union" or node is None:
+                continue
+            when = " and ".join(
+                f"{label} = {names[label][i]}" for label, i in param.condition if label in names
+            )
+            out.append(
+                ParamView(
+                    label=param.label,
+                    kind=param.kind,
+                    text=_view_text(node, names.get(param.label, [])),
+                    log=param.kind in LOG_KINDS,
+                    condition=when,
+                    paths=tuple(paths.get(id(node), [])),
+                )
+            )
+        return out
+
+    def constants(self) -> dict[str, Any]:
+        """The flattened parameter paths (``"a.b"``, as in a trial's params) that hold
+        the same value in every trial, with that value: constants, one-value grid axes.
+        A key set by some options of a choice and not others is not constant."""
+        leaves = _Leaves()
+        leaves.visit(self._root, "")
+        return leaves.constants()
+
+    def explain(self) -> str:
+        """:meth:`views` as text, one line per parameter, e.g.
+        ``lr: log-uniform 0.0001-1`` and ``momentum: uniform 0-0.99  (if optimizer = sgd)``."""
+        lines = [
+            f"{v.label}: {v.text}" + (f"  (if {v.condition})" if v.condition else "")
+            for v in self.views()
+        ]
         return "\n".join(lines) or "(no parameters: every trial gets the same values)"
 
     def __eq__(self, other: object) -> bool:

@@ -21,6 +21,7 @@ from hyperdock.errors import (
     ConfigError,
     ExperimentExists,
     ExperimentNotFound,
+    SpaceError,
     StoreConnectionError,
 )
 from hyperdock.jsonutil import dumps
@@ -129,8 +130,12 @@ class Supervisor:
 
     @property
     def budget(self) -> int | None:
-        """Trials to create at most: ``max_trials``, capped by the sampler's size."""
-        size = self.sampler.size() if self.experiment.sampler == "grid" else None
+        """Trials to create at most: ``max_trials``, capped by the grid's size or, on a
+        finite space, its number of distinct points."""
+        if self.experiment.sampler == "grid":
+            size: int | None = self.sampler.size()
+        else:
+            size = None if self._points is None else len(self._points)
         limits = [n for n in (self.experiment.max_trials, size) if n is not None]
         return min(limits) if limits else None
 
@@ -258,7 +263,7 @@ class Supervisor:
             exp.name,
             reason,
             first.id,
-            first_error["error"],
+            (str(first_error["error"] or "").splitlines() or [""])[0],
         )
 
     def _stop_condition(self, exp: Experiment, counts: dict[TrialState, int]) -> str | None:
@@ -410,6 +415,23 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_LEASE_TIMEOUT = 30.0
 #: How many ``-2``, ``-3`` … suffixes a default name tries before giving up.
 _NAME_ATTEMPTS = 1000
+
+
+def budget_of(exp: Experiment) -> int | None:
+    """The trials experiment ``exp`` will create at most, as its supervisor counts them
+    (``max_trials`` capped by the grid or the finite space's size), for displays."""
+    try:
+        space = Space.from_json(exp.space)
+    except SpaceError:  # not a space this version can read: say what is stored
+        return exp.max_trials
+    size: int | None = None
+    if exp.sampler == "grid" or space.parameters():
+        count = space.grid_size()
+        if count is not None and (exp.sampler == "grid" or count <= MAX_FINITE_POINTS):
+            points = None if exp.sampler == "grid" else space.finite_points(MAX_FINITE_POINTS)
+            size = count if points is None else len(points)
+    limits = [n for n in (exp.max_trials, size) if n is not None]
+    return min(limits) if limits else None
 
 
 def default_name(base: str | None) -> str:

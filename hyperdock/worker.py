@@ -359,12 +359,15 @@ class Worker:
                 trial.id, self.id, error="worker stopped", count_attempt=False, result=result
             )
         state = self.store.release(trial.id, self.id, error=error, retry=retry, result=result)
+        # One line each: the full error (with the log's last lines) is stored with the
+        # trial, and `run` prints it once when the experiment ends.
+        headline = (error or "").splitlines()[0] if error else ""
         if state is TrialState.QUEUED:
             log.warning(
-                "trial %d attempt %d failed, will retry: %s", trial.id, trial.attempt + 1, error
+                "trial %d attempt %d failed, will retry: %s", trial.id, trial.attempt + 1, headline
             )
         elif state is TrialState.FAILED:
-            log.warning("trial %d failed: %s", trial.id, error)
+            log.warning("trial %d failed: %s (hyperdock logs %d)", trial.id, headline, trial.id)
         return state
 
     def _attempt(self, trial: Trial, slot: int) -> Report:

@@ -187,3 +187,29 @@ def test_readme_documents_the_new_commands() -> None:
     assert 'eval "$(hyperdock completion bash)"' in readme
     assert "hyperdock logs TRIAL_ID" in readme
     assert "--notify URL" in readme
+
+
+def test_control_characters_in_stored_strings_are_shown_escaped(tmp_path: Path) -> None:
+    """Issue 12 (low): an error a target printed, or a parameter value, that holds ANSI
+    escapes must not reach the terminal raw from a table."""
+    from hyperdock.storage import open_store
+    from hyperdock.trial import Target, TrialState
+
+    evil = "\x1b]0;pwned\x07\x1b[2J"
+    url = f"sqlite:///{tmp_path / 'hd.db'}"
+    with open_store(url) as st:
+        exp = st.create_experiment(
+            "esc", space={"tag": {"$hp": "choice", "label": "tag", "options": [evil, "b"]}},
+            target=Target(command=("true",)), sampler="random", seed=1, max_trials=2,
+        )  # fmt: skip
+        st.add_trials(exp.id, [{"tag": evil}, {"tag": "b"}])
+        st.register_worker("w", host="h", pid=1, parallelism=1)
+        trial = st.claim("w", experiment_id=exp.id)
+        assert trial is not None
+        st.finish(trial.id, "w", state=TrialState.FAILED, error="boom " + evil)
+    for args in (["trials", "esc", "--wide"], ["status"]):
+        out = hd(*args, "--store", url, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "\x1b" not in out.stdout and "\x07" not in out.stdout, out.stdout
+    shown = hd("trials", "esc", "--wide", "--store", url, cwd=tmp_path).stdout
+    assert "\\x1b]0;pwned\\x07" in shown

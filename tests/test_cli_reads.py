@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from clihelp import PY, QUADRATIC, hd, write
 
+from hyperdock.config import space_from_v04
 from hyperdock.storage import open_store
 from hyperdock.trial import ExperimentState, Target, TrialState
 
@@ -226,8 +227,8 @@ def test_trials_wide_and_columns(two: Path) -> None:
 def test_status_shows_pruned_counts_age_and_duration(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path}/hyperdock.db") as st:
         exp = st.create_experiment(
-            "curves", space={"x": [1, 2]}, target=Target(command=("true",)),
-            sampler="grid", seed=0, max_trials=2,
+            "curves", space=space_from_v04({"x": [1, 2]}).to_json(),
+            target=Target(command=("true",)), sampler="grid", seed=0, max_trials=2,
         )  # fmt: skip
         st.add_trials(exp.id, [{"x": 1}, {"x": 2}])
         for state in (TrialState.PRUNED, TrialState.COMPLETED):

@@ -399,3 +399,56 @@ def test_invalid_hp_call_in_module_is_a_space_error(tmp_path: Path) -> None:
         SpaceError, match=r"(?s)lowhigh\.py.*parameter 'a': uniform needs low < high"
     ):
         load_space(path)
+
+
+# -- a Python config read from its syntax tree (the dashboard's form) ---------------------
+def test_python_source_is_read_without_running_it(tmp_path: Path) -> None:
+    from hyperdock.config import space_from_python_source
+
+    text = textwrap.dedent(
+        """\
+        '''My search.'''
+        from hyperdock import hp
+        import math
+        SPACE = {
+            "lr": hp.loguniform("lr", math.log(1e-4), math.log(1)),
+            "opt": hp.choice("opt", [{"name": "sgd", "m": hp.uniform("m", 0, 0.9)}, "adam"]),
+            "shift": -2,
+            "epochs": 50,
+        }
+        """
+    )
+    space = space_from_python_source(text)
+    assert space == Space.from_obj(
+        {
+            "lr": hp.loguniform("lr", math.log(1e-4), 0.0),
+            "opt": hp.choice("opt", [{"name": "sgd", "m": hp.uniform("m", 0, 0.9)}, "adam"]),
+            "shift": -2,
+            "epochs": 50,
+        }
+    )
+    marker = tmp_path / "ran"
+    evil = f"from hyperdock import hp\nSPACE = {{'a': open({str(marker)!r}, 'w')}}\n"
+    with pytest.raises(ConfigError, match=r"line 2: `open\(.*` is not allowed"):
+        space_from_python_source(evil)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("import os\nSPACE = {}", "line 1: `import os` is not allowed"),
+        ("from hyperdock import hp\nx = 1\nSPACE = {}", "line 2: `x = 1` is not allowed"),
+        ("SPACE = {'a': hp.uniform('a', 0)}", "line 1: `hp.uniform('a', 0)`: "),
+        ("SPACE = {'a': hp.nope('a')}", "line 1: the call `hp.nope('a')` is not allowed"),
+        ("SPACE = {'a': [x for x in range(3)]}", "line 1: `[x for x in range(3)]` is not allowed"),
+        ("SPACE = {", "line 1: not valid Python"),
+        ("from hyperdock import hp\n", "defines no SPACE"),
+    ],
+)
+def test_python_source_says_why_not(text: str, words: str) -> None:
+    from hyperdock.config import space_from_python_source
+
+    with pytest.raises(ConfigError) as info:
+        space_from_python_source(text)
+    assert words in str(info.value)

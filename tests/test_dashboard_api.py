@@ -27,7 +27,7 @@ from hyperdock.dashboard import check_bind, create_app, make_dashboard_server
 from hyperdock.errors import ConfigError, ExperimentNotFound
 from hyperdock.storage import Store, open_store
 from hyperdock.study import Objectives
-from hyperdock.trial import Target, TrialState
+from hyperdock.trial import ExperimentState, Target, TrialState
 
 XSS = "<script>alert(1)</script>"
 TOKEN = "s3cret-token-0123456789"
@@ -786,3 +786,131 @@ def test_idle_connections_are_closed(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         server.RequestHandlerClass.timeout = IDLE_TIMEOUT  # type: ignore[attr-defined]
+
+
+# -- issue 11: what the dashboard shows people -----------------------------------------
+def _logs_experiment(store: Store) -> Any:
+    """A finished experiment over a loguniform lr, a constant and a conditional
+    parameter: one trial completed, one pruned after two steps."""
+    from hyperdock import hp
+    from hyperdock.space import Space
+
+    space = Space.from_obj(
+        {
+            "lr": hp.loguniform("lr", -4.6, 0),
+            "epochs": 20,
+            "opt": hp.choice("opt", [{"name": "sgd", "mom": hp.uniform("mom", 0, 1)}, "adam"]),
+        }
+    )
+    exp = store.create_experiment(
+        "logs",
+        space=space.to_json(),
+        target=Target(command=("true",)),
+        sampler="random",
+        seed=0,
+        max_trials=2,
+        meta={"objectives": Objectives().to_meta(), "pruner": "median"},
+    )
+    store.add_trials(exp.id, [{"lr": 0.1, "epochs": 20, "opt": "adam"}] * 2)
+    done = store.claim("w", experiment_id=exp.id)
+    assert done is not None
+    store.finish(done.id, "w", state=TrialState.COMPLETED, loss=0.5)
+    pruned = store.claim("w", experiment_id=exp.id)
+    assert pruned is not None
+    store.add_progress(pruned.id, "w", [(1, 4.0), (2, 3.0)])
+    store.finish(pruned.id, "w", state=TrialState.PRUNED)
+    store.set_experiment_state(exp.id, ExperimentState.DONE)
+    return exp, done.id, pruned.id
+
+
+def test_list_shows_pruned_age_and_duration(store: Store) -> None:
+    exp, _, pruned = _logs_experiment(store)
+    row = next(r for r in call(create_app(store), "/api/experiments").data if r["name"] == "logs")
+    assert (row["pruned"], row["completed"], row["done"]) == (1, 1, 2)
+    last_end = store.get_trial(pruned).finished_at
+    assert last_end is not None
+    assert row["duration"] == pytest.approx(last_end - exp.created_at, abs=1e-3)
+    assert row["age"] >= row["duration"] >= 0
+
+
+def test_attempts_count_from_one(store: Store, filled: dict[str, Any]) -> None:
+    app = create_app(store)
+    rows = call(app, "/api/experiments/exp").data["trials"]
+    assert {t["attempt"] for t in rows} == {1}
+    trial = call(app, f"/api/trials/{filled['completed']}").data
+    assert trial["attempt"] == 1
+    assert [h["attempt"] for h in trial["history"]] == [1]
+    assert trial["history"][0]["ended_at"] == trial["finished_at"]
+
+
+def test_detail_describes_the_space_for_people(store: Store) -> None:
+    _, _, pruned = _logs_experiment(store)
+    data = call(create_app(store), "/api/experiments/logs").data
+    exp = data["experiment"]
+    params = {p["label"]: p for p in exp["parameters"]}
+    assert params["lr"]["log"] is True and params["lr"]["paths"] == ["lr"]
+    assert params["lr"]["text"] == "log-uniform 0.01\u20131"
+    assert params["mom"]["condition"] == "opt = sgd" and params["mom"]["log"] is False
+    assert exp["constants"] == ["epochs"]
+    assert "lr: log-uniform 0.01\u20131" in exp["space_text"]
+    assert "mom: uniform 0\u20131  (if opt = sgd)" in exp["space_text"]
+    row = next(t for t in data["trials"] if t["id"] == pruned)
+    assert (row["state"], row["last"]) == ("pruned", [2, 3.0])
+
+
+def _download(app: Any, trial_id: int, path: str, **kw: Any) -> Reply:
+    return call(app, f"/api/trials/{trial_id}/files/{path}", **kw)
+
+
+def test_out_files_download_only_inside_the_trial_folder(
+    store: Store, filled: dict[str, Any], tmp_path: Path
+) -> None:
+    app = create_app(store)
+    trial = filled["completed"]
+    reply = _download(app, trial, "model.txt")
+    assert reply.status == 200
+    assert reply.body == b"weights"
+    assert "attachment" in reply.headers["Content-Disposition"]
+    assert _download(app, trial, "sub/more.bin").body == b"\0" * 10
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve")
+    out = Path(filled["folder"]) / "out"
+    (out / "link.txt").symlink_to(secret)
+    (out / "linkdir").symlink_to(tmp_path)
+    (Path(filled["folder"]) / "params.json").write_text("{}")
+    for bad in ("link.txt", "linkdir/secret.txt", "../params.json", "sub", "sub/../model.txt",
+                "missing.txt", "%2e%2e/params.json"):  # fmt: skip
+        refused = _download(app, trial, bad)
+        assert refused.status == 404, bad
+        assert b"do not serve" not in refused.body
+    listed = [f["path"] for f in call(app, f"/api/trials/{trial}").data["files"]]
+    assert listed == ["model.txt", "sub/more.bin"]  # symlinks are not offered
+    assert _download(app, filled["running"], "model.txt").status == 404  # no folder
+
+    guarded = create_app(store, token=TOKEN)
+    assert _download(guarded, trial, "model.txt").status == 401
+    ok = _download(guarded, trial, "model.txt", headers={"X-Hyperdock-Token": TOKEN})
+    assert ok.body == b"weights"
+
+
+def test_create_experiment_from_a_python_config(store: Store, tmp_path: Path) -> None:
+    app = create_app(store)
+    text = (
+        "from hyperdock import hp\n"
+        "SPACE = {'lr': hp.loguniform('lr', -9, -2), 'act': hp.choice('act', ['relu', 'tanh'])}\n"
+    )
+    body = {"name": "py", "space": text, "command": "python train.py"}
+    reply = post(app, "/api/experiments", body, headers=LOCAL)
+    assert reply.status == 200, reply.text
+    exp = store.get_experiment("py")
+    assert exp.space["lr"] == {"$hp": "loguniform", "label": "lr", "low": -9, "high": -2}
+    assert exp.sampler == "tpe"
+
+    marker = tmp_path / "ran"
+    evil = f"import os\nSPACE = {{'a': os.system('touch {marker}')}}\n"
+    reply = post(app, "/api/experiments", {**body, "name": "evil", "space": evil}, headers=LOCAL)
+    assert reply.status == 400
+    assert "line 1: `import os` is not allowed" in reply.data["error"]
+    assert not marker.exists()
+    assert [e.name for e in store.list_experiments()] == ["py"]

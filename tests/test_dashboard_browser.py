@@ -7,7 +7,9 @@ them (see ``conftest.unavailable``).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,8 +270,8 @@ def test_many_trials_are_painted_without_a_gpu_and_switch_to_webgl(
     assert slices.get_attribute("data-view") == "painted"
     assert slices.get_attribute("data-points") == str(2 * done)  # x and name, every trial
     assert page.evaluate(_PAINTED_PIXELS, "slices-plot") > 2000
-    assert "(1000 of " + str(done) in page.evaluate(
-        "document.querySelector('#parallel').layout.title.text"
+    assert "1000 of " + str(done) in page.evaluate(
+        "document.querySelector('#parallel').layout.annotations[0].text"
     )
 
     # zooming repaints the image for the new axes
@@ -299,21 +301,42 @@ def test_many_trials_are_painted_without_a_gpu_and_switch_to_webgl(
     assert page.evaluate("(document.querySelector('#slices-plot').layout.images || []).length") == 0
 
 
-def test_slices_of_log_scaled_parameters_get_a_log_axis(dash: Dashboard, page: Any) -> None:
-    exp = dash.store.create_experiment(
-        "logs",
-        space=dash.store.get_experiment("exp").space,
+def _experiment(
+    store: Store, name: str, space: Any, trials: list[tuple[dict[str, Any], Any]]
+) -> Any:
+    """Experiment ``name`` over ``space`` (hp nodes) whose trials end as given: a loss
+    (completed) or ``("pruned", [(step, loss), ...])``."""
+    from hyperdock.space import Space
+
+    exp = store.create_experiment(
+        name,
+        space=Space.from_obj(space).to_json(),
         target=Target(command=("true",)),
         sampler="random",
         seed=0,
-        max_trials=40,
-        meta={"objectives": Objectives().to_meta(), "pruner": "none"},
+        max_trials=len(trials),
+        meta={"objectives": Objectives().to_meta(), "pruner": "median"},
     )
-    # lr log-uniform over 1e-5..1e-1; width uniform over 1..400 (also over two decades)
-    params = [{"lr": 10 ** (-5 + 4 * i / 39), "width": 1 + 399 * i / 39} for i in range(40)]
-    dash.store.add_trials(exp.id, params)
-    while (trial := dash.store.claim("w-logs", experiment_id=exp.id)) is not None:
-        dash.store.finish(trial.id, "w-logs", state=TrialState.COMPLETED, loss=trial.params["lr"])
+    store.add_trials(exp.id, [p for p, _ in trials])
+    for _, end in trials:
+        trial = store.claim("w-" + name, experiment_id=exp.id)
+        assert trial is not None
+        if isinstance(end, tuple):
+            store.add_progress(trial.id, "w-" + name, end[1])
+            store.finish(trial.id, "w-" + name, state=TrialState.PRUNED)
+        else:
+            store.finish(trial.id, "w-" + name, state=TrialState.COMPLETED, loss=end)
+    return exp
+
+
+def test_slice_axes_are_logarithmic_when_the_space_says_so(dash: Dashboard, page: Any) -> None:
+    """lr is loguniform (its values here span less than a decade); width is uniform (its
+    values happen to spread over three decades): the space decides, not the values."""
+    from hyperdock import hp
+
+    params = [{"lr": 0.01 + 0.04 * i / 19, "width": 10 ** (3 * i / 19)} for i in range(20)]
+    space = {"lr": hp.loguniform("lr", -4.6, 0), "width": hp.uniform("width", 1, 1000)}
+    _experiment(dash.store, "logs", space, [(p, p["lr"]) for p in params])
     page.goto(f"{dash.url}/experiments/logs")
     page.wait_for_function(
         "() => { const d = document.querySelector('#slices-plot');"
@@ -324,6 +347,144 @@ def test_slices_of_log_scaled_parameters_get_a_log_axis(dash: Dashboard, page: A
         " return [l.xaxis, l.xaxis2].map((a) => [a.title.text, a.type]); })()"
     )
     assert sorted(axes) == [["lr", "log"], ["width", "linear"]]
+    # the space box shows the real range, not loguniform(-4.6, 0)
+    summary = page.locator("#summary").inner_text()
+    assert "lr: log-uniform 0.01\u20131" in summary
+    assert "loguniform(" not in summary
+
+
+def test_constants_get_no_column_axis_or_slice(dash: Dashboard, page: Any, tmp_path: Path) -> None:
+    from hyperdock import hp
+
+    space = {
+        "learning_rate_of_the_encoder": hp.uniform("learning_rate_of_the_encoder", 0, 1),
+        "dropout_probability_between_layers": hp.uniform(
+            "dropout_probability_between_layers", 0, 1
+        ),
+        "optimizer": hp.choice("optimizer", ["sgd", "adam"]),
+        "epochs": 50,
+    }
+    runs = [
+        ({"learning_rate_of_the_encoder": i / 9, "dropout_probability_between_layers": 1 - i / 9,
+          "optimizer": ["sgd", "adam"][i % 2], "epochs": 50}, i / 10)
+        for i in range(10)
+    ]  # fmt: skip
+    _experiment(dash.store, "consts", space, runs)
+    page.set_viewport_size({"width": 1280, "height": 1400})
+    page.goto(f"{dash.url}/experiments/consts")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#slices-plot');"
+        " return d && d.data && d.data.length === 3; }"
+    )
+    shown = page.locator("#slices-plot").get_attribute("data-parameters")
+    assert sorted(shown.split(",")) == sorted(k for k in space if k != "epochs")
+    headers = page.locator("#trials th").all_inner_texts()
+    assert "optimizer" in headers and "epochs" not in headers
+    labels = page.evaluate("document.querySelector('#parallel').layout.xaxis.ticktext")
+    assert len(labels) == 4  # three parameters and the loss, no epochs
+    assert all(len(label) <= 14 for label in labels)
+    assert "epochs" not in labels
+    page.locator("#parallel").screenshot(path=str(tmp_path / "parallel.png"))
+    page.locator("#history").screenshot(path=str(tmp_path / "history.png"))
+    shots = os.environ.get("HYPERDOCK_TEST_SCREENSHOTS")
+    if shots:  # for a person to look at
+        page.screenshot(path=str(Path(shots) / "experiment.png"), full_page=True)
+
+
+def test_pruned_trials_in_the_history_and_log_y(dash: Dashboard, page: Any) -> None:
+    """Losses over three decades: the history starts with a log y axis; the pruned trial
+    appears at its last reported loss, marked; the box switches to linear and back."""
+    from hyperdock import hp
+
+    runs: list[tuple[dict[str, Any], Any]] = [
+        ({"x": 0.1}, 100.0),
+        ({"x": 0.2}, ("pruned", [(1, 80.0), (2, 50.0)])),
+        ({"x": 0.3}, 1.0),
+        ({"x": 0.4}, 0.05),
+    ]
+    exp = _experiment(dash.store, "prunes", {"x": hp.uniform("x", 0, 1)}, runs)
+    numbers = [t.number for t in dash.store.list_trials(exp.id)]
+    page.goto(f"{dash.url}/experiments/prunes")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#history');"
+        " return d && d.data && d.data.length === 3; }"
+    )
+    pruned = page.evaluate(
+        "(() => { const t = document.querySelector('#history').data[2];"
+        " return [t.name, t.x, t.y, t.marker.symbol]; })()"
+    )
+    assert pruned == ["pruned (last reported loss)", [numbers[1]], [50.0], "x"]
+    loss_x = page.evaluate("document.querySelector('#history').data[0].x")
+    assert loss_x == [numbers[0], numbers[2], numbers[3]]
+    y_type = "document.querySelector('#history').layout.yaxis.type"
+    assert page.evaluate(y_type) == "log"
+    assert page.is_checked("#history-logy")
+    assert page.evaluate("document.querySelector('#intermediate').layout.yaxis.type") == "linear"
+    page.uncheck("#history-logy")
+    page.wait_for_function(f"{y_type} === 'linear'")
+    page.check("#history-logy")
+    page.wait_for_function(f"{y_type} === 'log'")
+
+    page.goto(dash.url + "/")
+    row = page.locator("#experiments tr[data-name='prunes']")
+    row.wait_for()
+    cells = {key: row.locator(f"td.{key}").inner_text() for key in ("pruned", "age", "duration")}
+    assert cells["pruned"] == "1"
+    assert re.fullmatch(r"\d+ s", cells["age"]), cells
+    assert re.fullmatch(r"\d+ s \(running\)", cells["duration"]), cells
+
+
+def test_out_files_download_and_symlinks_out_are_refused(
+    dash: Dashboard, page: Any, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not serve")
+    (Path(dash.ids["folder"]) / "out" / "escape.txt").symlink_to(secret)
+    trial = dash.ids["completed"]
+    page.goto(f"{dash.url}/trials/{trial}")
+    link = page.locator("#files a.download[data-path='model.txt']")
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == "model.txt"
+    assert Path(download.path()).read_text() == "weights"
+    assert page.locator("#files a[data-path='escape.txt']").count() == 0
+    status = page.evaluate(
+        "(url) => fetch(url).then((r) => r.status)", f"/api/trials/{trial}/files/escape.txt"
+    )
+    assert status == 404
+    # the History table: attempts from 1, and when each ended
+    cells = page.locator("#history-attempts tr").nth(1).locator("td").all_inner_texts()
+    assert cells[0] == "1"
+    assert page.locator("#history-attempts td.end").first.inner_text() != "-"
+
+
+def test_out_files_download_with_the_token(dash_token: Dashboard, page: Any) -> None:
+    trial = dash_token.ids["completed"]
+    page.goto(f"{dash_token.url}/trials/{trial}?token={TOKEN}")
+    link = page.locator("#files a.download[data-path='sub/more.bin']")
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    assert Path(info.value.path()).read_bytes() == b"\0" * 10
+
+
+def test_create_from_a_python_config(dash: Dashboard, page: Any) -> None:
+    page.goto(dash.url + "/")
+    page.wait_for_selector("#experiments tr[data-name='exp']")
+    page.fill("#create-name", "from-py")
+    page.fill("#create-space", "from hyperdock import hp\nimport os\nSPACE = {}")
+    page.fill("#create-command", "python train.py")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "line 2: `import os` is not allowed" in page.locator("#error").inner_text()
+    page.fill(
+        "#create-space", "from hyperdock import hp\nSPACE = {'lr': hp.loguniform('lr', -9, -2)}"
+    )
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#experiments tr[data-name='from-py']")
+    assert dash.store.get_experiment("from-py").space["lr"]["$hp"] == "loguniform"
 
 
 def test_cancel_from_the_browser(dash_token: Dashboard, page: Any) -> None:
@@ -397,3 +558,20 @@ def test_script_in_a_parameter_is_shown_as_text(dash: Dashboard, page: Any) -> N
     assert page.locator("#main script").count() == 0
     page.wait_for_timeout(2500)  # one more poll: still nothing ran
     assert page.hd_dialogs == []
+
+
+def test_graph_titles_from_the_target_are_plain_text(dash: Dashboard, page: Any) -> None:
+    """Issue 12 (low): graphs.json axis titles were rendered as live links."""
+    link = '<a href="http://evil.example/">click</a>'
+    graphs = [{"name": "acc " + link, "x_axis": link, "y_axis": "<b>y</b>",
+               "series": [{"label": link, "x": [1, 2], "y": [3, 4]}]}]  # fmt: skip
+    (Path(dash.ids["folder"]) / "graphs.json").write_text(json.dumps(graphs))
+    page.goto(f"{dash.url}/trials/{dash.ids['completed']}")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#graph-0'); return d && d.data"
+        " && d.data[0].x.length === 2 && d.querySelector('.xtitle'); }"
+    )
+    graph = page.locator("#graph-0")
+    assert graph.locator("a").count() == 0  # no link anywhere in the plot
+    assert link in graph.locator(".xtitle").text_content()
+    assert "<b>y</b>" in graph.locator(".ytitle").text_content()

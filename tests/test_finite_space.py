@@ -53,6 +53,9 @@ def test_tpe_on_the_original_3_point_example_runs_3_trials(tmp_path: Path) -> No
         assert out.returncode == 0, out.stderr
         assert out.stdout.startswith(f"Experiment {name}: done (3 completed)")
         assert f"experiment {name}: all 3 points of the space evaluated" in out.stderr
+        assert f"Created experiment {name} (3 trials," in out.stderr  # not 50
+        status = json.loads(hd("status", "--json", cwd=tmp_path).stdout)
+        assert {d["experiment"]: d["budget"] for d in status}[name] == 3
         params = _params(tmp_path, name)
         assert sorted(p["dropout"] for p in params) == [0.0, 0.25, 0.5]
         orders.append(params)

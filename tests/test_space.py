@@ -382,3 +382,43 @@ def test_labels_parameters_describe() -> None:
     assert "slope: uniform(0, 0.3)" in text and "act=2" in text
     pspace = Space.from_obj({"p": hp.pchoice("p", [(0.25, 1), (0.75, 2)])})
     assert pspace.parameters()[0].args == {"n_options": 2, "p": [0.25, 0.75]}
+
+
+# -- parameters for people ----------------------------------------------------------------
+def test_views_show_real_ranges_log_scales_and_conditions_by_option_name() -> None:
+    space = Space.from_obj(
+        {
+            "lr": hp.loguniform("lr", -4.6, 0),  # log(0.01) written as -4.6
+            "epochs": 50,
+            "opt": hp.choice(
+                "opt",
+                [{"name": "sgd", "mom": hp.uniform("mom", 0, 0.99)}, {"name": "adam"}],
+            ),
+            "act": hp.choice("act", ["relu", "tanh"]),
+            "n": hp.randint("n", 1, 5),
+            "w": hp.qlognormal("w", 0, 1, 1),
+        }
+    )
+    views = {v.label: v for v in space.views()}
+    assert views["lr"].text == "log-uniform 0.01\u20131"
+    assert views["lr"].log and views["w"].log
+    assert not views["mom"].log and not views["n"].log
+    assert views["mom"].condition == "opt = sgd"
+    assert views["mom"].paths == ("opt.mom",)
+    assert views["n"].text == "integer 1\u20134"  # randint's high is excluded
+    assert views["act"].text == "one of relu, tanh"
+    assert "mom: uniform 0\u20130.99  (if opt = sgd)" in space.explain()
+    assert "loguniform(" not in space.explain()
+
+
+def test_constants_are_the_paths_every_trial_shares() -> None:
+    space = Space.from_obj(
+        {
+            "epochs": 50,
+            "one": GridAxis("one", (3,)),
+            "x": hp.uniform("x", 0, 1),
+            "opt": hp.choice("opt", [{"name": "sgd", "seed": 1}, {"name": "adam", "seed": 1}]),
+            "alt": hp.choice("alt", [{"name": "a", "k": 2}, "b"]),  # alt.k: only sometimes
+        }
+    )
+    assert space.constants() == {"epochs": 50, "one": 3, "opt.seed": 1}

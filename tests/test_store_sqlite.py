@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +52,25 @@ def test_a_reader_never_creates_a_missing_store(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     open_store(f"sqlite:///{tmp_path}/made.db").close()
     open_store(f"sqlite:///{tmp_path}/made.db", create=False).close()  # exists: opens
+
+
+def test_opening_a_new_store_waits_for_a_concurrent_opener(tmp_path: Path) -> None:
+    """Two processes opening a new store at once (two `hyperdock run` in one folder):
+    while one holds the write lock of the not-yet-WAL file, switching to WAL failed the
+    other at once with "database is locked" (SQLite does not wait where it could
+    deadlock). It must wait for the lock like any other call."""
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (a)")
+    other.execute("BEGIN IMMEDIATE")  # the first opener, mid-way through its set-up
+    other.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with open_store(f"sqlite:///{path}") as st:
+            assert st.list_experiments() == []
+    finally:
+        release.join()
+        other.close()

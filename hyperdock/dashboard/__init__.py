@@ -171,7 +171,12 @@ def asset_url(name: str) -> str:
 
 class _Response:
     def __init__(
-        self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]]
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: list[tuple[str, str]],
+        stream: api.TrialFile | None = None,
     ) -> None:
         self.status, self.body, self.content_type, self.headers = (
             status,
@@ -179,6 +184,7 @@ class _Response:
             content_type,
             headers,
         )
+        self.stream = stream  # sent instead of body (a file, read in chunks)
 
 
 _REASONS = {
@@ -301,7 +307,7 @@ class DashboardApp:
         self.allowed_hosts = frozenset(names | set(LOCAL_HOSTS))
 
     # -- WSGI -----------------------------------------------------------------------
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request."""
         try:
             response = self._dispatch(environ)
@@ -313,9 +319,10 @@ class DashboardApp:
         except Exception:
             log.exception("dashboard: unexpected error")
             response = _error(500, "internal error (see the dashboard's log)")
+        length = len(response.body) if response.stream is None else response.stream.size
         headers = [
             ("Content-Type", response.content_type),
-            ("Content-Length", str(len(response.body))),
+            ("Content-Length", str(length)),
             *_SECURITY_HEADERS,
             ("Content-Security-Policy", _CSP),
             *response.headers,
@@ -325,7 +332,11 @@ class DashboardApp:
         reason = _REASONS.get(response.status, "Error")
         start_response(f"{response.status} {reason}", headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
+            if response.stream is not None:
+                response.stream.close()
             return [b""]
+        if response.stream is not None:
+            return response.stream
         return [response.body]
 
     def _dispatch(self, environ: dict[str, Any]) -> _Response:
@@ -347,6 +358,8 @@ class DashboardApp:
                 self._authorise_read(environ)
                 if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
                     return self._detail(environ, urllib.parse.unquote(m.group(1)))
+                if m := re.fullmatch(r"/api/trials/(\d+)/files/(.+)", path):
+                    return self._file(int(m.group(1)), urllib.parse.unquote(m.group(2)))
                 return _json(200, _sanitize(self._api_get(path)))
             if method == "POST":
                 self._authorise(environ)
@@ -374,6 +387,14 @@ class DashboardApp:
             headers.append(("Content-Encoding", "gzip"))
             return _Response(200, entry.gzipped, json_type, headers)
         return _Response(200, entry.body, json_type, headers)
+
+    def _file(self, trial_id: int, relative: str) -> _Response:
+        """A file of the trial's ``out/`` folder, as a download."""
+        found = api.open_trial_file(self.store, trial_id, relative)
+        quoted = urllib.parse.quote(found.name, safe="")
+        disposition = f"attachment; filename*=UTF-8''{quoted}"
+        headers = [("Content-Disposition", disposition)]
+        return _Response(200, b"", "application/octet-stream", headers, stream=found)
 
     # -- security -------------------------------------------------------------------
     def _refused_host(self, environ: dict[str, Any]) -> str | None:

@@ -6,8 +6,10 @@ or raises :class:`ApiError` (HTTP status plus one message for people).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import shlex
 import threading
 import time
@@ -20,7 +22,15 @@ from hyperdock.samplers import default_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store
 from hyperdock.study import Objectives, importances, pareto_front
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
+from hyperdock.supervisor import store_has
+from hyperdock.trial import (
+    FINISHED_STATES,
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+)
 
 log = logging.getLogger("hyperdock.dashboard")
 
@@ -69,12 +79,43 @@ def _trial(store: Store, trial_id: int) -> Trial:
         raise ApiError(404, f"no trial with id {trial_id}") from None
 
 
+class _LastEndCache:
+    """When each experiment's last trial ended; looked up again only when its counts of
+    trials per state change (the list page polls every 2 s)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[int, tuple[tuple[Any, ...], float | None]] = {}
+
+    def get(self, store: Store, exp: Experiment, counts: dict[TrialState, int]) -> float | None:
+        key = (exp.created_at, *sorted((s.value, n) for s, n in counts.items()))
+        with self._lock:
+            hit = self._cache.get(exp.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        ends = [t.finished_at for t in store.list_trials(exp.id, states=FINISHED_STATES)]
+        last = max((e for e in ends if e is not None), default=None)
+        with self._lock:
+            self._cache[exp.id] = (key, last)
+        return last
+
+
+_last_end = _LastEndCache()
+
+
 def experiment_row(store: Store, exp: Experiment) -> dict[str, Any]:
-    """One experiment as listed by ``GET /api/experiments``."""
+    """One experiment as listed by ``GET /api/experiments``: counts per state, best
+    loss, ``age`` (seconds since it was created) and ``duration`` (seconds from its
+    creation to its last trial's end; to now while it runs)."""
     objectives = Objectives.from_meta(exp.meta)
     counts = store.count_trials(exp.id)
     best = None if objectives.multi else store.best_trial(exp.id, maximize=objectives.maximize)
     done = sum(n for s, n in counts.items() if s.finished)
+    now = time.time()
+    if exp.state is ExperimentState.RUNNING:
+        end: float | None = now
+    else:
+        end = _last_end.get(store, exp, counts)
     return {
         "id": exp.id,
         "name": exp.name,
@@ -86,6 +127,10 @@ def experiment_row(store: Store, exp: Experiment) -> dict[str, Any]:
         "running": counts[TrialState.RUNNING],
         "completed": counts[TrialState.COMPLETED],
         "failed": counts[TrialState.FAILED],
+        "pruned": counts[TrialState.PRUNED],
+        "cancelled": counts[TrialState.CANCELLED],
+        "age": max(now - exp.created_at, 0.0),
+        "duration": None if end is None else max(end - exp.created_at, 0.0),
         "best_loss": None if best is None else best.loss,
         "best_trial": None if best is None else best.id,
         "objectives": objectives.to_meta(),
@@ -138,10 +183,15 @@ def _first_line(text: str | None, limit: int = ERROR_CHARS) -> str | None:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def trial_brief(trial: Trial, objectives: Objectives) -> dict[str, Any]:
+def trial_brief(
+    trial: Trial, objectives: Objectives, last: tuple[int, float] | None = None
+) -> dict[str, Any]:
     """One trial as listed in an experiment's detail: only what the table and the plots
     need (``GET /api/trials/<id>`` has the rest). ``values`` is set for multi-objective
-    experiments only (single objective: it is the loss)."""
+    experiments only (single objective: it is the loss). ``attempt`` counts from 1 (the
+    first attempt is 1), as everywhere people read it. ``last`` is the last
+    intermediate loss ``[step, loss]`` (given for pruned trials: their place in the
+    history)."""
     values = (
         objectives.values(trial)
         if objectives.multi and trial.state is TrialState.COMPLETED
@@ -154,12 +204,13 @@ def trial_brief(trial: Trial, objectives: Objectives) -> dict[str, Any]:
         "loss": trial.loss,
         "values": values,
         "params": trial.params,
-        "attempt": trial.attempt,
+        "attempt": trial.attempt + 1,
         "error": _first_line(trial.error),
         "started_at": trial.started_at,
         "finished_at": trial.finished_at,
         "duration": trial.duration,
         "stop_requested": trial.stop_requested,
+        "last": None if last is None else [last[0], last[1]],
     }
 
 
@@ -207,8 +258,13 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
     trials = store.list_trials(exp.id)
     completed = [t for t in trials if t.state is TrialState.COMPLETED]
     summary = experiment_row(store, exp)
+    parameters: list[dict[str, Any]] = []
+    constants: list[str] = []
     try:
-        space_text = Space.from_json(exp.space).describe()
+        space = Space.from_json(exp.space)
+        space_text = space.explain()
+        parameters = [v.to_json() for v in space.views()]
+        constants = sorted(space.constants())
     except HyperdockError:
         space_text = json.dumps(exp.space)
     summary.update(
@@ -218,6 +274,8 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
             "lease_timeout": exp.lease_timeout,
             "space": exp.space,
             "space_text": space_text,
+            "parameters": parameters,
+            "constants": constants,
             "meta": exp.meta,
         }
     )
@@ -225,7 +283,14 @@ def experiment_detail(store: Store, name: str) -> dict[str, Any]:
     curves = pick_curves(trials, progress, objectives.maximize)
     out: dict[str, Any] = {
         "experiment": summary,
-        "trials": [trial_brief(t, objectives) for t in trials],
+        "trials": [
+            trial_brief(
+                t,
+                objectives,
+                progress[t.id][-1] if t.state is TrialState.PRUNED and progress.get(t.id) else None,
+            )
+            for t in trials
+        ],
         "progress": {str(tid): thin(progress[tid]) for tid in curves},
         "progress_total": len(progress),
         "importances": _importances.get(exp, objectives, completed),
@@ -330,7 +395,11 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
             "experiment": None if exp is None else exp.name,
             "result": trial.result,
             "data": trial.data,
-            "history": trial.history,
+            # attempts count from 1 for people (the store counts from 0)
+            "history": [
+                {**h, "attempt": h["attempt"] + 1} if isinstance(h.get("attempt"), int) else h
+                for h in trial.history
+            ],
             "attempts": trial.attempt + (0 if trial.state is TrialState.QUEUED else 1),
             "heartbeat_at": trial.heartbeat_at,
             "folder": None,
@@ -353,6 +422,62 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
             out["folder_here"] = True
             out.update(_folder_files(path))
     return out
+
+
+class TrialFile:
+    """A file of a trial's ``out/`` folder, open for reading (see :func:`open_trial_file`).
+
+    Attributes:
+        name: Its file name.
+        size: Its size in bytes.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, fd: int, name: str, size: int) -> None:
+        self._fd: int | None = fd
+        self.name = name
+        self.size = size
+
+    def __iter__(self) -> Any:
+        while self._fd is not None:
+            chunk = os.read(self._fd, self.CHUNK)
+            if not chunk:
+                break
+            yield chunk
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (WSGI servers call this when the reply is sent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def open_trial_file(store: Store, trial_id: int, relative: str) -> TrialFile:
+    """``GET /api/trials/<id>/files/<path>``: the regular file ``out/<path>`` of the
+    trial's folder, opened one path component at a time without following a symlink
+    (``O_NOFOLLOW``), so nothing outside the trial folder can be read through it.
+
+    Raises:
+        ApiError: 404 when the trial has no folder on this host, or the path is not a
+            regular file inside its ``out/`` (a symlink, ``..``, a folder, missing).
+    """
+    trial = _trial(store, trial_id)
+    folder = trial.folder
+    parts = relative.split("/")
+    missing = ApiError(404, f"trial {trial_id} has no file out/{relative}")
+    if not folder or "\0" in relative or any(p in ("", ".", "..") for p in parts):
+        raise missing
+    try:
+        leaf = trialfs.open_file(Path(folder), f"out/{relative}")
+    except trialfs.TrialFileError:
+        raise missing from None  # a symlink, a FIFO, a folder: nothing to download
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+            log.debug("cannot open out/%s of trial %s: %s", relative, trial_id, exc)
+        raise missing from None
+    return TrialFile(leaf, parts[-1], os.fstat(leaf).st_size)
 
 
 def list_workers(store: Store) -> list[dict[str, Any]]:
@@ -386,19 +511,11 @@ def _new_name(body: dict[str, Any]) -> str:
     return name
 
 
-def _exists(store: Store, name: str) -> bool:
-    try:
-        store.get_experiment(name)
-    except ExperimentNotFound:
-        return False
-    return True
-
-
 def clone_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /api/experiments/<name>/clone``: same space, target, sampler and budget."""
     exp = _experiment(store, name)
     new = _new_name(body)
-    if _exists(store, new):
+    if store_has(store, new):
         raise ApiError(409, f"an experiment named {new!r} exists already")
     try:
         made = store.create_experiment(
@@ -427,20 +544,33 @@ def _contains_hp(data: Any) -> bool:
 
 
 def parse_space(raw: Any) -> Space:
-    """A space given as JSON text (or already parsed): ``Space.to_json`` form when it
-    holds ``{"$hp": ...}`` nodes, else the v0.4 data format.
+    """A space given as JSON text (or already parsed) or as a Python config.
+
+    JSON: ``Space.to_json`` form when it holds ``{"$hp": ...}`` nodes, else the v0.4
+    data format. Text that does not start with ``{`` or ``[`` is a Python config
+    (``SPACE = {...}`` with ``hp.*`` calls), read from its syntax tree by
+    :func:`hyperdock.config.space_from_python_source`: nothing of it runs here.
 
     Raises:
-        ApiError: 400 when it is not valid JSON or not a valid space.
+        ApiError: 400 when it is not valid JSON, not an allowed Python config, or not
+            a valid space.
     """
-    from hyperdock.config import space_from_v04
+    from hyperdock.config import space_from_python_source, space_from_v04
 
     data = raw
     if isinstance(raw, str):
+        if not raw.lstrip().startswith(("{", "[")):
+            try:
+                return space_from_python_source(raw, filename="the Python config")
+            except HyperdockError as exc:
+                raise ApiError(400, f"invalid space: {exc}") from None
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise ApiError(400, f"the space is not valid JSON: {exc}") from None
+            raise ApiError(
+                400,
+                f"the space is not valid JSON: {exc} (or give a Python config: SPACE = {{...}})",
+            ) from None
     try:
         return Space.from_json(data) if _contains_hp(data) else space_from_v04(data)
     except HyperdockError as exc:
@@ -480,7 +610,7 @@ def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
 
     name = _new_name(body)
     if "space" not in body:
-        raise ApiError(400, "give the space (JSON)")
+        raise ApiError(400, "give the space (JSON, or a Python config: SPACE = {...})")
     space = parse_space(body["space"])
     target = _target(body)
     sampler = body.get("sampler") or default_sampler(space)
@@ -495,7 +625,7 @@ def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "max_trials must be a whole number")
     if budget is not None and budget < 1:
         raise ApiError(400, f"max_trials must be at least 1, got {budget}")
-    if _exists(store, name):
+    if store_has(store, name):
         raise ApiError(409, f"an experiment named {name!r} exists already")
     meta: dict[str, Any] = {"objectives": Objectives().to_meta(), "pruner": "none"}
     try:

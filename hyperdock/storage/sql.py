@@ -31,6 +31,7 @@ import os
 import select
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -820,7 +821,7 @@ class SQLiteStore(SQLStore):
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            if self._wal_mode(conn).lower() != "wal":
                 raise StoreConnectionError(
                     f"SQLite at {self.path} cannot use WAL mode (network file system?); "
                     "put the database on a local disk"
@@ -835,6 +836,23 @@ class SQLiteStore(SQLStore):
         with self._lock:
             self._conns.append(conn)
         return conn
+
+    def _wal_mode(self, conn: sqlite3.Connection) -> str:
+        """Switch ``conn``'s database to WAL; return the journal mode it is in.
+
+        Two processes opening a new database at once both hold a shared lock and both
+        want the exclusive one the switch needs: SQLite then fails one of them at once
+        with "database is locked" (waiting could not help), not through the busy
+        handler. By the time it retries, the other has switched: a no-op.
+        """
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextlib.contextmanager
     def _tx(self, write: bool = True, *, single: bool = False) -> Iterator[Any]:

@@ -10,6 +10,8 @@
   const HOVER_SLICE_POINTS = 60; // painted slices: the same, per parameter
   const MAX_PARCOORDS = 1000; // trials drawn in parallel coordinates at most
   const MAX_CURVE_TRACES = 20; // more learning curves are merged into a few traces
+  const MAX_PAR_AXES = 12; // parameters in parallel coordinates at most (the most important)
+  const PAR_LABEL_CHARS = 14; // longer axis labels are shortened (the full one is in the title)
   const body = document.body;
   const main = document.getElementById("main");
   const errorBox = document.getElementById("error");
@@ -65,6 +67,19 @@
   function fmtTime(ts) {
     if (!ts) return "-";
     return new Date(ts * 1000).toLocaleString();
+  }
+
+  // Seconds for people: "45 s", "12 min", "3 h 5 min", "2 d 4 h".
+  function fmtDuration(sec) {
+    if (sec === null || sec === undefined) return "-";
+    sec = Math.max(0, Math.round(sec));
+    if (sec < 60) return sec + " s";
+    const min = Math.floor(sec / 60);
+    if (min < 60) return min + " min";
+    const h = Math.floor(min / 60);
+    if (h < 24) return h + " h" + (min % 60 ? " " + (min % 60) + " min" : "");
+    const d = Math.floor(h / 24);
+    return d + " d" + (h % 24 ? " " + (h % 24) + " h" : "");
   }
 
   function fmtValue(v) {
@@ -132,6 +147,27 @@
     } catch (err) {
       showError(label + " refused: " + err.message);
       return null;
+    }
+  }
+
+  // Downloads a file of the API: fetched with the token header (when one is set), then
+  // saved from a blob: URL under its own name.
+  async function download(url, path) {
+    try {
+      const resp = await fetch(url, { headers: readHeaders(), cache: "no-store" });
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => ({ error: resp.statusText }));
+        throw new Error(data.error || resp.statusText);
+      }
+      const blob = await resp.blob();
+      const link = el("a", { href: URL.createObjectURL(blob), download: path.split("/").pop() });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+      showError("");
+    } catch (err) {
+      showError("Download of " + path + " refused: " + err.message);
     }
   }
 
@@ -314,12 +350,33 @@
   }
 
   // -- Plotly helpers ----------------------------------------------------------------
-  const plotLayout = (title, extra) => Object.assign({
-    title: { text: title, font: { size: 14 } },
-    margin: { l: 50, r: 20, t: 40, b: 40 },
-    height: 320,
-    showlegend: true,
-  }, extra || {});
+  // Titles sit at the top left, short: Plotly's toolbar (modebar) is at the top right,
+  // over a centred or long title otherwise. Details ("title\ndetails") go in a smaller
+  // line just above the axes, below the toolbar (below them with detailAt: "bottom").
+  function escapeText(t) {
+    return String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  const plotLayout = (title, extra) => {
+    const [head, ...rest] = String(title).split("\n");
+    const layout = Object.assign({
+      title: { text: escapeText(head), font: { size: 14 }, x: 0, xref: "paper", xanchor: "left", y: 0.98, yref: "container", yanchor: "top" },
+      margin: { l: 50, r: 20, t: 40, b: 40 },
+      height: 320,
+      showlegend: true,
+    }, extra || {});
+    const bottom = layout.detailAt === "bottom";
+    delete layout.detailAt;
+    if (rest.length) {
+      layout.annotations = (layout.annotations || []).concat([{
+        text: escapeText(rest.join(" ")), showarrow: false, xref: "paper", yref: "paper", x: 0, xanchor: "left",
+        y: bottom ? 0 : 1, yanchor: bottom ? "top" : "bottom", yshift: bottom ? -8 : 4, font: { size: 11, color: "#666" },
+      }]);
+      const m = Object.assign({}, layout.margin);
+      if (bottom) m.b = Math.max(m.b || 0, 40); else m.t = Math.max(m.t || 0, 62);
+      layout.margin = m;
+    }
+    return layout;
+  };
 
   function plot(div, traces, layout) {
     if (!window.Plotly) return Promise.resolve();
@@ -404,7 +461,9 @@
       const [cr, cg, cb] = hexRGB(g.color);
       const word = little ? ((255 << 24) | (cb << 16) | (cg << 8) | cr) >>> 0 : ((cr << 24) | (cg << 16) | (cb << 8) | 255) >>> 0;
       for (let i = 0; i < g.x.length; i++) {
-        const cx = Math.round((g.x[i] - x0) * sx), cy = Math.round((g.y[i] - y1) * sy);
+        // a log axis's range is in log10 units
+        const gy = ya.type === "log" ? Math.log10(g.y[i]) : g.y[i];
+        const cx = Math.round((g.x[i] - x0) * sx), cy = Math.round((gy - y1) * sy);
         if (!(cx > -m && cx < w + m && cy > -m && cy < h + m)) continue; // off the axes, or NaN
         const whole = cx >= m && cy >= m && cx < w - m && cy < h - m;
         for (let k = 0; k < inner.length; k += 2) {
@@ -499,7 +558,7 @@
   // Parallel coordinates as plain SVG line traces: one axis per dimension (scaled to its
   // own range, labelled at its ends and middle), lines coloured by loss in a few bands
   // (the best drawn last, on top), a colour bar; no WebGL.
-  function parcoordsSVG(dims, color, maximize, title) {
+  function parcoordsSVG(dims, color, maximize, title, slant) {
     const n = dims.length;
     const ranges = dims.map((d) => {
       let lo = Infinity, hi = -Infinity;
@@ -552,7 +611,7 @@
       axes.x.push(j, j, null); axes.y.push(0, 1, null);
       const ticks = d.ticktext
         ? d.tickvals.map((v, k) => [(v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]), String(d.ticktext[k])])
-        : [0, 0.5, 1].map((q) => [q, String(Number((ranges[j][0] + q * (ranges[j][1] - ranges[j][0])).toPrecision(3)))]);
+        : [0, 0.5, 1].map((q) => [q, shortNumber(ranges[j][0] + q * (ranges[j][1] - ranges[j][0]))]);
       for (const [y, text] of ticks) {
         labels.x.push(j - 0.02); labels.y.push(y); labels.text.push(text);
       }
@@ -563,9 +622,9 @@
       layout: plotLayout(title, {
         showlegend: false,
         xaxis: { tickvals: dims.map((_, j) => j), ticktext: dims.map((d) => d.label), side: "top", showgrid: false, zeroline: false,
-          range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true },
+          range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true, tickangle: slant ? -30 : 0, automargin: true },
         yaxis: { visible: false, range: [-0.04, 1.04], fixedrange: true },
-        margin: { l: 40, r: 20, t: 70, b: 20 },
+        margin: { l: 40, r: 20, t: slant ? 100 : 70, b: 20 }, detailAt: "bottom",
       }),
     };
   }
@@ -585,6 +644,10 @@
         cell: (r) => r.done + " / " + (r.budget === null ? "∞" : r.budget) },
       { key: "running", label: "Running", value: (r) => r.running },
       { key: "failed", label: "Failed", value: (r) => r.failed },
+      { key: "pruned", label: "Pruned", value: (r) => r.pruned },
+      { key: "age", label: "Age", value: (r) => r.age, cell: (r) => fmtDuration(r.age) },
+      { key: "duration", label: "Duration", value: (r) => r.duration,
+        cell: (r) => fmtDuration(r.duration) + (r.state === "running" ? " (running)" : "") },
       { key: "best", label: "Best loss", value: (r) => r.best_loss,
         cell: (r) => r.objectives.length > 1 ? "Pareto (" + r.objectives.length + " objectives)" : fmtNum(r.best_loss) },
       { key: "actions", label: "", cell: (r) => experimentActions(r, false) },
@@ -625,8 +688,8 @@
 
   function createForm() {
     const name = el("input", { id: "create-name", name: "name", required: true, placeholder: "my-search" });
-    const space = el("textarea", { id: "create-space", name: "space", rows: 4, required: true,
-      placeholder: '{"lr": [0.1, 0.01], "layers": [1, 2], "epochs": 10}' });
+    const space = el("textarea", { id: "create-space", name: "space", rows: 5, required: true,
+      placeholder: '{"lr": [0.1, 0.01], "layers": [1, 2], "epochs": 10}\n\nor a Python config:\nfrom hyperdock import hp\nSPACE = {"lr": hp.loguniform("lr", -9, -2), "epochs": 10}' });
     const command = el("input", { id: "create-command", name: "command", placeholder: "python train.py" });
     const image = el("input", { id: "create-image", name: "image", placeholder: "or a Docker image" });
     const budget = el("input", { id: "create-budget", name: "max_trials", type: "number", min: 1, placeholder: "50 (grid: all)" });
@@ -637,7 +700,7 @@
     const form = el("form", { id: "create-form", className: "create" }, [
       el("h2", { text: "New experiment" }),
       el("label", null, ["Name ", name]),
-      el("label", null, ["Space (JSON: v0.4 data format or Space.to_json) ", space]),
+      el("label", null, ["Space (JSON: v0.4 data format or Space.to_json; or a Python config: SPACE = {...} with hp.* calls, read without running it) ", space]),
       el("label", null, ["Command ", command]),
       el("label", null, ["Image ", image]),
       el("label", null, ["Budget ", budget]),
@@ -700,16 +763,26 @@
 
     let lastData = null;
     // Per plot: WebGL (true), or without a GPU painted points / SVG lines (false).
-    const views = { history: fastGL(), parallel: fastGL(), slices: fastGL() };
+    const views = { history: fastGL(), parallel: fastGL(), slices: fastGL(),
+      logY: { history: null, intermediate: null } }; // log-y: null = automatic
     const viewSwitch = (key) => button("", "plot-switch", () => {
       views[key] = !views[key];
       if (lastData) drawExperimentPlots(...lastData, views);
     }, { id: key + "-switch", hidden: true });
+    // "log y" boxes: ticked by default when the losses span more than two decades
+    const logSwitch = (key) => {
+      const box = el("input", { type: "checkbox", id: key + "-logy", className: "log-switch" });
+      box.addEventListener("change", () => {
+        views.logY[key] = box.checked;
+        if (lastData) drawExperimentPlots(...lastData, views);
+      });
+      return el("label", { className: "log-label" }, [box, " log y"]);
+    };
     const plots = el("div", { className: "plots" }, [
-      el("div", { className: "plot-box" }, [el("div", { id: "history", className: "plot" }), viewSwitch("history")]),
+      el("div", { className: "plot-box" }, [el("div", { id: "history", className: "plot" }), viewSwitch("history"), logSwitch("history")]),
       el("div", { className: "plot-box" }, [el("div", { id: "parallel", className: "plot" }), viewSwitch("parallel")]),
       el("div", { id: "importances", className: "plot" }),
-      el("div", { id: "intermediate", className: "plot" }),
+      el("div", { className: "plot-box" }, [el("div", { id: "intermediate", className: "plot" }), logSwitch("intermediate")]),
       el("div", { id: "pareto", className: "plot" }),
     ]);
     const slices = el("div", { id: "slices", className: "plots" }, [viewSwitch("slices")]);
@@ -736,6 +809,7 @@
         "done / budget": exp.done + " / " + (exp.budget === null ? "∞" : exp.budget),
         running: exp.running,
         failed: exp.failed,
+        pruned: exp.pruned,
         "best loss": multi ? "(Pareto front below)" : fmtNum(exp.best_loss),
         objectives: exp.objectives.map((o) => o.name + " (" + o.direction + ")").join(", "),
         target: exp.target,
@@ -749,8 +823,10 @@
       }
       // trials
       const rows = data.trials.map((t) => Object.assign({}, t, { flat: flatten(t.params) }));
+      // constants of the space (the same in every trial) get no column, axis or slice
+      const constants = new Set(exp.constants || []);
       const keySet = new Set();
-      for (const r of rows) for (const k in r.flat) keySet.add(k);
+      for (const r of rows) for (const k in r.flat) if (!constants.has(k)) keySet.add(k);
       const keys = [...keySet];
       const keySig = JSON.stringify([keys, multi]);
       if (keySig !== tableKeys) {
@@ -815,6 +891,44 @@
     sw.textContent = gl ? "Draw without WebGL (fast, static)" : glLabel;
   }
 
+  // A tick number in at most ~6 characters: 0.48, 1200, 1e-4.
+  function shortNumber(v) {
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 0.001 || a >= 1e5)) return v.toExponential(0).replace("e+", "e");
+    return String(Number(v.toPrecision(2)));
+  }
+
+  // An axis label of at most PAR_LABEL_CHARS: the last part of a dotted path, then cut.
+  function shortLabel(label) {
+    if (label.length <= PAR_LABEL_CHARS) return label;
+    const last = label.split(".").pop();
+    const text = last.length < label.length ? "…" + last : label;
+    return text.length <= PAR_LABEL_CHARS ? text : text.slice(0, PAR_LABEL_CHARS - 1) + "…";
+  }
+
+  // Whether plot ``key``'s y axis is logarithmic: the reader's choice, else when the
+  // values are all positive and span more than two decades. Ticks the plot's box.
+  function logAxis(key, values, views) {
+    let lo = Infinity, hi = -Infinity, positive = true;
+    for (const v of values) {
+      if (typeof v !== "number" || !isFinite(v)) continue;
+      if (v <= 0) positive = false;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    const possible = positive && lo <= hi;
+    const auto = possible && hi > 100 * lo;
+    const chosen = views.logY[key];
+    const on = possible && (chosen === null ? auto : chosen);
+    const box = document.getElementById(key + "-logy");
+    if (box) {
+      box.checked = on;
+      box.disabled = !possible;
+      box.title = possible ? "" : "a log axis needs positive losses";
+    }
+    return on;
+  }
+
   function drawExperimentPlots(data, rows, keys, multi, slicesBox, views) {
     const exp = data.experiment;
     const maximize = exp.objectives.length && exp.objectives[0].direction === "maximize";
@@ -828,8 +942,18 @@
       if (cur === null || (maximize ? y > cur : y < cur)) cur = y;
       best.push(cur);
     }
+    // pruned trials: at their last reported loss, marked (not in "best so far")
+    const pruned = rows.filter((r) => r.state === "pruned" && (r.loss !== null || r.last));
+    const prunedY = pruned.map((r) => (r.loss !== null ? r.loss : r.last[1]));
+    const prunedTrace = {
+      x: pruned.map((r) => r.number), y: prunedY, mode: "markers", type: "scatter", name: "pruned (last reported loss)",
+      marker: { symbol: "x", color: "#c0392b", size: 7 }, hoverinfo: "x+y+text",
+      text: pruned.map((r) => "trial " + r.id + " pruned" + (r.last ? " at step " + r.last[0] : "")),
+    };
+    const historyLog = logAxis("history", ys.concat(prunedY), views);
     const historyDiv = document.getElementById("history");
-    const historyLayout = plotLayout("Optimisation history", { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: "loss" } } });
+    const historyLayout = plotLayout("Optimisation history", { xaxis: { title: { text: "trial" } },
+      yaxis: { title: { text: "loss" + (historyLog ? " (log)" : "") }, type: historyLog ? "log" : "linear" } });
     const dense = done.length > GL_POINTS;
     if (dense && !views.history) {
       // every point painted; the best ones hoverable
@@ -840,22 +964,33 @@
         { x: keep.map((i) => xs[i]), y: keep.map((i) => ys[i]), mode: "markers", type: "scatter",
           name: "loss (best " + keep.length + " hoverable)", marker: { color: "#1f77b4", size: 6 },
           text: keep.map((i) => "trial " + done[i].id), hoverinfo: "x+y+text" },
-        bestLine(xs, best),
+        bestLine(xs, best), prunedTrace,
       ], historyLayout, [{ xaxis: "xaxis", yaxis: "yaxis", groups: [{ x: xs, y: ys, color: "#1f77b4" }] }]);
     } else {
       historyDiv.dataset.view = dense ? "webgl" : "svg";
       paintedPlot(historyDiv, [
         { x: xs, y: ys, mode: "markers", type: dense ? "scattergl" : "scatter", name: "loss",
           text: done.map((r) => "trial " + r.id), hoverinfo: "x+y+text" },
-        bestLine(xs, best),
+        bestLine(xs, best), prunedTrace,
       ], historyLayout, null);
     }
     setSwitch("history", dense, views.history, "Interactive (WebGL: every point hoverable, slow without a GPU)");
 
-    // parallel coordinates (at most MAX_PARCOORDS trials: the best ones, then an even sample)
+    // parallel coordinates (at most MAX_PARCOORDS trials: the best ones, then an even
+    // sample; at most MAX_PAR_AXES parameters: the most important ones)
     const par = sampleBest(done, MAX_PARCOORDS, maximize);
     const dims = [];
-    for (const key of keys) {
+    let parKeys = keys;
+    const importance = data.importances || {};
+    // as many axes as fit side by side with their numbers (about 60 px each, loss included)
+    const parWidth = (document.getElementById("parallel").clientWidth || 600) - 60;
+    const maxAxes = Math.max(2, Math.min(MAX_PAR_AXES, Math.floor(parWidth / 60) - (multi ? 0 : 1)));
+    if (keys.length > maxAxes) {
+      const rank = (k) => (importance[k] !== undefined ? importance[k] : -1);
+      const top = new Set(keys.slice().sort((a, b) => rank(b) - rank(a)).slice(0, maxAxes));
+      parKeys = keys.filter((k) => top.has(k));
+    }
+    for (const key of parKeys) {
       const vals = par.map((r) => r.flat[key]);
       if (vals.some((v) => v === undefined)) continue;
       if (vals.every((v) => typeof v === "number")) {
@@ -867,18 +1002,26 @@
       }
     }
     if (!multi) dims.push({ label: "loss", values: par.map((r) => r.loss) });
-    const parTitle = par.length < done.length ? "Parallel coordinates (" + par.length + " of " + done.length + " trials)" : "Parallel coordinates";
+    for (const d of dims) d.label = shortLabel(d.label);
+    const parNotes = [];
+    if (par.length < done.length) parNotes.push(par.length + " of " + done.length + " trials");
+    if (parKeys.length < keys.length) parNotes.push("the " + parKeys.length + " most important of " + keys.length + " parameters");
+    const parTitle = "Parallel coordinates" + (parNotes.length ? "\n" + parNotes.join("; ") : "");
+    // slanted labels when they would not fit side by side
+    const widest = Math.max(0, ...dims.map((d) => d.label.length));
+    const slant = dims.length > 1 && widest * 7 > parWidth / dims.length;
     const parDiv = document.getElementById("parallel");
     if (views.parallel) {
       parDiv.dataset.view = "webgl";
       plot(parDiv, [{
-        type: "parcoords", dimensions: dims,
+        type: "parcoords", dimensions: dims, labelangle: slant ? -30 : 0, labelside: "top",
+        labelfont: { size: 11 }, tickfont: { size: 10 },
         line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
-      }], plotLayout(parTitle, { showlegend: false }));
+      }], plotLayout(parTitle, { showlegend: false, detailAt: "bottom", margin: { l: 50, r: 40, t: slant ? 110 : 80, b: 30 } }));
     } else {
       parDiv.dataset.view = "svg";
       parDiv.dataset.dimensions = String(dims.length);
-      const fig = parcoordsSVG(dims, multi ? null : par.map((r) => r.loss), maximize, parTitle);
+      const fig = parcoordsSVG(dims, multi ? null : par.map((r) => r.loss), maximize, parTitle, slant);
       plot(parDiv, fig.traces, fig.layout);
     }
     setSwitch("parallel", true, views.parallel, "Interactive (WebGL: slow without a GPU)");
@@ -886,7 +1029,8 @@
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
     plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => e[0]), name: "importance" }],
-      plotLayout(imp.length ? "Parameter importances" : "Parameter importances (need 2+ completed trials)", { showlegend: false, margin: { l: 120, r: 20, t: 40, b: 40 } }));
+      plotLayout(imp.length ? "Parameter importances" : "Parameter importances\nneed 2+ completed trials", { showlegend: false,
+        margin: { l: 20, r: 20, t: 40, b: 40 }, yaxis: { automargin: true } }));
 
     // intermediate curves
     const byId = {};
@@ -923,11 +1067,15 @@
       delete m.n;
       curves.unshift(m);
     }
-    const total = data.progress_total || curves.length;
-    const curveTitle = !curves.length ? "Intermediate losses (none reported)"
-      : curves.length < total ? "Intermediate losses (" + curves.length + " of " + total + " curves: running, best, pruned)" : "Intermediate losses";
-    plot("intermediate", curves, plotLayout(curveTitle,
-      { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "loss" } } }));
+    // (merged traces hold many curves: count the curves, not the traces)
+    const total = data.progress_total || entries.length;
+    const curveTitle = !entries.length ? "Intermediate losses\nnone reported"
+      : entries.length < total ? "Intermediate losses\n" + entries.length + " of " + total + " curves: running, best, pruned" : "Intermediate losses";
+    const curveValues = [];
+    for (const [, pts] of entries) for (const p of pts) curveValues.push(p[1]);
+    const curvesLog = logAxis("intermediate", curveValues, views);
+    plot("intermediate", curves, plotLayout(curveTitle, { xaxis: { title: { text: "step" } },
+      yaxis: { title: { text: "loss" + (curvesLog ? " (log)" : "") }, type: curvesLog ? "log" : "linear" } }));
 
     // pareto
     const paretoDiv = document.getElementById("pareto");
@@ -947,26 +1095,17 @@
     }
 
     // slices: one figure, drawn after the plots above have shown
-    setTimeout(() => drawSlices(rows, keys, done, slicesBox, views.slices, maximize), 0);
-  }
-
-  // Whether positive values spread over two decades or more were drawn on a log scale
-  // (their median nearer the middle of their logarithms than of their range): such a
-  // slice gets a log axis.
-  function logScaled(vals) {
-    let lo = Infinity, hi = -Infinity;
-    for (const v of vals) { if (!(v > 0)) return false; if (v < lo) lo = v; if (v > hi) hi = v; }
-    if (!(hi >= 100 * lo)) return false;
-    const sorted = vals.slice().sort((a, b) => a - b);
-    const med = Math.log(sorted[sorted.length >> 1]);
-    return Math.abs(med - (Math.log(lo) + Math.log(hi)) / 2) < Math.abs(med - Math.log((lo + hi) / 2));
+    // a slice's axis is logarithmic when its parameter's distribution is (the space says)
+    const logPaths = new Set();
+    for (const p of exp.parameters || []) if (p.log) for (const path of p.paths) logPaths.add(path);
+    setTimeout(() => drawSlices(rows, keys, done, slicesBox, views.slices, maximize, logPaths), 0);
   }
 
   // One slice (loss against the parameter) per parameter, all in one figure of two
   // columns. Over GL_POINTS points they are coloured by quarter of the run (early light,
   // late dark), and drawn with WebGL (one context for all of them: each costs ~0.3 s to
   // set up when WebGL runs on the CPU) or, without a GPU, painted.
-  function drawSlices(rows, keys, done, slicesBox, gl, maximize) {
+  function drawSlices(rows, keys, done, slicesBox, gl, maximize, logPaths) {
     let div = document.getElementById("slices-plot");
     if (!div) {
       div = el("div", { id: "slices-plot", className: "plot slices" });
@@ -990,7 +1129,7 @@
       const xs = numeric ? vals : vals.map(fmtValue);
       const cats = numeric ? null : [...new Set(xs)];
       const catIndex = numeric ? null : new Map(cats.map((c, i) => [c, i]));
-      const log = numeric && logScaled(vals);
+      const log = numeric && logPaths.has(key) && vals.every((v) => v > 0);
       const xaxis = { title: { text: key, standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
       if (!dense) {
         traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: key,
@@ -1104,15 +1243,18 @@
       params.appendChild(kvTable(flatten(t.params)));
       result.textContent = JSON.stringify(t.result, null, 2);
       clear(history);
-      const hist = el("table", null, [el("tr", null, ["worker", "state", "start", "end", "message"].map((h) => el("th", { text: h })))]);
-      for (const h of t.history || []) {
+      const hist = el("table", { id: "history-attempts" }, [el("tr", null, ["attempt", "worker", "state", "start", "end", "message"].map((h) => el("th", { text: h })))]);
+      (t.history || []).forEach((h, i) => {
+        // the store writes ended_at; older stores may have written other names
+        const end = h.ended_at || h.finished_at || h.end;
         hist.appendChild(el("tr", null, [
+          el("td", { className: "attempt", text: String(typeof h.attempt === "number" ? h.attempt : i + 1) }),
           el("td", { text: h.worker || "-" }), el("td", { text: h.state || "-" }),
-          el("td", { text: fmtTime(h.started_at || h.start) }), el("td", { text: fmtTime(h.finished_at || h.end) }),
+          el("td", { text: fmtTime(h.started_at || h.start) }), el("td", { className: "end", text: fmtTime(end) }),
           el("td", { text: h.message || h.error || "" }),
         ]));
-      }
-      if (!(t.history || []).length) hist.appendChild(el("tr", null, [el("td", { colspan: 5, className: "muted", text: "no attempt ended yet" })]));
+      });
+      if (!(t.history || []).length) hist.appendChild(el("tr", null, [el("td", { colspan: 6, className: "muted", text: "no attempt ended yet" })]));
       history.appendChild(hist);
       // log
       if (t.log !== lastLog) {
@@ -1134,15 +1276,22 @@
             const div = el("div", { id: "graph-" + i, className: "plot" });
             graphs.appendChild(div);
             const series = Array.isArray(g.series) ? g.series : [];
-            plot(div, series.map((s) => ({ x: s.x, y: s.y, name: String(s.label || ""), type: "scatter", mode: "lines" })),
-              plotLayout(String(g.name || "graph " + i), { xaxis: { title: { text: String(g.x_axis || "") } }, yaxis: { title: { text: String(g.y_axis || "") } } }));
+            // graphs.json is the target's: its texts go to Plotly as plain text (Plotly
+            // renders <a href>, <b> … in titles and names otherwise).
+            plot(div, series.map((s) => ({ x: s.x, y: s.y, name: escapeText(s.label || ""), type: "scatter", mode: "lines" })),
+              plotLayout(String(g.name || "graph " + i), { xaxis: { title: { text: escapeText(g.x_axis || "") } }, yaxis: { title: { text: escapeText(g.y_axis || "") } } }));
           });
         } else {
           graphs.appendChild(el("p", { className: "muted", text: t.graphs_error || "no graphs.json" }));
         }
       }
       clear(files);
-      for (const f of t.files || []) files.appendChild(el("li", { text: f.path + " (" + fmtNum(f.size) + " bytes)" }));
+      for (const f of t.files || []) {
+        const url = "/api/trials/" + encodeURIComponent(t.id) + "/files/" + f.path.split("/").map(encodeURIComponent).join("/");
+        const link = el("a", { href: url, className: "download", "data-path": f.path, text: f.path,
+          onclick: (ev) => { ev.preventDefault(); download(url, f.path); } });
+        files.appendChild(el("li", null, [link, " (" + fmtNum(f.size) + " bytes)"]));
+      }
       if (!(t.files || []).length) files.appendChild(el("li", { className: "muted", text: "(none)" }));
     };
   }
