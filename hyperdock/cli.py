@@ -27,6 +27,7 @@ import click
 
 from hyperdock import __version__, trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
+from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
 from hyperdock.storage import (
@@ -458,10 +459,15 @@ def _worker_runtime_factory(
     privileged: bool,
     network: str | None,
     pull: str,
+    pids_limit: int,
 ) -> Callable[[str], Any]:
     from hyperdock.worker import default_runtime_factory
 
-    docker_options: dict[str, Any] = {"privileged": privileged, "pull": pull}
+    docker_options: dict[str, Any] = {
+        "privileged": privileged,
+        "pull": pull,
+        "pids_limit": pids_limit,
+    }
     if docker_runtime:
         docker_options["docker_runtime"] = docker_runtime
     if network:
@@ -499,6 +505,7 @@ _UNSTORED = (
     "docker_runtime",
     "network",
     "pull",
+    "pids_limit",
     "heartbeat",
     "poll",
     "notify",
@@ -799,6 +806,13 @@ def cli() -> None:
     help="When to pull the target image.",
 )
 @click.option(
+    "--pids-limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_PIDS_LIMIT,
+    show_default=True,
+    help="Most processes a target container may run at once (0: no limit).",
+)
+@click.option(
     "--heartbeat",
     type=float,
     default=5.0,
@@ -820,6 +834,7 @@ def run(
     docker_runtime: str | None,
     network: str | None,
     pull: str,
+    pids_limit: int,
     heartbeat: float,
     notify: tuple[str, ...],
     as_json: bool,
@@ -833,12 +848,12 @@ def run(
     `hyperdock run --name NAME` alone resumes experiment NAME with its stored settings.
     """
     from hyperdock.supervisor import Supervisor
-    from hyperdock.worker import Worker
+    from hyperdock.worker import Worker, check_results_dir, check_worker_settings
 
     _setup_logging(loglevel)
     opts = ExperimentOptions.take({**options, "config": config})
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_worker_settings(workers, heartbeat)  # before the experiment is stored
+    check_results_dir(results)
     env = parse_env(worker_env)
     _check_notify(notify)
     with _store(store) as st:
@@ -855,7 +870,9 @@ def run(
             experiment_id=exp.id,
             heartbeat_interval=heartbeat,
             poll_interval=1.0,
-            runtime_factory=_worker_runtime_factory(data, docker_runtime, False, network, pull),
+            runtime_factory=_worker_runtime_factory(
+                data, docker_runtime, False, network, pull, pids_limit
+            ),
             wake=wake,
             sweep_orphans=exp.target.kind == "docker",
             on_trial_end=lambda _tid, _state: supervisor.notify(),
@@ -925,9 +942,10 @@ def _run_supervisor(
     notify: Sequence[str] = (),
     legacy: bool = False,
 ) -> None:
-    from hyperdock.supervisor import Supervisor
+    from hyperdock.supervisor import Supervisor, check_poll
 
     _check_notify(notify)
+    check_poll(poll)  # before the experiment is stored
     with _store(store) as st:
         exp, created = _prepare(st, opts)
         sup = Supervisor(st, exp, poll_interval=poll)
@@ -995,6 +1013,13 @@ def _worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="When to pull target images.",
         ),
+        click.option(
+            "--pids-limit",
+            type=click.IntRange(min=0),
+            default=DEFAULT_PIDS_LIMIT,
+            show_default=True,
+            help="Most processes a target container may run at once (0: no limit).",
+        ),
         click.option("--experiment", default=None, help="Only run trials of this experiment."),
         click.option("--burst", is_flag=True, help="Exit when the queue is empty."),
         click.option(
@@ -1029,15 +1054,16 @@ def _run_worker(
     privileged: bool,
     network: str | None,
     pull: str,
+    pids_limit: int,
     experiment: str | None,
     burst: bool,
     heartbeat: float,
     poll: float,
 ) -> None:
-    from hyperdock.worker import Worker
+    from hyperdock.worker import Worker, check_results_dir, check_worker_settings
 
-    if parallelism < 1:
-        raise ConfigError(f"--parallelism must be at least 1, got {parallelism}")
+    check_worker_settings(parallelism, heartbeat, poll)  # before the store is opened
+    check_results_dir(results)
     env_values = list(env) or [os.environ.get("HYPERDOCK_ENV", "")]
     with _store(store) as st:
         exp_id = st.get_experiment(experiment).id if experiment else None
@@ -1052,7 +1078,7 @@ def _run_worker(
             poll_interval=poll,
             burst=burst,
             runtime_factory=_worker_runtime_factory(
-                data, docker_runtime, privileged, network, pull
+                data, docker_runtime, privileged, network, pull, pids_limit
             ),
         )
         with _signals(worker.stop):
@@ -1399,7 +1425,8 @@ def export(
 )
 @click.option("--json", "as_json", is_flag=True)
 def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) -> None:
-    """List workers: host, parallelism, last heartbeat, running trials."""
+    """List workers: host, parallelism, last heartbeat, running trials, and status (why
+    a paused worker runs nothing now: Docker unreachable, results folder not writable)."""
     with _store(store, create=False) as st:
         found = st.list_workers(max_age=None if show_all else max_age)
     now = time.time()
@@ -1411,7 +1438,7 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
         return
     click.echo(
         _table(
-            ["WORKER", "HOST", "PID", "SLOTS", "UP", "HEARTBEAT", "RUNNING"],
+            ["WORKER", "HOST", "PID", "SLOTS", "UP", "HEARTBEAT", "RUNNING", "STATUS"],
             [
                 [
                     w.id,
@@ -1421,6 +1448,7 @@ def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) ->
                     _fmt_duration(now - w.started_at),
                     _fmt_ago(w.heartbeat_at, now),
                     ",".join(map(str, w.running)) or "-",
+                    w.status or "ok",
                 ]
                 for w in found
             ],

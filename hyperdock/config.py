@@ -26,7 +26,17 @@ from typing import Any
 import yaml
 
 from hyperdock.errors import ConfigError, SpaceError
-from hyperdock.space import DIST_KINDS, Choice, Dist, GridAxis, Space, Union
+from hyperdock.space import (
+    DIST_KINDS,
+    MAX_DEPTH,
+    MAX_NODES,
+    Choice,
+    Dist,
+    GridAxis,
+    Space,
+    Union,
+    check_shape,
+)
 
 __all__ = ["from_hyperopt", "load_space", "space_from_python_source", "space_from_v04"]
 
@@ -132,6 +142,7 @@ def _module_config(path: Path) -> tuple[Space, dict[str, str] | None]:
             f"config module {path}: OBJECTIVES must map names to directions, e.g. "
             "OBJECTIVES = {'err': 'minimize', 'latency': 'minimize'}"
         )
+    check_shape(module.SPACE)  # before anything recurses into it
     return Space.from_obj(from_hyperopt(module.SPACE)), objectives
 
 
@@ -168,15 +179,82 @@ def _data_space(path: Path) -> Space:
             raise ConfigError(
                 f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
             ) from None
+        except RecursionError:  # the decoder gives up at about a thousand levels
+            raise SpaceError(_too_deep()) from None
     else:
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
+        except RecursionError:  # yaml composes nested collections recursively
+            raise SpaceError(_too_deep()) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or exc
             raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
     return space_from_v04(data)
+
+
+def _too_deep() -> str:
+    return f"the space is nested more than {MAX_DEPTH} levels deep; flatten it"
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML ``text`` with the safe loader, refusing a document whose aliases expand
+    it beyond :data:`~hyperdock.space.MAX_NODES` values (a "billion laughs") or into
+    itself, before anything is built: the check walks each distinct node once.
+
+    Raises:
+        yaml.YAMLError: malformed YAML.
+        SpaceError: the document is too large once expanded, or recursive.
+        RecursionError: the document is nested too deeply to parse.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a composed YAML graph whose expansion exceeds MAX_NODES or is infinite."""
+    size: dict[int, int] = {}  # id(node) -> values below it once expanded, itself included
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in size:
+            continue
+        children = _yaml_children(node)
+        if done:
+            active.discard(id(node))
+            total = 1 + sum(size[id(c)] for c in children)
+            if total > MAX_NODES:
+                raise SpaceError(
+                    f"the YAML document holds more than {MAX_NODES:,} values once its "
+                    f"aliases (*name) are expanded; make it smaller"
+                )
+            size[id(node)] = total
+            continue
+        if id(node) in active:
+            raise SpaceError(
+                f"the YAML document contains itself (an alias inside the collection it "
+                f"names, line {node.start_mark.line + 1}); a space must be a tree"
+            )
+        active.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 # -- the v0.4 data format ---------------------------------------------------------------
@@ -234,6 +312,11 @@ def _v04_draws(label: str, spec: dict[str, Any]) -> tuple[Any, ...]:
         raise SpaceError(
             f"parameter {label!r}: hdock_samples (how many values to draw) must be a "
             f"whole number >= 0, got {n!r}"
+        )
+    if n > MAX_NODES:
+        raise SpaceError(
+            f"parameter {label!r}: hdock_samples={n} draws more than {MAX_NODES:,} values; "
+            f"draw fewer"
         )
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise SpaceError(

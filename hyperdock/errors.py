@@ -54,5 +54,21 @@ class TargetError(HyperdockError):
         self.retryable = retryable
 
 
+class HostError(TargetError):
+    """The worker's own host cannot run trials now: the Docker engine is unreachable,
+    the results folder cannot be written, the disk is full.
+
+    Not the trial's fault: the worker puts the trial back in the queue without using a
+    retry, and waits until its host works again.
+
+    Attributes:
+        summary: One short line for ``hyperdock workers`` (the message says more).
+    """
+
+    def __init__(self, message: str, *, summary: str | None = None) -> None:
+        super().__init__(message, retryable=True)
+        self.summary = summary or message.split("\n", 1)[0]
+
+
 class LossFileError(TargetError):
     """``loss.json`` is missing, empty or does not hold a usable loss."""

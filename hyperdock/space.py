@@ -32,6 +32,8 @@ from hyperdock.jsonutil import dumps, is_finite_number, to_jsonable
 __all__ = [
     "DIST_KINDS",
     "LOG_KINDS",
+    "MAX_DEPTH",
+    "MAX_NODES",
     "UNION_LABEL",
     "Choice",
     "Dist",
@@ -41,6 +43,7 @@ __all__ = [
     "ParamView",
     "Space",
     "Union",
+    "check_shape",
 ]
 
 #: Distributions whose values spread on a log scale (a plot of them wants a log axis).
@@ -51,6 +54,16 @@ UNION_LABEL = "$union"
 
 _PCHOICE_TOLERANCE = 1e-6
 _MAX_LOG = 700.0  # exp(709.8) overflows a float
+
+#: Deepest nesting of containers and nodes a space may have: every walk over a space
+#: recurses once per level, and Python's stack holds about a thousand.
+MAX_DEPTH = 200
+#: Most values a space may hold, counting shared parts (YAML aliases, a list put in
+#: twice) once per place they appear, so an exponential document is refused early.
+MAX_NODES = 1_000_000
+#: A choice, union or quantised range with at most this many grid values has its
+#: values listed once and identical ones dropped; larger ones are decoded by index.
+_SMALL_AXIS = 4096
 
 Args: TypeAlias = tuple[float, ...]
 
@@ -139,6 +152,87 @@ def _plain(value: Any) -> Any:
 def _check_label(label: Any) -> None:
     if not isinstance(label, str) or not label:
         raise SpaceError(f"parameter label must be a non-empty string, got {label!r}")
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether JSON-native ``value`` holds a NaN or an infinity anywhere."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _children(obj: Any) -> list[tuple[str, Any]]:
+    """The parts of ``obj`` a walk over a space visits, with how a location names them."""
+    match obj:
+        case dict():
+            return [(f"[{k!r}]", v) for k, v in obj.items()]
+        case list() | tuple():
+            return [(f"[{i}]", v) for i, v in enumerate(obj)]
+        case Choice():
+            return [(f"(option {i} of {obj.label!r})", o) for i, o in enumerate(obj.options)]
+        case Union():
+            return [(f"[{i}]", m) for i, m in enumerate(obj.spaces)]
+        case GridAxis():
+            return [(f"[{i}]", v) for i, v in enumerate(obj.values)]
+    if type(obj).__module__.startswith("hyperopt.") and hasattr(obj, "named_args"):
+        # A hyperopt expression: its arguments, and a literal's value.
+        parts = [*obj.pos_args, *(v for _, v in obj.named_args)]
+        if getattr(obj, "name", None) == "literal":
+            parts.append(obj.obj)
+        return [("", p) for p in parts]
+    return []
+
+
+def check_shape(obj: Any, where: str = "space") -> None:
+    """Refuse a space that contains itself, is nested deeper than :data:`MAX_DEPTH` or
+    holds more than :data:`MAX_NODES` values, in time and memory bounded by those limits
+    (without recursion: the walks that follow recurse once per level).
+
+    Raises:
+        SpaceError: naming where the problem is.
+    """
+    count = 0
+    on_path: set[int] = set()
+    # A stack of (location, remaining children) per level: the path from the top.
+    path: list[tuple[str, Any, Iterator[tuple[str, Any]]]] = [(where, obj, iter(_children(obj)))]
+    on_path.add(id(obj))
+    while path:
+        location, node, pending = path[-1]
+        step = next(pending, None)
+        if step is None:
+            on_path.discard(id(node))
+            path.pop()
+            continue
+        name, child = step
+        count += 1
+        if count > MAX_NODES:
+            raise SpaceError(
+                f"the space holds more than {MAX_NODES:,} values (counting a shared part, "
+                f"e.g. a YAML alias, once per place it appears); make it smaller"
+            )
+        parts = _children(child)
+        if not parts:
+            continue
+        inner = f"{location}{name}"
+        if id(child) in on_path:
+            raise SpaceError(
+                f"{inner} contains itself (a recursive space); a space must be a tree: "
+                f"build that part without a reference to the space around it"
+            )
+        if len(path) >= MAX_DEPTH:
+            raise SpaceError(
+                f"the space is nested more than {MAX_DEPTH} levels deep (at {inner[:200]}); "
+                f"flatten it"
+            )
+        on_path.add(id(child))
+        path.append((inner, child, iter(parts)))
 
 
 def _check_dist(kind_name: str, label: str, raw: Args) -> Args:
@@ -265,7 +359,10 @@ class GridAxis:
     """A list of constant values (v0.4 format).
 
     The grid sampler enumerates every value; the random sampler picks one uniformly.
-    An axis may be empty (the space then has no grid points).
+
+    Raises:
+        SpaceError: the axis is empty, or a value is not a JSON constant (NaN and
+            infinity included).
     """
 
     label: str
@@ -276,11 +373,20 @@ class GridAxis:
         values = []
         for value in self.values:
             try:
-                values.append(to_jsonable(value))
+                plain = to_jsonable(value)
             except TypeError:
                 raise SpaceError(
                     f"parameter {self.label!r}: grid values must be JSON constants, got {value!r}"
                 ) from None
+            if _has_non_finite(plain):
+                raise SpaceError(
+                    f"parameter {self.label!r}: grid value {value!r} is not a finite number "
+                    f"(JSON has no NaN or infinity); remove it or use a number"
+                )
+            values.append(plain)
+        # An empty axis is allowed here: a member of a v0.4 space list may have one
+        # (hdock_samples: 0 turns that member off). Space.from_obj refuses a space
+        # that has no points at all, or an empty axis where it would be sampled.
         object.__setattr__(self, "values", tuple(values))
 
 
@@ -362,12 +468,17 @@ def _normalise(obj: Any, where: str, seen: dict[str, str]) -> Any:
                 f"{where}: a union of spaces (list of specs) is only allowed at the top of a space"
             )
     try:
-        return to_jsonable(obj)
+        value = to_jsonable(obj)
     except TypeError:
         raise SpaceError(
             f"{where}: {type(obj).__name__} value {obj!r} is not a JSON value; parameter "
             f"values must be numbers, strings, booleans, None, lists or dicts"
         ) from None
+    if _has_non_finite(value):
+        raise SpaceError(
+            f"{where}: {obj!r} is not a finite number (JSON has no NaN or infinity); give a number"
+        )
+    return value
 
 
 def _makes_object(node: Any) -> bool:
@@ -419,12 +530,38 @@ def _sample(node: Any, rng: random.Random) -> Any:
         case Union():
             weights = _union_weights(node)
             if weights is None:
-                return _sample(node.spaces[rng.randrange(len(node.spaces))], rng)
+                members = [m for m in node.spaces if _empty_axis(m) is None]
+                return _sample(members[rng.randrange(len(members))], rng)
             if sum(weights) == 0:
                 raise SpaceError("the space has no points: every member has an empty axis")
             ends = list(itertools.accumulate(weights))
             return _sample(node.spaces[bisect.bisect_right(ends, rng.randrange(ends[-1]))], rng)
     return node
+
+
+def _empty_axis(node: Any) -> str | None:
+    """The label of an empty grid axis that leaves ``node`` without points (every
+    option of a choice must have points; a union needs one member that has), or None."""
+    match node:
+        case dict():
+            children: Any = node.values()
+        case list():
+            children = node
+        case GridAxis():
+            if not node.values:
+                return node.label
+            children = node.values
+        case Choice():
+            children = node.options
+        case Union():
+            found = [_empty_axis(m) for m in node.spaces]
+            return found[0] if all(found) else None
+        case _:
+            return None
+    for child in children:
+        if (label := _empty_axis(child)) is not None:
+            return label
+    return None
 
 
 def _size(node: Any) -> int:
@@ -454,32 +591,101 @@ def _size(node: Any) -> int:
     return 1
 
 
-def _grid(node: Any) -> Iterator[Any]:
-    """Every value of ``node``; containers may be shared between the values."""
+class _Lazy:
+    """The grid values of one part of a space, decoded by index (nothing enumerated)."""
+
+    size: int
+
+    def at(self, k: int) -> Any:
+        """Value ``k`` (``0 <= k < size``); containers may be shared between values."""
+        raise NotImplementedError
+
+
+class _Values(_Lazy):
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+        self.size = len(values)
+
+    def at(self, k: int) -> Any:
+        return self.values[k]
+
+
+class _Steps(_Lazy):
+    """``k * q`` for ``k`` in a range (a quantised or integer distribution)."""
+
+    def __init__(self, steps: range, q: float, integer: bool) -> None:
+        self.steps, self.q, self.integer = steps, q, integer
+        self.size = len(steps)
+
+    def at(self, k: int) -> Any:
+        value = _multiple(self.steps[k], self.q)
+        return int(value) if self.integer else float(value)
+
+
+class _Product(_Lazy):
+    """A dict's or list's values: mixed-radix decoding, the last part fastest (the
+    order of ``itertools.product``)."""
+
+    def __init__(self, keys: list[str] | None, parts: list[_Lazy]) -> None:
+        self.keys, self.parts = keys, parts
+        self.size = math.prod(p.size for p in parts)
+
+    def at(self, k: int) -> Any:
+        values = []
+        for part in reversed(self.parts):
+            k, digit = divmod(k, part.size)
+            values.append(part.at(digit))
+        values.reverse()
+        return values if self.keys is None else dict(zip(self.keys, values, strict=True))
+
+
+class _Concat(_Lazy):
+    """A choice's options or a union's members, one after the other."""
+
+    def __init__(self, parts: list[_Lazy]) -> None:
+        self.parts = [p for p in parts if p.size]
+        self.ends = list(itertools.accumulate(p.size for p in self.parts))
+        self.size = self.ends[-1] if self.ends else 0
+
+    def at(self, k: int) -> Any:
+        i = bisect.bisect_right(self.ends, k)
+        return self.parts[i].at(k - (self.ends[i - 1] if i else 0))
+
+
+def _distinct(values: Iterator[Any]) -> list[Any]:
+    """``values`` without repeats (as JSON: 1 and 1.0 differ), first ones kept."""
+    first: dict[str, Any] = {}
+    for value in values:
+        first.setdefault(dumps(value), value)
+    return list(first.values())
+
+
+def _lazy(node: Any) -> _Lazy:
+    """``node``'s grid, decoded by index; _size() has checked it is finite. Parts that
+    can repeat a value (choices, unions, ranges) are listed and deduplicated when small,
+    so identical points are rare in a large grid."""
+    lazy: _Lazy
     match node:
         case dict():
-            keys = list(node)
-            for combo in itertools.product(*(list(_grid(node[k])) for k in keys)):
-                yield dict(zip(keys, combo, strict=True))
+            return _Product(list(node), [_lazy(v) for v in node.values()])
         case list():
-            for combo in itertools.product(*(list(_grid(v)) for v in node)):
-                yield list(combo)
+            return _Product(None, [_lazy(v) for v in node])
+        case GridAxis():
+            return _Values(_distinct(iter(node.values)))
         case Dist():
             kind = _KINDS[node.kind]
-            assert kind.steps is not None  # _size() has checked
+            assert kind.steps is not None
             steps, q = kind.steps(node.args)
-            convert: Callable[[float], float] = int if kind.integer else float
-            yield from dict.fromkeys(convert(_multiple(k, q)) for k in steps)
+            lazy = _Steps(steps if steps.stop > steps.start else range(0), q, kind.integer)
         case Choice():
-            for option in node.options:
-                yield from _grid(option)
-        case GridAxis():
-            yield from node.values
+            lazy = _Concat([_lazy(o) for o in node.options])
         case Union():
-            for member in node.spaces:
-                yield from _grid(member)
+            lazy = _Concat([_lazy(m) for m in node.spaces])
         case _:
-            yield node
+            return _Values([node])
+    if lazy.size <= _SMALL_AXIS:
+        return _Values(_distinct(lazy.at(k) for k in range(lazy.size)))
+    return lazy
 
 
 def _copy(value: Any) -> Any:
@@ -807,10 +1013,14 @@ class Space:
 
         Raises:
             SpaceError: A label is used twice, a node's arguments are invalid, a
-                constant is not JSON, or the space cannot produce a JSON object.
+                constant is not JSON (or NaN, or infinite), an axis is empty, the space
+                cannot produce a JSON object, contains itself, is nested more than
+                :data:`MAX_DEPTH` levels deep or holds more than :data:`MAX_NODES`
+                values.
         """
         if isinstance(obj, Space):
             return obj
+        check_shape(obj)
         if _is_hyperopt(obj):
             from hyperdock.config import from_hyperopt
 
@@ -825,6 +1035,11 @@ class Space:
                 f"the space must produce a JSON object of parameter values, but its top "
                 f"level is {_describe_top(root)}; wrap it in a dict, e.g. {{'x': ...}}"
             )
+        if (empty := _empty_axis(root)) is not None:
+            raise SpaceError(
+                f"parameter {empty!r} has no values (an empty grid axis), so the space has "
+                "no points; give it at least one value, or make it a constant"
+            )
         return cls(root)
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
@@ -836,7 +1051,8 @@ class Space:
         return cast(dict[str, Any], _sample(self._root, rng))
 
     def grid(self) -> Iterator[dict[str, Any]]:
-        """Enumerate every point of the grid (identical points are yielded once).
+        """Enumerate every point of the grid (identical points are yielded once),
+        lazily: the grid is never held in memory.
 
         The first keys vary slowest; choice options, union members and axis values
         appear in their order.
@@ -844,19 +1060,33 @@ class Space:
         Raises:
             SpaceError: (at once) a parameter is continuous or unbounded.
         """
-        _size(self._root)
-        return self._points()
+        lazy = self.lazy_grid()
+        return self._points(lazy)
 
-    def _points(self) -> Iterator[dict[str, Any]]:
+    def lazy_grid(self) -> _Lazy:
+        """The grid, decoded by index: ``.size`` points (identical ones rare, but
+        possible when choice options of a large choice overlap), point ``k`` by
+        ``.at(k)`` (shares containers: copy before changing).
+
+        Raises:
+            SpaceError: a parameter is continuous or unbounded.
+        """
+        _size(self._root)
+        return _lazy(self._root)
+
+    @staticmethod
+    def _points(lazy: _Lazy) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
-        for point in _grid(self._root):
+        for k in range(lazy.size):
+            point = lazy.at(k)
             key = dumps(point)
             if key not in seen:
                 seen.add(key)
                 yield _copy(point)
 
     def grid_size(self) -> int | None:
-        """Number of grid points (counting duplicates), or None if not enumerable."""
+        """Number of grid points (computed, not enumerated; identical points count
+        each time), or None if not enumerable."""
         try:
             return _size(self._root)
         except SpaceError:
@@ -867,7 +1097,8 @@ class Space:
         axis, quantised or integer range, conditions included), in grid order.
 
         Args:
-            limit: Give up (None) when the space has more points than this.
+            limit: Give up (None) when the space has more points than this; the size
+                is computed first, so a huge space is never enumerated.
 
         Returns:
             The points, or None for a continuous or unbounded space or one larger than
@@ -876,7 +1107,7 @@ class Space:
         size = self.grid_size()
         if size is None or size > limit:
             return None
-        return list(self._points())
+        return list(self._points(_lazy(self._root)))
 
     def to_json(self) -> Any:
         """Lossless JSON form; nodes become ``{"$hp": kind, "label": ..., ...}``."""
@@ -889,6 +1120,7 @@ class Space:
         Raises:
             SpaceError: ``data`` is not a valid space.
         """
+        check_shape(data)
         return cls.from_obj(_decode(data))
 
     def parameters(self) -> list[Param]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import random
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +76,16 @@ class Progress:
         return experiment_done_counts(self.counts)[0]
 
 
+def check_poll(poll_interval: float) -> None:
+    """Refuse a supervisor poll interval that is not a positive number of seconds.
+
+    Raises:
+        ConfigError: naming ``--poll``.
+    """
+    if not (math.isfinite(poll_interval) and poll_interval > 0):
+        raise ConfigError(f"--poll must be a positive number of seconds, got {poll_interval}")
+
+
 class Supervisor:
     """Drives one experiment to completion.
 
@@ -96,6 +108,7 @@ class Supervisor:
         reap_interval: float | None = None,
         wake: threading.Condition | None = None,
     ) -> None:
+        check_poll(poll_interval)
         self.store = store
         self.experiment = experiment
         self.poll_interval = poll_interval
@@ -437,7 +450,9 @@ def budget_of(exp: Experiment) -> int | None:
 def default_name(base: str | None) -> str:
     """``<base>-<local time>``: the start of a new experiment's default name (the store
     makes it unique: see :func:`open_experiment`)."""
-    stem = base or "experiment"
+    # Short and printable, so the name passes validate_name() with a suffix added.
+    stem = "".join(c for c in (base or "") if c != "/" and unicodedata.category(c) != "Cc")
+    stem = stem[:60] or "experiment"
     return f"{stem}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -491,24 +506,74 @@ def _check_settings(exp: Experiment, given: dict[str, Any], target: Target | Non
         )
 
 
+#: Largest whole number every store keeps in an integer column (PostgreSQL INTEGER).
+MAX_STORED_INT = 2**31 - 1
+#: Seeds are kept in a 64-bit column.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+#: Longest experiment name: it is part of every trial folder's name.
+MAX_NAME_LENGTH = 100
+
+
+def validate_name(name: str) -> None:
+    """Refuse an experiment name that cannot name a folder or a dashboard page.
+
+    Raises:
+        ConfigError: empty, longer than :data:`MAX_NAME_LENGTH` characters, or holding
+            ``/`` or a control character.
+    """
+    shown = name if len(name) <= 40 else f"{name[:40]}..."
+    if not name.strip():
+        raise ConfigError("the experiment name is empty; give --name a few letters")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(
+            f"the experiment name {shown!r} has {len(name)} characters; use at most "
+            f"{MAX_NAME_LENGTH} (it is part of every trial folder's name)"
+        )
+    bad = [c for c in name if c == "/" or unicodedata.category(c) == "Cc"]
+    if bad:
+        raise ConfigError(
+            f"the experiment name {shown!r} holds {bad[0]!r}; names may not contain '/' "
+            f"or control characters"
+        )
+
+
+def _whole(flag: str, value: int | None, low: int, high: int = MAX_STORED_INT) -> None:
+    if value is not None and not low <= value <= high:
+        raise ConfigError(f"{flag} must be a whole number from {low} to {high}, got {value}")
+
+
+def _positive(flag: str, value: float | None, what: str = "a positive number of seconds") -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} must be {what}, got {value}")
+
+
 def _validate_numbers(
     max_trials: int | None,
     max_retries: int | None,
     lease_timeout: float | None,
     meta: dict[str, Any],
+    *,
+    seed: int | None = None,
+    priority: int | None = None,
+    target: Target | None = None,
 ) -> None:
-    if max_trials is not None and max_trials < 1:
-        raise ConfigError(f"--max-trials must be at least 1, got {max_trials}")
-    if max_retries is not None and max_retries < 0:
-        raise ConfigError(f"--retries must be 0 or more, got {max_retries}")
-    if lease_timeout is not None and lease_timeout <= 0:
-        raise ConfigError(f"--lease-timeout must be positive, got {lease_timeout}")
-    max_time = meta.get("max_time")
-    if max_time is not None and max_time <= 0:
-        raise ConfigError(f"--max-time must be positive, got {max_time}")
+    """Refuse numbers no store can keep or no loop can use (NaN, infinity, zero
+    intervals), naming the option, before anything is stored."""
+    _whole("--max-trials", max_trials, 1)
+    _whole("--retries", max_retries, 0)
+    _whole("--priority", priority, -MAX_STORED_INT)
+    _whole("--seed", seed, *SEED_RANGE)
+    _positive("--lease-timeout", lease_timeout)
+    _positive("--max-time", meta.get("max_time"))
+    if target is not None:
+        _positive("--timeout", target.timeout)
+    target_loss = meta.get("target_loss")
+    if target_loss is not None and not math.isfinite(target_loss):
+        raise ConfigError(f"--target-loss must be a finite number, got {target_loss}")
     max_failures = meta.get("max_failures")
     if max_failures is not None and max_failures < 0:
         raise ConfigError(f"--max-failures must be 0 (never stop) or more, got {max_failures}")
+    _whole("--max-failures", max_failures, 0)
 
 
 def open_experiment(
@@ -564,8 +629,12 @@ def open_experiment(
             experiment being resumed, or it does not exist and no space/target was given.
     """
     meta = dict(meta or {})
-    _validate_numbers(max_trials, max_retries, lease_timeout, meta)
+    _validate_numbers(
+        max_trials, max_retries, lease_timeout, meta, seed=seed, priority=priority, target=target
+    )
     if name is None or not store_has(store, name):
+        if name is not None:
+            validate_name(name)  # only new ones: an existing experiment keeps its name
         if space is None or target is None:
             what = f"experiment {name!r} does not exist yet" if name else "no --name given"
             raise ConfigError(

@@ -226,6 +226,8 @@ class Worker:
     heartbeat_at: float
     running: tuple[int, ...] = ()
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Why the worker runs no trials now (its host is at fault), or None.
+    status: str | None = None
 
     def to_json(self, now: float) -> dict[str, Any]:
         """As ``hyperdock workers --json`` and the dashboard's ``/api/workers`` show it;
@@ -239,6 +241,7 @@ class Worker:
             "heartbeat_at": self.heartbeat_at,
             "heartbeat_age": max(now - self.heartbeat_at, 0.0),
             "running": list(self.running),
+            "status": self.status,
         }
 
 

@@ -14,6 +14,11 @@ Promises:
       by itself, and is then recorded completed with its loss.
     * :meth:`Worker.stop` (SIGTERM/SIGINT in the CLI) stops claiming, stops the running
       targets, and puts their trials back in the queue without using up a retry.
+    * Faults of the worker's own host are not the trial's: when the Docker engine does
+      not answer, or the results folder cannot be written (read-only, full disk), the
+      trial goes back to the queue without using a retry, the worker says why in its
+      log and in its store record (``hyperdock workers``), claims nothing until its
+      host works again (checking with backoff), then carries on.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import queue
 import re
@@ -34,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from hyperdock import trialfs
-from hyperdock.errors import HyperdockError, LossFileError, StoreConnectionError, TargetError
+from hyperdock.errors import (
+    ConfigError,
+    HostError,
+    HyperdockError,
+    LossFileError,
+    StoreConnectionError,
+    TargetError,
+)
 from hyperdock.jsonutil import dumps
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
@@ -67,6 +80,30 @@ TrialListener = Callable[[int, TrialState], None]
 Report = Callable[[], "TrialState | None"]
 
 
+#: Most trials one worker runs at once: each slot is a thread and a running target.
+MAX_PARALLELISM = 1024
+
+
+def check_worker_settings(
+    parallelism: int, heartbeat_interval: float = 5.0, poll_interval: float = 1.0
+) -> None:
+    """Refuse settings a worker cannot run with (a zero interval busy-loops).
+
+    Raises:
+        ConfigError: ``parallelism`` outside 1 to :data:`MAX_PARALLELISM`, or an
+            interval that is not a positive number of seconds (NaN included).
+    """
+    if not 1 <= parallelism <= MAX_PARALLELISM:
+        raise ConfigError(
+            f"trials at once (--workers / --parallelism) must be from 1 to "
+            f"{MAX_PARALLELISM}, got {parallelism}"
+            + ("; start more workers for more" if parallelism > MAX_PARALLELISM else "")
+        )
+    for flag, value in (("--heartbeat", heartbeat_interval), ("--poll", poll_interval)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
+
+
 def slugify(name: str) -> str:
     """A folder-safe form of an experiment name."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "experiment"
@@ -82,6 +119,61 @@ def _tail(folder: Path, name: str, lines: int = 5) -> str:
         return ""
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
     return "\n".join(kept)
+
+
+def check_results_dir(path: str | os.PathLike[str]) -> Path:
+    """Check that the results folder can be used: it is a folder where files can be
+    written, or it is missing and can be created (it is not created here).
+
+    Returns:
+        Its absolute path.
+
+    Raises:
+        ConfigError: it is not a folder, or it (or the folder it would be created in)
+            cannot be written.
+    """
+    folder = Path(path).expanduser().resolve()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is" if existing == folder else f"would be inside {existing}, which is"
+        raise ConfigError(
+            f"the results folder {folder} {what} a file, not a folder: give --results a "
+            "folder (it is created if missing)"
+        )
+    try:
+        _probe_write(existing)
+    except OSError as exc:
+        raise ConfigError(
+            f"the results folder {folder} cannot be written ({exc.strerror or exc}): make it "
+            "writable (a read-only mount? a full disk?) or give --results another folder"
+        ) from None
+    return folder
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and delete a small file in ``folder``; raises OSError if that fails."""
+    probe = folder / f".hyperdock-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"ok")
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
+class _FolderFault(HostError):
+    """The results folder cannot be written."""
+
+
+def _folder_fault(folder: Path, exc: OSError) -> HostError:
+    return _FolderFault(
+        f"the results folder {folder} cannot be written ({exc.strerror or exc}); trials "
+        "wait in the queue until it can (a read-only mount? a full disk?)",
+        summary=f"results folder {folder} not writable: {exc.strerror or exc}",
+    )
 
 
 def read_loss(folder: Path, limits: trialfs.Limits = trialfs.DEFAULT_LIMITS) -> LossReport:
@@ -159,10 +251,10 @@ class Worker:
         progress_interval: float = 1.0,
         limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
     ) -> None:
-        if parallelism < 1:
-            raise ValueError("parallelism must be at least 1")
+        check_worker_settings(parallelism, heartbeat_interval, poll_interval)
         self.store = store
-        self.results_dir = Path(results_dir).expanduser().resolve()
+        # Refused now, not in the middle of the run: an unusable folder cannot run anything.
+        self.results_dir = check_results_dir(results_dir)
         self.parallelism = parallelism
         self.host = socket.gethostname()
         self.id = worker_id or f"{self.host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -195,6 +287,9 @@ class Worker:
         self._progress_lock = threading.Lock()
         self._progress_thread: threading.Thread | None = None
         self._limits = limits
+        # What is wrong with this host now (see _host_fault), and how to tell it is over.
+        self._fault: tuple[str, Callable[[], None]] | None = None
+        self._fault_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -267,7 +362,12 @@ class Worker:
     # -- slots ------------------------------------------------------------------------
     def _slot_loop(self, slot: int) -> None:
         backoff = Backoff()
+        host_backoff = Backoff()
         while not self._stopping.is_set():
+            if not self._host_ok():
+                self._stopping.wait(host_backoff.next())
+                continue
+            host_backoff.reset()
             try:
                 trial = self.store.claim(self.id, experiment_id=self._experiment_id)
             except HyperdockError as exc:
@@ -312,6 +412,8 @@ class Worker:
         report: Report
         try:
             report = self._attempt(trial, slot)
+        except HostError as exc:
+            report = self._host_report(trial, exc, None)
         except Exception as exc:  # never lose a trial to a bug or a surprise
             log.exception("trial %d: unexpected error", trial.id)
             report = functools.partial(
@@ -349,6 +451,84 @@ class Worker:
             if state is not None and self._on_trial_end is not None:
                 self._on_trial_end(trial.id, state)
 
+    # -- faults of this host ----------------------------------------------------------
+    def _host_report(self, trial: Trial, fault: HostError, result: dict[str, Any] | None) -> Report:
+        """Pause claiming at once (the other slots too), and report the fault later."""
+        with self._fault_lock:
+            if self._fault is None:
+                self._fault = ("", self._probe_for(fault))  # _set_fault fills it in
+        return functools.partial(self._host_fault, trial, fault, result)
+
+    def _host_fault(
+        self, trial: Trial, fault: HostError, result: dict[str, Any] | None
+    ) -> TrialState | None:
+        """Put ``trial`` back without using a retry, and pause claiming (reporter thread)."""
+        self._set_fault(fault)
+        state = self.store.release(
+            trial.id, self.id, error=str(fault), count_attempt=False, result=result
+        )
+        if state is TrialState.QUEUED:
+            log.warning(
+                "trial %d back in the queue, no retry used: this host cannot run it now",
+                trial.id,
+            )
+        return state
+
+    def _set_fault(self, fault: HostError) -> None:
+        probe = self._probe_for(fault)
+        with self._fault_lock:
+            known = self._fault is not None and self._fault[0] == fault.summary
+            self._fault = (fault.summary, probe)
+        if known:
+            return
+        log.warning("worker %s paused: %s", self.id, fault)
+        with contextlib.suppress(HyperdockError):
+            self.store.set_worker_status(self.id, f"paused: {fault.summary}")
+
+    def _probe_for(self, fault: HostError) -> Callable[[], None]:
+        """A check that raises while the fault lasts."""
+        if isinstance(fault, _FolderFault):
+
+            def folder() -> None:
+                try:
+                    _probe_write(self.results_dir)
+                except OSError as exc:
+                    raise _folder_fault(self.results_dir, exc) from None
+
+            return folder
+        runtimes = list(self._runtimes.values())
+
+        def engines() -> None:
+            for runtime in runtimes:
+                runtime.check()
+
+        return engines
+
+    def _host_ok(self) -> bool:
+        """False while this host is at fault; checks whether it still is."""
+        with self._fault_lock:
+            fault = self._fault
+        if fault is None:
+            return True
+        summary, probe = fault
+        try:
+            probe()
+        except HostError as exc:
+            if exc.summary != summary:
+                self._set_fault(exc)
+            return False
+        except Exception as exc:  # a check that breaks must not stop the worker for good
+            log.warning("checking this host failed: %r", exc)
+            return False
+        with self._fault_lock:
+            if self._fault is not fault:
+                return self._fault is None
+            self._fault = None
+        log.warning("worker %s resumed: its host works again (was: %s)", self.id, summary)
+        with contextlib.suppress(HyperdockError):
+            self.store.set_worker_status(self.id, None)
+        return True
+
     def _release(
         self, trial: Trial, error: str, *, retry: bool = True, result: dict[str, Any] | None = None
     ) -> TrialState | None:
@@ -376,10 +556,13 @@ class Worker:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
         trial_dir = self.results_dir / f"{slugify(exp.name)}-{trial.id}"
         folder = trial_dir / stamp
-        trial_dir.mkdir(exist_ok=True)
-        folder.mkdir()
-        (folder / "out").mkdir()
-        trialfs.write_new(folder, "params.json", dumps(trial.params).encode())
+        try:
+            trial_dir.mkdir(exist_ok=True)
+            folder.mkdir()
+            (folder / "out").mkdir()
+            trialfs.write_new(folder, "params.json", dumps(trial.params).encode())
+        except OSError as exc:  # read-only, full, gone: the host's fault
+            raise _folder_fault(self.results_dir, exc) from None
         with self._lock:
             self._folders[trial.id] = folder
         with self._progress_lock:
@@ -402,6 +585,8 @@ class Worker:
         base: dict[str, Any] = {"folder": str(folder), "worker": self.id}
         try:
             execution = self._runtime(exp.target.kind).start(ctx)
+        except HostError as exc:
+            return self._host_report(trial, exc, base)
         except TargetError as exc:
             return functools.partial(
                 self._release, trial, str(exc), retry=exc.retryable, result=base
@@ -411,7 +596,10 @@ class Worker:
             pending_stop = trial.id in self._stop_reasons
         if pending_stop:
             execution.stop(self._stop_grace)
-        outcome = execution.wait()
+        try:
+            outcome = execution.wait()
+        except HostError as exc:  # e.g. the engine went away while the target ran
+            return self._host_report(trial, exc, base)
         return functools.partial(self._report, trial, exp, folder, outcome, base)
 
     def _report(
@@ -442,6 +630,10 @@ class Worker:
                 raise reader.refused  # a link or a pipe planted as progress.jsonl
             report = read_loss(folder, self._limits)
         except (LossFileError, trialfs.TrialFileError) as exc:
+            try:  # could the target have written its loss at all?
+                _probe_write(self.results_dir)
+            except OSError as err:
+                return self._host_fault(trial, _folder_fault(self.results_dir, err), result)
             reason = str(exc)
             if outcome.exit_code:
                 reason = f"the target exited with code {outcome.exit_code}; {reason}"

@@ -283,11 +283,14 @@ def test_v04_values() -> None:
     space = space_from_v04(
         {
             "k": {"hdock_distr": "poisson", "hdock_samples": 5, "hdock_distr_kwargs": {"mu": 3}},
-            "none": {"hdock_distr": "norm", "hdock_samples": 0},
             "fixed": {"not": "sampled"},
         }
     )
-    assert space.grid_size() == 0 and list(space.grid()) == []
+    assert space.grid_size() == 5
+    with pytest.raises(SpaceError, match="parameter 'none' has no values"):
+        space_from_v04({"none": {"hdock_distr": "norm", "hdock_samples": 0}})
+    with pytest.raises(SpaceError, match="parameter 'a' has no values"):
+        space_from_v04({"a": [], "b": [1, 2]})
     ks = (
         space_from_v04(
             {"k": {"hdock_distr": "poisson", "hdock_samples": 5, "hdock_distr_kwargs": {"mu": 3}}}
@@ -452,3 +455,61 @@ def test_python_source_says_why_not(text: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         space_from_python_source(text)
     assert words in str(info.value)
+
+
+# -- hostile documents: exponential, deep, recursive -----------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_yaml_billion_laughs_is_refused_at_once(tmp_path: Path) -> None:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    path = write(tmp_path, "laughs.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(SpaceError, match=r"laughs\.yaml: the YAML document holds more than") as e:
+        load_space(path)
+    assert "\n" not in str(e.value)
+
+
+def test_yaml_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "loop.yaml", "a: &x [1, *x]\n")
+    with pytest.raises(SpaceError, match="contains itself"):
+        load_space(path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["deep.json", "deep.yaml"])
+def test_a_100000_deep_document_is_refused_in_one_line(tmp_path: Path, name: str) -> None:
+    text = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write(tmp_path, name, text)
+    with pytest.raises(SpaceError, match=r"nested more than 200 levels deep; flatten it") as e:
+        load_space(path)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+def test_a_recursive_space_module_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "rec.py", 'SPACE = {"lr": 0.1}\nSPACE["inner"] = {"again": SPACE}\n')
+    with pytest.raises(SpaceError, match=r"rec\.py: space\['inner'\]\['again'\] contains itself"):
+        load_space(path)
+
+
+def test_nan_in_a_json_space_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "nan.json", '{"lr": NaN, "x": [1, 2]}')
+    with pytest.raises(SpaceError, match=r"space\['lr'\]: nan is not a finite number"):
+        load_space(path)
+    path = write(tmp_path, "inf.yaml", "x: [1, .inf]\n")
+    with pytest.raises(SpaceError, match=r"parameter 'x': grid value inf is not a finite"):
+        load_space(path)
+
+
+def test_a_zero_sample_member_of_a_space_list_is_switched_off() -> None:
+    """COMPAT: hdock_samples may be 0. In a v0.4 space list that member then adds no
+    points, and the others run; only a space with no points at all is refused."""
+    space = space_from_v04(
+        [{"a": {"hdock_distr": "norm", "hdock_samples": 0}}, {"b": [1, 2]}, {"c": [3]}]
+    )
+    assert list(space.grid()) == [{"b": 1}, {"b": 2}, {"c": 3}]
+    rng = random.Random(0)
+    assert all("a" not in space.sample(rng) for _ in range(50))
+    with pytest.raises(SpaceError, match="parameter 'a' has no values"):
+        space_from_v04({"a": {"hdock_distr": "norm", "hdock_samples": 0}, "b": [1]})

@@ -449,6 +449,11 @@ def test_create_experiment_space_json_form(store: Store) -> None:
         ({"space": "{}", "command": "x"}, 400, "name"),
         ({"name": "e", "space": "{}", "command": "x", "max_trials": 0}, 400, "at least 1"),
         ({"name": "e", "space": '{"a": [1]}', "command": "x", "sampler": "nope"}, 400, "nope"),
+        ({"name": "e", "space": "[" * 100_000, "command": "x"}, 400, "200 levels deep"),
+        ({"name": "e", "space": '{"a": []}', "command": "x"}, 400, "'a' has no values"),
+        ({"name": "a/b", "space": "{}", "command": "x"}, 400, "may not contain '/'"),
+        ({"name": "a\x1b[31mb", "space": "{}", "command": "x"}, 400, "control characters"),
+        ({"name": "n" * 150, "space": "{}", "command": "x"}, 400, "use at most 100"),
     ],
 )
 def test_create_experiment_refusals(

@@ -314,6 +314,53 @@ def test_stop_from_another_thread(
     assert containers_of(docker_client, ctx) == []
 
 
+def _host_config_while_running(
+    rt: DockerRuntime, ctx: RunContext, docker_client: Any
+) -> tuple[dict[str, Any], str]:
+    """The HostConfig of ``ctx``'s running container, and what it printed first."""
+    execution = rt.start(ctx)
+    try:
+        wait_for(
+            lambda: bool(ctx.folder.joinpath("docker_log.txt").read_text().strip()), timeout=20
+        )
+        config = docker_client.containers.get(execution.container_id).attrs["HostConfig"]
+    finally:
+        execution.stop(grace=0)
+        execution.wait()
+    return config, ctx.folder.joinpath("docker_log.txt").read_text()
+
+
+_SHOW_PRIVS = sh("grep NoNewPrivs /proc/self/status; sleep 60")
+
+
+@pytest.mark.docker
+def test_containers_get_a_pids_limit_and_no_new_privileges_by_default(
+    runtime: DockerRuntime, make_ctx: MakeCtx, docker_client: Any
+) -> None:
+    config, printed = _host_config_while_running(runtime, make_ctx(_SHOW_PRIVS), docker_client)
+    assert config["PidsLimit"] == 4096
+    assert config["SecurityOpt"] == ["no-new-privileges"]
+    assert printed.split() == ["NoNewPrivs:", "1"]  # the kernel enforces it in the target
+
+
+@pytest.mark.docker
+def test_pids_limit_is_configurable_and_zero_means_none(
+    make_ctx: MakeCtx, docker_client: Any
+) -> None:
+    for limit, expected in ((64, 64), (0, None)):
+        rt = DockerRuntime(network="none", pull="never", pids_limit=limit)
+        try:
+            config, _ = _host_config_while_running(rt, make_ctx(_SHOW_PRIVS), docker_client)
+        finally:
+            rt.close()
+        assert config.get("PidsLimit") in ((expected,) if expected else (None, 0, -1))
+
+
+def test_negative_pids_limit_is_refused() -> None:
+    with pytest.raises(ConfigError, match="pids limit"):
+        DockerRuntime(pids_limit=-1)
+
+
 @pytest.mark.docker
 def test_stop_sends_sigterm_first(runtime: DockerRuntime, make_ctx: MakeCtx) -> None:
     ctx = make_ctx(
@@ -667,7 +714,7 @@ def test_no_gpus_by_default(fake_ctx: RunContext) -> None:
 def test_api_error_during_wait_removes_container(fake_ctx: RunContext) -> None:
     api = FakeAPI(images={"x:1"})
     api.wait_error = requests.exceptions.ConnectionError("connection reset")
-    execution = fake_runtime(api).start(fake_ctx)
+    execution = fake_runtime(api, outage_grace=0).start(fake_ctx)
     with pytest.raises(TargetError) as info:
         execution.wait()
     assert info.value.retryable is True
@@ -684,3 +731,13 @@ def test_stop_uses_runtime_grace(fake_ctx: RunContext) -> None:
     assert outcome.stopped
     execution.stop()  # after wait: no API call
     assert [call for call in api.calls if call[0] == "stop"] == [("stop", 3), ("stop", 1)]
+
+
+def test_privileged_containers_do_not_get_no_new_privileges(fake_ctx: RunContext) -> None:
+    # This test host's engine cannot start privileged containers: the fake records the
+    # HostConfig the runtime asks for.
+    api = FakeAPI(images={"x:1"})
+    fake_runtime(api, privileged=True).start(fake_ctx).wait()
+    host = api.created["host_config"]
+    assert host["Privileged"] is True and host["PidsLimit"] == 4096
+    assert "SecurityOpt" not in host

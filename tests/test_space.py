@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import math
 import random
@@ -214,11 +215,9 @@ def test_grid_size_is_arithmetic() -> None:
     assert space.grid_size() == 1000**10
 
 
-def test_empty_axis_means_no_grid_points() -> None:
-    space = Space.from_obj({"a": GridAxis("a", ()), "b": 1})
-    assert space.grid_size() == 0 and list(space.grid()) == []
-    with pytest.raises(SpaceError, match="'a'"):
-        space.sample(random.Random(0))
+def test_empty_axis_is_refused_with_its_name() -> None:
+    with pytest.raises(SpaceError, match=r"parameter 'a' has no values \(an empty grid axis\)"):
+        Space.from_obj({"a": GridAxis("a", ()), "b": 1})
 
 
 @pytest.mark.parametrize(
@@ -422,3 +421,95 @@ def test_constants_are_the_paths_every_trial_shares() -> None:
         }
     )
     assert space.constants() == {"epochs": 50, "one": 3, "opt.seed": 1}
+
+
+# -- hostile spaces: huge, recursive, deep, NaN ---------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_grid_is_decoded_by_index_not_enumerated() -> None:
+    from hyperdock.samplers.grid import GridSampler
+
+    # 10**30 points, and a nested dict of 10**10 (each half listed would not fit).
+    axes = {f"p{i}": list(range(10)) for i in range(30)}
+    space = Space.from_obj({"nested": {"a": hp.randint("a", 10**5), "b": hp.randint("b", 10**5)}})
+    assert space.grid_size() == 10**10
+    first = [p["nested"] for p in itertools.islice(space.grid(), 3)]
+    assert first == [{"a": 0, "b": 0}, {"a": 0, "b": 1}, {"a": 0, "b": 2}]
+    sampler = GridSampler(Space.from_json(axes_space(axes).to_json()), seed=0)
+    assert sampler.size() == 10**30
+    assert sampler.suggest(0, []) == {f"p{i}": 0 for i in range(30)}
+    assert sampler.suggest(12, []) == {**{f"p{i}": 0 for i in range(28)}, "p28": 1, "p29": 2}
+    assert GridSampler(axes_space(axes), seed=1).suggest(12, []) == sampler.suggest(12, [])
+    # Decoding keeps the grid's order and yields identical points once.
+    space = Space.from_obj(
+        {
+            "c": hp.choice("c", [{"k": 1}, {"k": hp.choice("k", [1, 2])}]),
+            "a": GridAxis("a", (1, 1, 2)),
+        }
+    )
+    expected = [
+        {"c": {"k": 1}, "a": 1},
+        {"c": {"k": 1}, "a": 2},
+        {"c": {"k": 2}, "a": 1},
+        {"c": {"k": 2}, "a": 2},
+    ]
+    assert list(space.grid()) == expected
+    small = GridSampler(space, seed=0)
+    assert small.size() == 4
+    assert [small.suggest(n, []) for n in range(5)] == [*expected, None]
+
+
+def axes_space(axes: dict[str, list[int]]) -> Space:
+    from hyperdock.config import space_from_v04
+
+    return space_from_v04(axes)
+
+
+def test_a_recursive_space_is_refused_in_one_line() -> None:
+    space: dict[str, Any] = {"a": hp.uniform("a", 0, 1)}
+    space["self"] = space
+    with pytest.raises(SpaceError, match=r"space\['self'\] contains itself") as info:
+        Space.from_obj(space)
+    assert "\n" not in str(info.value)
+    inner: list[Any] = [1]
+    inner.append(inner)
+    with pytest.raises(SpaceError, match="contains itself"):
+        Space.from_obj({"c": hp.choice("c", [inner, 2])})
+
+
+def test_a_deep_space_is_refused() -> None:
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(SpaceError, match="nested more than 200 levels deep"):
+        Space.from_obj({"a": deep})
+    with pytest.raises(SpaceError, match="nested more than 200 levels deep"):
+        Space.from_json({"a": deep})
+    shallow: Any = 1
+    for _ in range(150):
+        shallow = [shallow]
+    assert Space.from_json(Space.from_obj({"a": shallow}).to_json()).grid_size() == 1
+
+
+def test_shared_parts_count_once_per_place() -> None:
+    part: Any = list(range(10))
+    for _ in range(8):  # 10**9 values once expanded, a few hundred objects
+        part = [part] * 10
+    with pytest.raises(SpaceError, match="more than 1,000,000 values"):
+        Space.from_obj({"a": part})
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (lambda: {"lr": math.nan}, r"space\['lr'\]: nan is not a finite number"),
+        (lambda: {"o": {"beta": [0.9, math.inf]}}, r"space\['o'\]\['beta'\]\[1\]: inf is not"),
+        (lambda: {"a": GridAxis("a", (1, math.nan))}, r"parameter 'a': grid value nan is not"),
+        (lambda: {"a": GridAxis("a", ({"x": -math.inf},))}, "parameter 'a': grid value"),
+        (lambda: {"c": hp.choice("c", [1, math.nan])}, r"\(option 1 of 'c'\): nan is not a"),
+    ],
+)
+def test_nan_and_infinite_constants_are_refused_with_their_name(space: Any, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        Space.from_obj(space())

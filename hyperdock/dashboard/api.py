@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from hyperdock import trialfs
-from hyperdock.errors import ExperimentNotFound, HyperdockError, StoreError
+from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreError
 from hyperdock.samplers import default_sampler
-from hyperdock.space import Space
+from hyperdock.space import MAX_DEPTH, Space
 from hyperdock.storage.base import Store
 from hyperdock.study import Objectives, importances, pareto_front
 from hyperdock.supervisor import store_has
@@ -505,9 +505,13 @@ def _new_name(body: dict[str, Any]) -> str:
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ApiError(400, "give the new experiment a name")
+    from hyperdock.supervisor import validate_name
+
     name = name.strip()
-    if len(name) > 200:
-        raise ApiError(400, "the name is longer than 200 characters")
+    try:
+        validate_name(name)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
     return name
 
 
@@ -570,6 +574,10 @@ def parse_space(raw: Any) -> Space:
             raise ApiError(
                 400,
                 f"the space is not valid JSON: {exc} (or give a Python config: SPACE = {{...}})",
+            ) from None
+        except RecursionError:  # the decoder gives up at about a thousand levels
+            raise ApiError(
+                400, f"invalid space: nested more than {MAX_DEPTH} levels deep"
             ) from None
     try:
         return Space.from_json(data) if _contains_hp(data) else space_from_v04(data)

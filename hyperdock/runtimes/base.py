@@ -29,6 +29,10 @@ import abc
 import dataclasses
 from pathlib import Path
 
+#: Processes a target container may run at once unless told otherwise: enough for any
+#: data loader, few enough that a fork bomb in a target cannot exhaust the host's pids.
+DEFAULT_PIDS_LIMIT = 4096
+
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
@@ -107,6 +111,13 @@ class Runtime(abc.ABC):
     def describe(self) -> str:
         """One line for logs: what this runtime runs."""
         return self.kind
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Check that this host can run targets now (e.g. the Docker engine answers).
+
+        Raises:
+            HostError: it cannot; the message says why and what to do.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (API clients). Called once when the worker stops."""

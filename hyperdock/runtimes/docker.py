@@ -40,8 +40,14 @@ import docker.types
 import requests
 
 from hyperdock import trialfs
-from hyperdock.errors import ConfigError, TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
+from hyperdock.errors import ConfigError, HostError, TargetError
+from hyperdock.runtimes.base import (
+    DEFAULT_PIDS_LIMIT,
+    Execution,
+    RunContext,
+    RunOutcome,
+    Runtime,
+)
 
 __all__ = [
     "CONTAINER_DIR",
@@ -107,7 +113,13 @@ class DockerRuntime(Runtime):
             ``RunContext.env`` overrides them.
         network: Network mode of the containers (``"none"``, ``"host"``, a network
             name); ``None`` for Docker's default bridge.
-        privileged: Run containers privileged.
+        privileged: Run containers privileged. Without it, containers run with the
+            ``no-new-privileges`` security option (setuid binaries gain nothing).
+        pids_limit: Most processes a container may run at once (Docker's
+            ``--pids-limit``); ``0`` or ``None`` for no limit.
+        outage_grace: Seconds the wait for a running container rides out an engine
+            that does not answer (a restart, a cut socket) before the attempt is given
+            up as a fault of the host (:class:`~hyperdock.errors.HostError`).
         pull: When to pull the image: ``"missing"`` (once, when Docker reports it
             missing), ``"never"``, or ``"always"`` (before every run, like
             ``docker run --pull always``).
@@ -120,7 +132,7 @@ class DockerRuntime(Runtime):
             or in a container that mounts its folders at the host's paths (COMPAT).
 
     Raises:
-        ConfigError: ``pull`` or ``stop_grace`` is invalid.
+        ConfigError: ``pull``, ``stop_grace`` or ``pids_limit`` is invalid.
     """
 
     kind = "docker"
@@ -137,7 +149,13 @@ class DockerRuntime(Runtime):
         base_url: str | None = None,
         stop_grace: float = 10.0,
         volume_map: Callable[[Path], Path] | None = None,
+        pids_limit: int | None = DEFAULT_PIDS_LIMIT,
+        outage_grace: float = 60.0,
     ) -> None:
+        if pids_limit is not None and (isinstance(pids_limit, bool) or pids_limit < 0):
+            raise ConfigError(
+                f"the pids limit must be a number of processes >= 0 (0: none), not {pids_limit!r}"
+            )
         if pull not in ("missing", "never", "always"):
             raise ConfigError(f"pull must be 'missing', 'never' or 'always', not {pull!r}")
         if not stop_grace >= 0:
@@ -147,6 +165,8 @@ class DockerRuntime(Runtime):
         self.env: dict[str, str] = dict(env or {})
         self.network = network or None
         self.privileged = privileged
+        self.pids_limit = pids_limit or None
+        self.outage_grace = float(outage_grace)
         self.pull: PullPolicy = pull
         self.base_url = base_url or None
         self.stop_grace = float(stop_grace)
@@ -186,13 +206,25 @@ class DockerRuntime(Runtime):
                     raise self._unreachable(exc) from exc
             return self._client
 
-    def _unreachable(self, exc: BaseException) -> TargetError:
-        return TargetError(
+    def _unreachable(self, exc: BaseException) -> HostError:
+        # The host's fault, not the trial's: the worker requeues without using a retry.
+        return HostError(
             f"Docker is not reachable at {self.docker_url} ({exc}). Start the Docker "
             "daemon (e.g. 'sudo systemctl start docker'), mount /var/run/docker.sock "
             "into the worker's container, or set DOCKER_HOST to the engine's URL.",
-            retryable=True,
+            summary=f"Docker is not reachable at {self.docker_url}",
         )
+
+    def check(self) -> None:
+        """Ping the Docker engine.
+
+        Raises:
+            HostError: it does not answer.
+        """
+        try:
+            self.client.ping()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise self._unreachable(exc) from exc
 
     def describe(self) -> str:
         """One line for logs: engine URL and container options."""
@@ -203,6 +235,7 @@ class DockerRuntime(Runtime):
             parts.append(f"network={self.network}")
         if self.privileged:
             parts.append("privileged")
+        parts.append(f"pids-limit={self.pids_limit or 'none'}")
         if self.data_dir is not None:
             parts.append(f"data={self.data_dir}")
         parts.append(f"pull={self.pull}")
@@ -318,6 +351,10 @@ class DockerRuntime(Runtime):
             privileged=self.privileged,
             runtime=self.docker_runtime,
             device_requests=device_requests,
+            pids_limit=self.pids_limit,
+            # A privileged container may gain anything anyway; otherwise setuid
+            # binaries in the image do not lift the target's privileges.
+            security_opt=None if self.privileged else ["no-new-privileges"],
         )
         return {
             "image": image,
@@ -561,6 +598,8 @@ class DockerExecution(Execution):
         """Block until the container exits or the timeout passes; (exit code, timed out)."""
         timeout = self._ctx.timeout
         deadline = None if timeout is None else self._started + timeout
+        outage: float | None = None  # when the engine stopped answering
+        pause = 0.2
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -581,7 +620,20 @@ class DockerExecution(Execution):
                 # A read timeout surfaces as ReadTimeout or as ConnectionError.
                 if deadline is not None and time.monotonic() >= deadline - 0.05:
                     continue
-                raise self._runtime._unreachable(exc) from exc
+                # The container runs on while its engine is away for a moment: wait on.
+                now = time.monotonic()
+                if outage is None:
+                    outage = now
+                    log.warning(
+                        "trial %s: Docker stopped answering (%s); waiting for it",
+                        self._ctx.trial_id,
+                        exc,
+                    )
+                if now - outage > self._runtime.outage_grace or self._stop_requested:
+                    raise self._runtime._unreachable(exc) from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
             return _exit_code(result), False
 
     def _kill(self) -> int | None:

@@ -276,6 +276,15 @@ class Store(abc.ABC):
         """Add (or refresh) a worker in the registry."""
 
     @abc.abstractmethod
+    def set_worker_status(self, worker_id: str, status: str | None) -> None:
+        """Say why a worker does not run trials now (``None``: it does again).
+
+        Shown by ``hyperdock workers``; e.g. "paused: Docker is not reachable at …".
+        :meth:`register_worker` starts with no status. Does nothing for a worker the
+        registry does not hold.
+        """
+
+    @abc.abstractmethod
     def unregister_worker(self, worker_id: str) -> None:
         """Remove a worker from the registry (clean shutdown)."""
 

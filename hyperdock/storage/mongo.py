@@ -1118,6 +1118,11 @@ class MongoStore(Store):
         )
 
     @_guarded
+    def set_worker_status(self, worker_id: str, status: str | None) -> None:
+        change = {"$unset": {"status": ""}} if status is None else {"$set": {"status": status}}
+        self._workers.update_one({"_id": worker_id}, change)
+
+    @_guarded
     def unregister_worker(self, worker_id: str) -> None:
         self._workers.delete_one({"_id": worker_id})
 
@@ -1138,6 +1143,7 @@ class MongoStore(Store):
                 heartbeat_at=float(d["heartbeat_at"]),
                 running=tuple(running.get(d["_id"], ())),
                 meta=_unpack(d, "meta") or {},
+                status=d.get("status"),
             )
             for d in docs
             if max_age is None or now - float(d["heartbeat_at"]) <= max_age

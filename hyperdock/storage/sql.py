@@ -56,6 +56,8 @@ _TRIAL_COLS = (
     "id, experiment_id, number, params, state, attempt, worker_id, loss, result, error, "
     "history, created_at, started_at, finished_at, heartbeat_at, stop_requested"
 )
+#: Key of a worker's status in its stored meta.
+_STATUS_KEY = "hyperdock.status"
 _TRIAL_COLS_T = ", ".join("t." + c.strip() for c in _TRIAL_COLS.split(","))
 _TRIAL_COLS_H = ", ".join("hd_trials." + c.strip() for c in _TRIAL_COLS.split(","))
 
@@ -738,6 +740,23 @@ class SQLStore(Store):
                 (worker_id, host, pid, parallelism, dumps(meta or {})),
             )
 
+    def set_worker_status(self, worker_id: str, status: str | None) -> None:
+        # Kept in the worker's meta (no column: the stored layout stays as it is).
+        with self._tx() as cur:
+            row = self._one(
+                cur, f"SELECT meta FROM hd_workers WHERE id = ?{self.lock_sql}", (worker_id,)
+            )
+            if row is None:
+                return
+            meta = json.loads(row[0])
+            if status is None:
+                meta.pop(_STATUS_KEY, None)
+            else:
+                meta[_STATUS_KEY] = status
+            cur.execute(
+                self._q("UPDATE hd_workers SET meta = ? WHERE id = ?"), (dumps(meta), worker_id)
+            )
+
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx(single=True) as cur:
             cur.execute(self._q("DELETE FROM hd_workers WHERE id = ?"), (worker_id,))
@@ -755,20 +774,26 @@ class SQLStore(Store):
                 cur, "SELECT id, worker_id FROM hd_trials WHERE state = 'running' ORDER BY id"
             ):
                 running.setdefault(wid, []).append(int(tid))
-        return [
-            Worker(
-                id=r[0],
-                host=r[1],
-                pid=int(r[2]),
-                parallelism=int(r[3]),
-                started_at=float(r[4]),
-                heartbeat_at=float(r[5]),
-                running=tuple(running.get(r[0], ())),
-                meta=json.loads(r[6]),
+        workers = []
+        for r in rows:
+            if max_age is not None and now - float(r[5]) > max_age:
+                continue
+            meta = json.loads(r[6])
+            status = meta.pop(_STATUS_KEY, None)
+            workers.append(
+                Worker(
+                    id=r[0],
+                    host=r[1],
+                    pid=int(r[2]),
+                    parallelism=int(r[3]),
+                    started_at=float(r[4]),
+                    heartbeat_at=float(r[5]),
+                    running=tuple(running.get(r[0], ())),
+                    meta=meta,
+                    status=status,
+                )
             )
-            for r in rows
-            if max_age is None or now - float(r[5]) <= max_age
-        ]
+        return workers
 
     def schema_version(self) -> int:
         rows = self._read("SELECT value FROM hd_meta WHERE key = 'schema_version'")

@@ -537,3 +537,20 @@ class StoreConformance:
         assert [w.id for w in store.list_workers(max_age=0.2)] == ["w2"]
         store.unregister_worker("w2")
         assert [w.id for w in store.list_workers()] == ["w1"]
+
+    def test_worker_status(self, store: Store) -> None:
+        store.register_worker("w1", host="h", pid=1, parallelism=1, meta={"v": 1})
+        store.register_worker("w2", host="h", pid=2, parallelism=1)
+        assert {w.id: w.status for w in store.list_workers()} == {"w1": None, "w2": None}
+        store.set_worker_status("w1", "paused: Docker is not reachable")
+        store.heartbeat("w1", [])  # a heartbeat keeps the status
+        workers = {w.id: w for w in store.list_workers()}
+        assert workers["w1"].status == "paused: Docker is not reachable"
+        assert workers["w1"].meta == {"v": 1} and workers["w2"].status is None
+        store.set_worker_status("w1", None)
+        assert [w.status for w in store.list_workers()] == [None, None]
+        store.set_worker_status("w1", "paused again")
+        store.register_worker("w1", host="h", pid=1, parallelism=1)  # a restart clears it
+        assert [w.status for w in store.list_workers()] == [None, None]
+        store.set_worker_status("nobody", "x")  # unknown workers: nothing happens
+        assert {w.id for w in store.list_workers()} == {"w1", "w2"}
