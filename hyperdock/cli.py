@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import click
 
-from hyperdock import __version__
+from hyperdock import __version__, trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.samplers import SAMPLERS
@@ -185,6 +185,7 @@ def _trial_json(trial: Trial) -> dict[str, Any]:
         "attempt": trial.attempt + 1,
         "worker": trial.worker_id,
         "result": trial.result,
+        "data": trial.data,
         "error": trial.error,
         "created_at": trial.created_at,
         "started_at": trial.started_at,
@@ -201,7 +202,7 @@ def _best_json(trial: Trial, objectives: Objectives) -> dict[str, Any]:
         "attempt": trial.attempt + 1,
         "loss": trial.loss,
         "params": trial.params,
-        "folder": trial.result.get("folder"),
+        "folder": trial.folder,
     }
     if objectives.multi:
         values = objectives.values(trial) or []
@@ -1361,8 +1362,8 @@ def export(
     """Export every trial of experiment NAME as CSV or JSON.
 
     CSV: one row per trial, times in ISO 8601 UTC (2026-12-02T05:45:30Z), attempt
-    1-based, parameters in params.* columns. JSON: the trials as in trials --json (Unix
-    seconds, attempt 1-based).
+    1-based, parameters in params.* columns, the target's extra loss.json keys in data.*
+    columns. JSON: the trials as in trials --json (Unix seconds, attempt 1-based).
     """
     if as_json:
         fmt = "json"
@@ -1392,6 +1393,10 @@ def export(
                 k: json.dumps(v) if isinstance(v, list) else v
                 for k, v in flat_params(t.params).items()
             }
+            data = {
+                k: v if isinstance(v, (str, int, float)) or v is None else json.dumps(v)
+                for k, v in t.data.items()
+            }
             flat.append(
                 (
                     {
@@ -1408,18 +1413,26 @@ def export(
                         "error": t.error,
                     },
                     params,
+                    data,
                 )
             )
-        keys = sorted({k for _, p in flat for k in p})
+        keys = sorted({k for _, p, _ in flat for k in p})
+        data_keys = sorted({k for _, _, d in flat for k in d})
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(
-            [*flat[0][0].keys(), *(f"params.{k}" for k in keys)]
+            [*flat[0][0].keys(), *(f"params.{k}" for k in keys), *(f"data.{k}" for k in data_keys)]
             if flat
             else ["id", "number", "state", "loss"]
         )
-        for base, params in flat:
-            writer.writerow([*base.values(), *(params.get(k, "") for k in keys)])
+        for base, params, data in flat:
+            writer.writerow(
+                [
+                    *base.values(),
+                    *(params.get(k, "") for k in keys),
+                    *(data.get(k, "") for k in data_keys),
+                ]
+            )
         text = buf.getvalue()
     if output:
         Path(output).write_text(text)
@@ -1568,6 +1581,10 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
 
 #: Names of the file holding a trial's output (local command, Docker).
 _LOG_NAMES = ("log.txt", "docker_log.txt")
+#: Bytes of a log read (and printed) at once.
+_CHUNK = 1024 * 1024
+#: Largest log ``logs --json`` reads whole (give --lines for the end of a larger one).
+_JSON_LOG_LIMIT = 256 * 1024 * 1024
 #: Seconds between store polls of ``logs --follow``.
 _FOLLOW_POLL = 0.5
 #: Seconds ``logs --follow`` waits for a running trial's folder to appear on this host.
@@ -1592,7 +1609,7 @@ def _log_file(st: Store, trial: Trial, results: str) -> Path | None:
     ``<results>/<experiment slug>-<trial id>/``; a finished one's in the folder its result
     records, else the newest one found under ``results``.
     """
-    recorded = trial.result.get("folder")
+    recorded = trial.folder
     candidates: list[Path] = []
     newest = _attempt_folders(results, st.get_experiment(trial.experiment_id), trial)[:1]
     if trial.state is TrialState.RUNNING:
@@ -1601,9 +1618,19 @@ def _log_file(st: Store, trial: Trial, results: str) -> Path | None:
         candidates = ([Path(recorded)] if recorded else []) + newest
     for folder in candidates:
         for name in _LOG_NAMES:
-            if (folder / name).is_file():
-                return (folder / name).resolve()
+            # The target may have replaced its log by a symlink or a pipe: refused.
+            if trialfs.is_file(folder, name) or _refused(folder, name):
+                return Path(os.path.abspath(folder)) / name
     return None
+
+
+def _refused(folder: Path, name: str) -> bool:
+    """Whether ``folder/name`` exists but is not a regular file (reading it refuses)."""
+    try:
+        os.lstat(folder / name)
+    except OSError:
+        return False
+    return True
 
 
 def _get_trial(st: Store, trial_id: int) -> Trial:
@@ -1623,17 +1650,24 @@ def _last_lines(text: str, lines: int | None) -> str:
 
 
 class _Tail:
-    """Prints what is appended to a file (bytes decoded as UTF-8 across reads)."""
+    """Prints what is appended to a trial's log (bytes decoded as UTF-8 across reads).
+
+    The log is read through :mod:`hyperdock.trialfs` (no symlink followed, regular
+    files only); with ``lines`` only the end of the file is read.
+    """
 
     def __init__(self, path: Path, lines: int | None) -> None:
         import codecs
 
         self.path = path
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        data = path.read_bytes()
-        self._pos = len(data)
-        #: Whether the file held anything when the tail started.
-        self.printed = bool(data)
+        if lines is None:
+            self._pos = 0
+            #: Whether the file held anything when the tail started.
+            self.printed = self.pump()
+            return
+        data, self._pos = trialfs.read_last_lines(path.parent, path.name, max(lines, 0))
+        self.printed = self._pos > 0
         self._write(_last_lines(self._decoder.decode(data), lines))
 
     @staticmethod
@@ -1642,16 +1676,28 @@ class _Tail:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    def pump(self, final: bool = False) -> None:
-        """Print what was appended since the last call."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self._pos)
-                data = fh.read()
-        except OSError:
-            data = b""
-        self._pos += len(data)
-        self._write(self._decoder.decode(data, final=final))
+    def pump(self, final: bool = False) -> bool:
+        """Print what was appended since the last call (in chunks); whether there was
+        anything.
+
+        Raises:
+            TrialFileError: the log was replaced by a symlink or a special file.
+        """
+        printed = False
+        while True:
+            try:
+                data = trialfs.read_from(self.path.parent, self.path.name, self._pos, _CHUNK)
+            except FileNotFoundError:
+                data = b""
+            except trialfs.TrialFileError:
+                raise
+            except OSError:
+                data = b""
+            self._pos += len(data)
+            printed = printed or bool(data)
+            self._write(self._decoder.decode(data, final=final and len(data) < _CHUNK))
+            if len(data) < _CHUNK:
+                return printed
 
 
 def _follow(st: Store, trial_id: int, results: str, lines: int | None) -> None:
@@ -1690,9 +1736,9 @@ def _no_output_yet(trial: Trial) -> str:
 
 
 def _no_log(trial: Trial, results: str) -> NoReturn:
-    if trial.state is TrialState.QUEUED and not trial.result.get("folder"):
+    if trial.state is TrialState.QUEUED and not trial.folder:
         raise ConfigError(f"trial {trial.id} has not started yet, so it has no log")
-    where = trial.result.get("folder") or f"{Path(results).expanduser()}/…-{trial.id}/"
+    where = trial.folder or f"{Path(results).expanduser()}/…-{trial.id}/"
     on = f" (worker {trial.worker_id})" if trial.worker_id else ""
     raise ConfigError(
         f"the log of trial {trial.id} ({trial.state.value}{on}) is not on this host: "
@@ -1746,11 +1792,15 @@ def logs(
         path = _log_file(st, trial, results)
         if path is None:
             _no_log(trial, results)
-        data = path.read_bytes()
+        if not as_json:
+            if not _Tail(path, lines).printed and trial.state is TrialState.RUNNING:
+                click.echo(_no_output_yet(trial), err=True)
+            return
+        if lines is None:
+            data = trialfs.read_bytes(path.parent, path.name, _JSON_LOG_LIMIT)
+        else:
+            data, _ = trialfs.read_last_lines(path.parent, path.name, max(lines, 0))
         text = _last_lines(data.decode("utf-8", "replace"), lines)
-    if not data and trial.state is TrialState.RUNNING and not as_json:
-        click.echo(_no_output_yet(trial), err=True)
-        return
     if as_json:
         payload = {
             "trial": trial.id,
