@@ -101,6 +101,8 @@ def test_escaped_child_ends_when_the_target_completes(
     try:
         assert outcomes and outcomes[0].exit_code == 0 and not outcomes[0].timed_out
         assert not alive(pid)
+        # and reaped: an orphan re-parented to the worker is no zombie of it either
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the orphan to be reaped")
     finally:
         _kill(pid)
 

@@ -5,15 +5,20 @@ A process group is not enough: a target that double-forks into a new session (``
 contained in one of two ways, chosen once per runtime:
 
 * **cgroup** (cgroup v2, where the worker may create a child of its own cgroup): the
-  target is moved into a fresh cgroup before it runs its first instruction, and at the
-  end every process in it is killed (``cgroup.kill``, or one by one from
-  ``cgroup.procs`` on kernels before 5.14). Nothing a process does without privileges
-  gets it out of its cgroup.
+  worker moves the target into a fresh cgroup as soon as it has started, and at the end
+  every process in it is killed (``cgroup.kill``, or one by one from ``cgroup.procs``
+  on kernels before 5.14). Nothing a process does without privileges gets it out of
+  its cgroup. (Moving it from the worker keeps ``vfork`` for the spawn: a hook in the
+  child would make every spawn a full ``fork`` of the worker, milliseconds per trial.
+  A process the target forks in the microseconds before the move is still caught: the
+  worker is a subreaper here too, and such a process carries the token below.)
 * **subreaper** (elsewhere): the worker becomes a child subreaper
   (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphans of a target are re-parented to the
   worker instead of init, and every attempt's environment carries a token
   (``HYPERDOCK_ATTEMPT``). At the end the worker kills every process that descends from
-  the attempt's process or carries its token, and reaps those that became its children.
+  the attempt's process, and every orphan re-parented to the worker that carries the
+  token (with what descends from it), and reaps them. It walks ``/proc/PID/task/*/
+  children`` from those processes only, not the whole process table.
 
 Out of reach: in subreaper mode, a process that both left the attempt's process tree
 (its parent died) and dropped the token (``exec`` with a clean environment) is not
@@ -136,25 +141,18 @@ class Containment:
         return {ATTEMPT_ENV: self.token}
 
     def preexec(self) -> Callable[[], None] | None:
-        """Runs in the forked child before ``exec``: joins the attempt's cgroup.
-
-        Only async-signal-safe work here (one ``write`` on a descriptor opened by the
-        parent), since the worker has other threads.
-        """
-        fd = self._procs_fd
-        if fd is None:
-            return None
-
-        def join() -> None:
-            with contextlib.suppress(OSError):
-                os.write(fd, b"0")
-
-        return join
+        """Nothing runs in the child before ``exec`` (so the spawn can use ``vfork``):
+        :meth:`started` moves the target into its cgroup."""
+        return None
 
     def started(self, pid: int) -> None:
-        """The target runs as ``pid``."""
+        """The target runs as ``pid``: move it into the attempt's cgroup."""
         self._pid = pid
         if self._procs_fd is not None:
+            try:
+                os.write(self._procs_fd, str(pid).encode())
+            except OSError as exc:  # it exited already, or the cgroup went away
+                log.debug("could not move pid %d into %s: %s", pid, self._cgroup, exc)
             os.close(self._procs_fd)
             self._procs_fd = None
 
@@ -163,10 +161,24 @@ class Containment:
         if self._procs_fd is not None:  # the target never started
             os.close(self._procs_fd)
             self._procs_fd = None
+        reaps = self.mode in ("subreaper", "cgroup")
+        # Orphans re-parented to this process: found before the cgroup kill turns them
+        # into zombies of ours, so that they are reaped below.
+        orphans = self._orphans() if reaps else set()
         if self._cgroup is not None:
             self._kill_cgroup(self._cgroup)
-        if self.mode == "subreaper":
-            self._kill_descendants()
+        if reaps:
+            self._kill_descendants(orphans)
+
+    def _orphans(self) -> set[int]:
+        """Live children of this process that carry this attempt's token (not the
+        target itself: its ``Popen`` reaps it)."""
+        token_entry = f"{ATTEMPT_ENV}={self.token}".encode()
+        return {
+            pid
+            for pid in _children(os.getpid())
+            if pid != self._pid and _has_token(pid, token_entry)
+        }
 
     def _kill_cgroup(self, cgroup: Path) -> None:
         deadline = time.monotonic() + _KILL_WAIT
@@ -194,37 +206,85 @@ class Containment:
         except OSError as exc:
             log.debug("could not remove cgroup %s: %s", cgroup, exc)
 
-    def _kill_descendants(self) -> None:
-        token_entry = f"{ATTEMPT_ENV}={self.token}".encode()
+    def _kill_descendants(self, known: set[int]) -> None:
+        """Kill the attempt's orphans (``known`` and any found now), what descends from
+        them and from the target, and reap those that are this process's children."""
         me = os.getpid()
         deadline = time.monotonic() + _KILL_WAIT
-        killed: set[int] = set()
+        killed = set(known)
         while True:
-            procs = _processes()
-            found = {pid for pid in procs if pid != me and _has_token(pid, token_entry)}
-            if self._pid is not None:  # and whatever still hangs below the target
-                found |= _descendants(procs, self._pid) - {me}
+            roots = self._orphans()
+            found = roots | {d for r in roots for d in _descendants(r)}
+            if self._pid is not None:  # whatever still hangs below the target
+                found |= _descendants(self._pid)
+                if _alive(self._pid):
+                    found.add(self._pid)
+            found.discard(me)
             for pid in found:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-            killed |= found
-            # Orphans were re-parented to this process (the subreaper): reap them.
-            for pid in killed:
-                with contextlib.suppress(ChildProcessError, OSError):
-                    os.waitpid(pid, os.WNOHANG)
+            killed |= found - {self._pid}
+            _reap(killed)
             if not found or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
+        while killed and time.monotonic() < deadline:  # the last ones may just be dying
+            time.sleep(0.01)
+            _reap(killed)
 
 
-def _descendants(procs: dict[int, int], root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, ppid in procs.items():
-        children.setdefault(ppid, []).append(pid)
+def _reap(pids: set[int]) -> None:
+    """Reap those of ``pids`` that are zombie children of this process; drop from
+    ``pids`` the ones that are gone or not ours."""
+    for pid in list(pids):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not (or no longer) a child of ours
+            pids.discard(pid)
+            continue
+        except OSError:
+            pids.discard(pid)
+            continue
+        if done:
+            pids.discard(pid)
+
+
+def _children(pid: int) -> list[int]:
+    """The live children of ``pid`` (from ``/proc/PID/task/*/children``; the whole
+    process table where the kernel does not have those files)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                out.extend(int(c) for c in fh.read().split())
+        except FileNotFoundError:
+            return [c for c, parent in _processes().items() if parent == pid]
+        except OSError:
+            continue
+    return [c for c in out if _alive(c)]
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return bool(fields) and fields[0] not in (b"Z", b"X")
+
+
+def _descendants(root: int) -> set[int]:
+    """Every live process below ``root``."""
     out: set[int] = set()
     todo = [root]
     while todo:
-        for child in children.get(todo.pop(), ()):
+        for child in _children(todo.pop()):
             if child not in out:
                 out.add(child)
                 todo.append(child)
@@ -250,6 +310,7 @@ class Container:
             mode = "cgroup" if self._base is not None else "subreaper"
         if self._base is not None:
             self._sweep(self._base)
+            _set_subreaper()  # catches what forks before the move (module docstring)
         if mode == "subreaper" and not _set_subreaper():
             log.warning("cannot become a child subreaper: escaped target processes survive")
             mode = "group"
