@@ -65,7 +65,7 @@ class TrialNotRunning(HyperdockError):
 
 
 # -- targets ------------------------------------------------------------------------------
-def Command(  # noqa: N802 - reads as a type at the call site, like hyperdock.Image
+def Command(
     argv: Sequence[str] | str,
     *,
     timeout: float | None = None,
@@ -89,7 +89,7 @@ def Command(  # noqa: N802 - reads as a type at the call site, like hyperdock.Im
     return Target(command=args, timeout=timeout, env=_env(env))
 
 
-def Image(  # noqa: N802 - reads as a type at the call site
+def Image(
     name: str,
     *,
     command: Sequence[str] | str | None = None,
@@ -385,9 +385,7 @@ class Experiment:
         owns = not isinstance(store, Store)
         st = open_store(store) if not isinstance(store, Store) else store
         try:
-            loaded, named = (
-                _load_space(space, config_dirs) if space is not None else (None, None)
-            )
+            loaded, named = _load_space(space, config_dirs) if space is not None else (None, None)
             meta: dict[str, Any] = {}
             if directions or named or objectives:
                 if named and objectives:
@@ -759,7 +757,9 @@ class Experiment:
         """
         from hyperdock.study import pareto_front
 
-        source = other if isinstance(other, Experiment) else Experiment.load(other, store=self.store)
+        source = (
+            other if isinstance(other, Experiment) else Experiment.load(other, store=self.store)
+        )
         objectives = source.objectives
         done = source.trials(TrialState.COMPLETED)
         if objectives.multi:
@@ -912,7 +912,7 @@ class Experiment:
             HyperdockError: pandas is not installed (``pip install 'hyperdock[pandas]'``).
         """
         try:
-            import pandas as pd
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             raise HyperdockError(
                 "to_pandas() needs pandas: pip install 'hyperdock[pandas]' (or pandas)"
@@ -938,7 +938,7 @@ class Experiment:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def export(self, path: str | os.PathLike[str], format: str = "csv") -> Path:  # noqa: A002
+    def export(self, path: str | os.PathLike[str], format: str = "csv") -> Path:
         """Write every trial to ``path`` as ``hyperdock export`` does (``csv`` or
         ``json``); returns the path."""
         text = export_text(self.record, self.trials(), format)
