@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 import click
 
-from hyperdock import __version__
+from hyperdock import __version__, trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
 from hyperdock.experiment import best_json, export_text, summarize, trial_json
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
@@ -1297,8 +1297,8 @@ def export(
     """Export every trial of experiment NAME as CSV or JSON.
 
     CSV: one row per trial, times in ISO 8601 UTC (2026-12-02T05:45:30Z), attempt
-    1-based, parameters in params.* columns. JSON: the trials as in trials --json (Unix
-    seconds, attempt 1-based).
+    1-based, parameters in params.* columns, the target's extra loss.json keys in data.*
+    columns. JSON: the trials as in trials --json (Unix seconds, attempt 1-based).
     """
     if as_json:
         fmt = "json"
@@ -1453,6 +1453,10 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
 
 #: Names of the file holding a trial's output (local command, Docker).
 _LOG_NAMES = ("log.txt", "docker_log.txt")
+#: Bytes of a log read (and printed) at once.
+_CHUNK = 1024 * 1024
+#: Largest log ``logs --json`` reads whole (give --lines for the end of a larger one).
+_JSON_LOG_LIMIT = 256 * 1024 * 1024
 #: Seconds between store polls of ``logs --follow``.
 _FOLLOW_POLL = 0.5
 #: Seconds ``logs --follow`` waits for a running trial's folder to appear on this host.
@@ -1477,7 +1481,7 @@ def _log_file(st: Store, trial: Trial, results: str) -> Path | None:
     ``<results>/<experiment slug>-<trial id>/``; a finished one's in the folder its result
     records, else the newest one found under ``results``.
     """
-    recorded = trial.result.get("folder")
+    recorded = trial.folder
     candidates: list[Path] = []
     newest = _attempt_folders(results, st.get_experiment(trial.experiment_id), trial)[:1]
     if trial.state is TrialState.RUNNING:
@@ -1486,9 +1490,19 @@ def _log_file(st: Store, trial: Trial, results: str) -> Path | None:
         candidates = ([Path(recorded)] if recorded else []) + newest
     for folder in candidates:
         for name in _LOG_NAMES:
-            if (folder / name).is_file():
-                return (folder / name).resolve()
+            # The target may have replaced its log by a symlink or a pipe: refused.
+            if trialfs.is_file(folder, name) or _refused(folder, name):
+                return Path(os.path.abspath(folder)) / name
     return None
+
+
+def _refused(folder: Path, name: str) -> bool:
+    """Whether ``folder/name`` exists but is not a regular file (reading it refuses)."""
+    try:
+        os.lstat(folder / name)
+    except OSError:
+        return False
+    return True
 
 
 def _get_trial(st: Store, trial_id: int) -> Trial:
@@ -1508,17 +1522,24 @@ def _last_lines(text: str, lines: int | None) -> str:
 
 
 class _Tail:
-    """Prints what is appended to a file (bytes decoded as UTF-8 across reads)."""
+    """Prints what is appended to a trial's log (bytes decoded as UTF-8 across reads).
+
+    The log is read through :mod:`hyperdock.trialfs` (no symlink followed, regular
+    files only); with ``lines`` only the end of the file is read.
+    """
 
     def __init__(self, path: Path, lines: int | None) -> None:
         import codecs
 
         self.path = path
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        data = path.read_bytes()
-        self._pos = len(data)
-        #: Whether the file held anything when the tail started.
-        self.printed = bool(data)
+        if lines is None:
+            self._pos = 0
+            #: Whether the file held anything when the tail started.
+            self.printed = self.pump()
+            return
+        data, self._pos = trialfs.read_last_lines(path.parent, path.name, max(lines, 0))
+        self.printed = self._pos > 0
         self._write(_last_lines(self._decoder.decode(data), lines))
 
     @staticmethod
@@ -1527,16 +1548,28 @@ class _Tail:
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    def pump(self, final: bool = False) -> None:
-        """Print what was appended since the last call."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self._pos)
-                data = fh.read()
-        except OSError:
-            data = b""
-        self._pos += len(data)
-        self._write(self._decoder.decode(data, final=final))
+    def pump(self, final: bool = False) -> bool:
+        """Print what was appended since the last call (in chunks); whether there was
+        anything.
+
+        Raises:
+            TrialFileError: the log was replaced by a symlink or a special file.
+        """
+        printed = False
+        while True:
+            try:
+                data = trialfs.read_from(self.path.parent, self.path.name, self._pos, _CHUNK)
+            except FileNotFoundError:
+                data = b""
+            except trialfs.TrialFileError:
+                raise
+            except OSError:
+                data = b""
+            self._pos += len(data)
+            printed = printed or bool(data)
+            self._write(self._decoder.decode(data, final=final and len(data) < _CHUNK))
+            if len(data) < _CHUNK:
+                return printed
 
 
 def _follow(st: Store, trial_id: int, results: str, lines: int | None) -> None:
@@ -1575,9 +1608,9 @@ def _no_output_yet(trial: Trial) -> str:
 
 
 def _no_log(trial: Trial, results: str) -> NoReturn:
-    if trial.state is TrialState.QUEUED and not trial.result.get("folder"):
+    if trial.state is TrialState.QUEUED and not trial.folder:
         raise ConfigError(f"trial {trial.id} has not started yet, so it has no log")
-    where = trial.result.get("folder") or f"{Path(results).expanduser()}/…-{trial.id}/"
+    where = trial.folder or f"{Path(results).expanduser()}/…-{trial.id}/"
     on = f" (worker {trial.worker_id})" if trial.worker_id else ""
     raise ConfigError(
         f"the log of trial {trial.id} ({trial.state.value}{on}) is not on this host: "
@@ -1631,11 +1664,15 @@ def logs(
         path = _log_file(st, trial, results)
         if path is None:
             _no_log(trial, results)
-        data = path.read_bytes()
+        if not as_json:
+            if not _Tail(path, lines).printed and trial.state is TrialState.RUNNING:
+                click.echo(_no_output_yet(trial), err=True)
+            return
+        if lines is None:
+            data = trialfs.read_bytes(path.parent, path.name, _JSON_LOG_LIMIT)
+        else:
+            data, _ = trialfs.read_last_lines(path.parent, path.name, max(lines, 0))
         text = _last_lines(data.decode("utf-8", "replace"), lines)
-    if not data and trial.state is TrialState.RUNNING and not as_json:
-        click.echo(_no_output_yet(trial), err=True)
-        return
     if as_json:
         payload = {
             "trial": trial.id,

@@ -136,6 +136,7 @@ def trial_json(trial: Trial) -> dict[str, Any]:
         "attempt": trial.attempt + 1,
         "worker": trial.worker_id,
         "result": trial.result,
+        "data": trial.data,
         "error": trial.error,
         "created_at": trial.created_at,
         "started_at": trial.started_at,
@@ -153,7 +154,7 @@ def best_json(trial: Trial, objectives: Objectives) -> dict[str, Any]:
         "attempt": trial.attempt + 1,
         "loss": trial.loss,
         "params": trial.params,
-        "folder": trial.result.get("folder"),
+        "folder": trial.folder,
     }
     if objectives.multi:
         values = objectives.values(trial) or []
@@ -210,8 +211,8 @@ def export_text(exp: ExperimentRecord, rows: Sequence[Trial], fmt: str = "csv") 
     """Every trial of ``exp`` as ``hyperdock export`` writes it.
 
     CSV: one row per trial, times in ISO 8601 UTC, attempt 1-based, parameters in
-    ``params.*`` columns. JSON: the experiment's settings and its trials as in
-    ``trials --json``.
+    ``params.*`` columns, the target's extra loss.json keys in ``data.*`` columns.
+    JSON: the experiment's settings and its trials as in ``trials --json``.
 
     Raises:
         ConfigError: ``fmt`` is neither ``csv`` nor ``json``.
@@ -246,17 +247,28 @@ def export_text(exp: ExperimentRecord, rows: Sequence[Trial], fmt: str = "csv") 
             "duration": t.duration,
             "error": t.error,
         }
-        flat.append((base, params))
-    keys = sorted({k for _, p in flat for k in p})
+        data = {
+            k: v if isinstance(v, (str, int, float)) or v is None else json.dumps(v)
+            for k, v in t.data.items()
+        }
+        flat.append((base, params, data))
+    keys = sorted({k for _, p, _ in flat for k in p})
+    data_keys = sorted({k for _, _, d in flat for k in d})
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(
-        [*flat[0][0].keys(), *(f"params.{k}" for k in keys)]
+        [*flat[0][0].keys(), *(f"params.{k}" for k in keys), *(f"data.{k}" for k in data_keys)]
         if flat
         else ["id", "number", "state", "loss"]
     )
-    for base, params in flat:
-        writer.writerow([*base.values(), *(params.get(k, "") for k in keys)])
+    for base, params, data in flat:
+        writer.writerow(
+            [
+                *base.values(),
+                *(params.get(k, "") for k in keys),
+                *(data.get(k, "") for k in data_keys),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -611,7 +623,7 @@ class Experiment:
             values: Every objective's value (a list in objective order, or by name).
             state: ``completed``, ``failed``, ``pruned`` or ``cancelled``.
             error: Why it failed (for people).
-            data: Extra JSON kept in the trial's result.
+            data: Extra JSON kept with the trial (``trial.data``).
 
         Returns:
             The trial as stored now.
@@ -628,7 +640,8 @@ class Experiment:
         st = final[0]
         if not st.finished:
             raise ConfigError(f"tell() ends a trial: state must be final, got {st.value!r}")
-        result: dict[str, Any] = dict(data or {})
+        # Extra keys live under "data", as the worker keeps a target's extra loss.json keys.
+        result: dict[str, Any] = {"data": dict(data)} if data else {}
         objectives = self.objectives
         if values is not None:
             if isinstance(values, Mapping):

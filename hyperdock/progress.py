@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hyperdock import trialfs
+
 #: The file's name in the trial folder.
 PROGRESS_FILE = "progress.jsonl"
 
@@ -56,45 +58,91 @@ def report(step: int, loss: float) -> None:
 class ProgressReader:
     """Reads the lines added to one trial's ``progress.jsonl`` since the last call.
 
+    The file is the target's: it is read only while it is a regular file inside the
+    trial folder (see :mod:`hyperdock.trialfs`), at most ``limits.progress_read_bytes``
+    per call, and lines longer than ``limits.progress_line_bytes`` are skipped.
+
     Attributes:
         path: The file.
+        limits: How much is read.
         offset: Bytes consumed so far.
         bad: Lines that were not ``{"step": int, "loss": finite number}`` (skipped).
         last: The last good ``(step, loss)``.
+        refused: Why the file was refused (a symlink, a named pipe …); it is not read
+            again once refused.
+        more: The last :meth:`peek` stopped at its read limit: more may be waiting.
     """
 
     path: Path
+    limits: trialfs.Limits = trialfs.DEFAULT_LIMITS
     offset: int = 0
     bad: list[str] = field(default_factory=list)
     last: tuple[int, float] | None = None
+    refused: trialfs.TrialFileError | None = None
+    more: bool = False
+    # Inside a line longer than the limit: skip up to its newline.
+    _skipping: bool = field(default=False, init=False, repr=False)
+    _next_skipping: bool = field(default=False, init=False, repr=False)
 
     def peek(self, *, final: bool = False) -> tuple[list[tuple[int, float]], int]:
         """New points and the offset after them (call :meth:`commit` once they are
         saved). Only complete lines count, unless ``final`` (the target has ended)."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except OSError:
+        self.more = False
+        if self.refused is not None:
             return [], self.offset
-        if not final:
-            end = data.rfind(b"\n")
-            data = data[: end + 1] if end >= 0 else b""
+        limit = self.limits.progress_read_bytes
+        try:
+            data = trialfs.read_from(self.path.parent, self.path.name, self.offset, limit)
+        except trialfs.TrialFileError as exc:
+            self.refused = exc
+            return [], self.offset
+        except OSError:  # not written yet
+            return [], self.offset
+        self.more = len(data) >= limit
+        cap = self.limits.progress_line_bytes
+        skipping = self._skipping
+        consumed = 0
         points: list[tuple[int, float]] = []
-        for raw in data.decode("utf-8", "replace").splitlines():
-            if not raw.strip():
+        *lines, rest = data.split(b"\n")
+        for raw in lines:
+            consumed += len(raw) + 1
+            if skipping:  # the end of a line too long to read
+                skipping = False
                 continue
-            point = parse_line(raw)
-            if point is None:
-                if len(self.bad) < 5:
-                    self.bad.append(raw[:200])
-                continue
-            points.append(point)
-        return points, self.offset + len(data)
+            self._take(raw, cap, points)
+        if rest:
+            if skipping or len(rest) > cap:
+                if not skipping:
+                    self._note_bad(f"(a line longer than {cap} bytes)")
+                consumed += len(rest)
+                skipping = True
+            elif final and not self.more:
+                self._take(rest, cap, points)
+                consumed += len(rest)
+        self._next_skipping = skipping
+        return points, self.offset + consumed
+
+    def _take(self, raw: bytes, cap: int, points: list[tuple[int, float]]) -> None:
+        if len(raw) > cap:
+            self._note_bad(f"(a line longer than {cap} bytes)")
+            return
+        line = raw.decode("utf-8", "replace")
+        if not line.strip():
+            return
+        point = parse_line(line)
+        if point is None:
+            self._note_bad(line[:200])
+            return
+        points.append(point)
+
+    def _note_bad(self, line: str) -> None:
+        if len(self.bad) < 5:
+            self.bad.append(line)
 
     def commit(self, points: list[tuple[int, float]], offset: int) -> None:
         """Mark what :meth:`peek` returned as saved."""
         self.offset = offset
+        self._skipping = self._next_skipping
         if points:
             self.last = points[-1]
 

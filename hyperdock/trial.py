@@ -33,6 +33,11 @@ class TrialState(enum.StrEnum):
 
 FINISHED_STATES: tuple[TrialState, ...] = tuple(s for s in TrialState if s.finished)
 
+#: Keys of :attr:`Trial.result` that Hyperdock sets; the target's own are under ``data``.
+RESULT_KEYS = frozenset(
+    {"folder", "worker", "exit_code", "duration", "failure", "values", "step", "data"}
+)
+
 
 class ExperimentState(enum.StrEnum):
     """``running`` (trials are claimed) → ``done`` (budget spent), ``cancelled`` (by a
@@ -151,8 +156,9 @@ class Trial:
         attempt: How many attempts were started before the current one (0 on the first).
         worker_id: The worker holding the lease while running.
         loss: Final loss of a completed trial.
-        result: Everything else the target reported (extra keys of loss.json,
-            ``exit_code``, the folder).
+        result: What Hyperdock recorded of the last attempt (``folder``, ``worker``,
+            ``exit_code``, ``duration`` …), with the target's extra keys of loss.json
+            under ``data`` (see :attr:`data`).
         error: Why the last attempt failed, for people.
         history: One entry per ended attempt: worker, start, end, state, message.
         created_at: Unix time the trial was queued.
@@ -187,6 +193,25 @@ class Trial:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The extra keys the target wrote into ``loss.json`` (``result["data"]``).
+
+        Trials stored before the target's keys had their own namespace kept them beside
+        Hyperdock's fields: for those, every key that is not one of
+        :data:`RESULT_KEYS`.
+        """
+        data = self.result.get("data")
+        if isinstance(data, dict):
+            return data
+        return {k: v for k, v in self.result.items() if k not in RESULT_KEYS}
+
+    @property
+    def folder(self) -> str | None:
+        """Host path of the last attempt's trial folder, as the worker recorded it."""
+        folder = self.result.get("folder")
+        return folder if isinstance(folder, str) and folder else None
 
 
 @dataclasses.dataclass(frozen=True)

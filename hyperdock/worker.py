@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hyperdock import trialfs
 from hyperdock.errors import (
     ConfigError,
     HostError,
@@ -59,7 +60,7 @@ from hyperdock.storage.retry import (
     recently_failed,
 )
 from hyperdock.study import Objectives
-from hyperdock.trial import Experiment, Trial, TrialState, parse_loss
+from hyperdock.trial import Experiment, LossReport, Trial, TrialState, parse_loss
 
 log = logging.getLogger("hyperdock.worker")
 
@@ -67,6 +68,11 @@ log = logging.getLogger("hyperdock.worker")
 ORPHAN_WORKER_AGE = 60.0
 #: Seconds between two sweeps for orphaned containers.
 ORPHAN_SWEEP_INTERVAL = 10.0
+#: Reads of a progress.jsonl per flush at most (each of ``Limits.progress_read_bytes``).
+_MAX_PROGRESS_READS = 64
+
+#: The target's result file in the trial folder.
+LOSS_FILE = "loss.json"
 
 #: Called after every trial a worker ends: (trial id, new state).
 TrialListener = Callable[[int, TrialState], None]
@@ -103,12 +109,12 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "experiment"
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def _tail(folder: Path, name: str, lines: int = 5) -> str:
+    """The last few lines of the target's log ``name`` in ``folder``."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            text = fh.read().decode("utf-8", "replace")
+        text = trialfs.read_tail(folder, name, 4096).decode("utf-8", "replace")
+    except trialfs.TrialFileError as exc:
+        return f"({exc})"
     except OSError:
         return ""
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
@@ -170,11 +176,30 @@ def _folder_fault(folder: Path, exc: OSError) -> HostError:
     )
 
 
-def _wrote_loss(folder: Path) -> bool:
+def read_loss(folder: Path, limits: trialfs.Limits = trialfs.DEFAULT_LIMITS) -> LossReport:
+    """Parse the ``loss.json`` the target wrote into ``folder``.
+
+    Raises:
+        LossFileError: it is missing or holds no usable loss.
+        TrialFileError: it is not a regular file in the folder (a symlink, a named
+            pipe …), or larger than ``limits.loss_bytes``.
+    """
+    try:
+        data = trialfs.read_bytes(folder, LOSS_FILE, limits.loss_bytes)
+    except FileNotFoundError:
+        raise LossFileError("the target wrote no loss.json") from None
+    except trialfs.TrialFileError:
+        raise
+    except OSError as exc:
+        raise LossFileError(f"loss.json could not be read: {exc.strerror}") from None
+    return parse_loss(data.decode("utf-8", errors="replace"))
+
+
+def _wrote_loss(folder: Path, limits: trialfs.Limits) -> bool:
     """Whether the target in ``folder`` has written a valid, successful ``loss.json``."""
     try:
-        return parse_loss((folder / "loss.json").read_text(encoding="utf-8")).ok
-    except (OSError, UnicodeDecodeError, LossFileError):
+        return read_loss(folder, limits).ok
+    except TargetError:
         return False
 
 
@@ -201,6 +226,8 @@ class Worker:
         sweep_orphans: Kill Docker containers of dead workers (see :meth:`kill_orphans`).
         progress_interval: Seconds between two reads of the targets' ``progress.jsonl``
             (their intermediate losses go to the store for the pruner).
+        limits: How much of the files a target writes is read at most (loss.json,
+            progress lines).
     """
 
     def __init__(
@@ -222,6 +249,7 @@ class Worker:
         worker_id: str | None = None,
         sweep_orphans: bool = True,
         progress_interval: float = 1.0,
+        limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
     ) -> None:
         check_worker_settings(parallelism, heartbeat_interval, poll_interval)
         self.store = store
@@ -257,6 +285,8 @@ class Worker:
         self._progress_interval = progress_interval
         self._progress: dict[int, ProgressReader] = {}
         self._progress_lock = threading.Lock()
+        self._progress_thread: threading.Thread | None = None
+        self._limits = limits
         # What is wrong with this host now (see _host_fault), and how to tell it is over.
         self._fault: tuple[str, Callable[[], None]] | None = None
         self._fault_lock = threading.Lock()
@@ -288,8 +318,7 @@ class Worker:
         self.kill_orphans()
         beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
         beat.start()
-        streamer = threading.Thread(target=self._progress_loop, name="hd-progress", daemon=True)
-        streamer.start()
+        self._ensure_progress_thread()
         reporter = threading.Thread(target=self._report_loop, name="hd-reporter")
         reporter.start()
         slots = [self._start_slot(i) for i in range(self.parallelism)]
@@ -551,13 +580,13 @@ class Worker:
             trial_dir.mkdir(exist_ok=True)
             folder.mkdir()
             (folder / "out").mkdir()
-            (folder / "params.json").write_text(dumps(trial.params))
+            trialfs.write_new(folder, "params.json", dumps(trial.params).encode())
         except OSError as exc:  # read-only, full, gone: the host's fault
             raise _folder_fault(self.results_dir, exc) from None
         with self._lock:
             self._folders[trial.id] = folder
         with self._progress_lock:
-            self._progress[trial.id] = ProgressReader(folder / PROGRESS_FILE)
+            self._progress[trial.id] = ProgressReader(folder / PROGRESS_FILE, self._limits)
         env = dict(self._env)
         for item in exp.target.env:
             key, _, value = item.partition("=")
@@ -613,17 +642,14 @@ class Worker:
             return self._release(
                 trial,
                 f"timed out after {exp.target.timeout:g} s (--timeout); the target was "
-                f"killed. Last output:\n{_tail(outcome.log_file)}".rstrip(),
+                f"killed. Last output:\n{_tail(folder, outcome.log_file.name)}".rstrip(),
                 result=result,
             )
-        loss_file = folder / "loss.json"
         try:
-            try:
-                text = loss_file.read_text(encoding="utf-8", errors="replace")
-            except FileNotFoundError:
-                raise LossFileError("the target wrote no loss.json") from None
-            report = parse_loss(text)
-        except LossFileError as exc:
+            if reader is not None and reader.refused is not None:
+                raise reader.refused  # a link or a pipe planted as progress.jsonl
+            report = read_loss(folder, self._limits)
+        except (LossFileError, trialfs.TrialFileError) as exc:
             try:  # could the target have written its loss at all?
                 _probe_write(self.results_dir)
             except OSError as err:
@@ -631,7 +657,7 @@ class Worker:
             reason = str(exc)
             if outcome.exit_code:
                 reason = f"the target exited with code {outcome.exit_code}; {reason}"
-            tail = _tail(outcome.log_file)
+            tail = _tail(folder, outcome.log_file.name)
             if tail:
                 reason += f"\nLast output ({outcome.log_file.name}):\n{tail}"
             failure = {
@@ -650,7 +676,9 @@ class Worker:
                     trial, f"{message}\n{rest}" if rest else message, retry=False, result=result
                 )
             return self._release(trial, reason, result=result)
-        result.update(report.extra)
+        if report.extra:
+            # The target's own keys, apart: they never replace Hyperdock's fields.
+            result["data"] = report.extra
         loss = report.loss
         if report.ok:
             objectives = Objectives.from_meta(exp.meta)
@@ -706,6 +734,19 @@ class Worker:
         return TrialState.PRUNED if ok else None
 
     # -- progress -----------------------------------------------------------------------
+    def _ensure_progress_thread(self) -> None:
+        """Start the progress reader thread, or a new one if it died: pruning must
+        never silently stop on this worker."""
+        thread = self._progress_thread
+        if thread is not None and thread.is_alive():
+            return
+        if thread is not None:
+            log.error("the progress reader thread had stopped; restarted it")
+        self._progress_thread = threading.Thread(
+            target=self._progress_loop, name="hd-progress", daemon=True
+        )
+        self._progress_thread.start()
+
     def _progress_loop(self) -> None:
         while not self._stopping.wait(self._progress_interval):
             with self._progress_lock:
@@ -718,6 +759,9 @@ class Worker:
                     if isinstance(exc, StoreConnectionError):
                         note_failure()
                     log.warning("could not save progress of trial %d: %s", trial_id, exc)
+                    continue
+                except Exception:  # one trial's trouble never ends the others' progress
+                    log.exception("could not read or save progress of trial %d", trial_id)
                     continue
                 if reader is not None and reader.last is not None:
                     reported.append(trial_id)
@@ -735,22 +779,29 @@ class Worker:
             if reader is None:
                 return None
             reported = len(reader.bad)
-            points, offset = reader.peek(final=final)
-            if points:
-                self.store.add_progress(trial_id, self.id, points)
-            reader.commit(points, offset)
+            refused = reader.refused
+            for _ in range(_MAX_PROGRESS_READS):
+                points, offset = reader.peek(final=final)
+                if points:
+                    self.store.add_progress(trial_id, self.id, points)
+                reader.commit(points, offset)
+                if not reader.more:
+                    break
             for line in reader.bad[reported:]:
                 log.warning(
                     'trial %d: progress.jsonl line skipped, not {"step": N, "loss": x}: %s',
                     trial_id,
                     line,
                 )
+            if refused is None and reader.refused is not None:
+                log.warning("trial %d: %s; its progress is not read", trial_id, reader.refused)
             return reader
 
     # -- heartbeats -------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         last_sweep = time.monotonic()
         while not self._stopping.wait(self._heartbeat_interval):
+            self._ensure_progress_thread()
             if time.monotonic() - last_sweep > ORPHAN_SWEEP_INTERVAL:
                 last_sweep = time.monotonic()
                 self.kill_orphans()
@@ -787,7 +838,7 @@ class Worker:
                 folder = self._folders.get(trial_id)
             if execution is None:
                 continue  # not started yet: _attempt stops it once it has
-            if reason == "prune" and folder is not None and _wrote_loss(folder):
+            if reason == "prune" and folder is not None and _wrote_loss(folder, self._limits):
                 # The target has finished its work and is on its way out: completion
                 # wins over a late prune. It is only stopped (and pruned) if it does
                 # not exit by itself within the grace period.

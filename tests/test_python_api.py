@@ -180,7 +180,8 @@ def test_resume_follows_the_command_lines_rules(store_url: str) -> None:
 def test_a_tell_for_a_trial_not_running_changes_nothing(store_url: str) -> None:
     with hyperdock.Experiment.open("twice", store=store_url, space=SPACE, seed=1) as exp:
         trial = exp.ask()
-        exp.tell(trial, loss=3.0)
+        told = exp.tell(trial, loss=3.0, data={"note": "first"})
+        assert told.data == {"note": "first"}
         with pytest.raises(hyperdock.experiment.TrialNotRunning, match="is completed"):
             exp.tell(trial, loss=1.0)
         assert exp.store.get_trial(trial.id).loss == 3.0

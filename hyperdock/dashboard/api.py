@@ -11,12 +11,12 @@ import json
 import logging
 import os
 import shlex
-import stat
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from hyperdock import trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreError
 from hyperdock.samplers import default_sampler
 from hyperdock.space import MAX_DEPTH, Space
@@ -331,52 +331,38 @@ def detail_fingerprint(store: Store, name: str) -> tuple[Any, ...]:
     )
 
 
-def _tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
-    with path.open("rb") as fh:
-        fh.seek(0, 2)
-        end = fh.tell()
-        fh.seek(max(end - size, 0))
-        data = fh.read()
-    return data.decode("utf-8", errors="replace")
-
-
 def _folder_files(folder: Path) -> dict[str, Any]:
-    """Log tail, graphs.json and out/ listing of a trial folder on this host."""
+    """Log tail, graphs.json and out/ listing of a trial folder on this host.
+
+    The folder is the target's: every file is read through :mod:`hyperdock.trialfs`
+    (no symlink followed, regular files only, bounded reads).
+    """
     out: dict[str, Any] = {"log": None, "log_file": None, "graphs": None, "files": []}
     for name in ("log.txt", "docker_log.txt"):
-        path = folder / name
-        if path.is_file():
-            try:
-                out["log"] = _tail(path)
-                out["log_file"] = name
-            except OSError as exc:
-                out["log"] = f"(cannot read {name}: {exc})"
-            break
-    graphs = folder / "graphs.json"
-    if graphs.is_file():
         try:
-            out["graphs"] = json.loads(graphs.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            out["graphs_error"] = f"graphs.json is unreadable: {exc}"
-    out_dir = folder / "out"
-    if out_dir.is_dir() and not out_dir.is_symlink():
-        files: list[dict[str, Any]] = []
-        # os.walk follows no symlinked folder; symlinked files are left out as well:
-        # only regular files inside the folder can be downloaded
-        for root, dirs, names in os.walk(out_dir):
-            dirs.sort()
-            for name in sorted(names):
-                if len(files) >= MAX_OUT_FILES:
-                    break
-                path = Path(root) / name
-                try:
-                    info = path.lstat()
-                except OSError:
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    rel = path.relative_to(out_dir).as_posix()
-                    files.append({"path": rel, "size": info.st_size})
-        out["files"] = files
+            data = trialfs.read_tail(folder, name, LOG_TAIL_BYTES)
+        except FileNotFoundError:
+            continue
+        except trialfs.TrialFileError as exc:
+            out["log"] = f"({exc})"
+        except OSError as exc:
+            out["log"] = f"(cannot read {name}: {exc.strerror})"
+        else:
+            out["log"] = data.decode("utf-8", errors="replace")
+            out["log_file"] = name
+        break
+    try:
+        raw = trialfs.read_bytes(folder, "graphs.json", trialfs.DEFAULT_LIMITS.graphs_bytes)
+        out["graphs"] = json.loads(raw.decode("utf-8", errors="replace"))
+    except FileNotFoundError:
+        pass
+    except trialfs.TrialFileError as exc:
+        out["graphs_error"] = str(exc)
+    except (OSError, ValueError) as exc:
+        out["graphs_error"] = f"graphs.json is unreadable: {exc}"
+    out["files"] = [
+        {"path": e.path, "size": e.size} for e in trialfs.list_files(folder, "out", MAX_OUT_FILES)
+    ]
     return out
 
 
@@ -408,6 +394,7 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
         {
             "experiment": None if exp is None else exp.name,
             "result": trial.result,
+            "data": trial.data,
             # attempts count from 1 for people (the store counts from 0)
             "history": [
                 {**h, "attempt": h["attempt"] + 1} if isinstance(h.get("attempt"), int) else h
@@ -427,8 +414,8 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
     if exp is not None:
         pts = store.list_progress(exp.id, trial_ids=[trial.id]).get(trial.id, [])
         out["progress"] = [[s, v] for s, v in pts]
-    folder = trial.result.get("folder") if isinstance(trial.result, dict) else None
-    if isinstance(folder, str) and folder:
+    folder = trial.folder
+    if folder:
         out["folder"] = folder
         path = Path(folder)
         if path.is_dir():
@@ -477,37 +464,20 @@ def open_trial_file(store: Store, trial_id: int, relative: str) -> TrialFile:
             regular file inside its ``out/`` (a symlink, ``..``, a folder, missing).
     """
     trial = _trial(store, trial_id)
-    folder = trial.result.get("folder") if isinstance(trial.result, dict) else None
+    folder = trial.folder
     parts = relative.split("/")
     missing = ApiError(404, f"trial {trial_id} has no file out/{relative}")
-    if not isinstance(folder, str) or not folder or any(p in ("", ".", "..") for p in parts):
+    if not folder or "\0" in relative or any(p in ("", ".", "..") for p in parts):
         raise missing
-    if "\0" in relative:
-        raise missing
-    nofollow = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        raise missing from None
-    try:
-        for part in ["out", *parts[:-1]]:
-            inner = os.open(part, nofollow | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        # O_NONBLOCK: a FIFO planted in out/ must not hang the request
-        leaf = os.open(parts[-1], nofollow | os.O_NONBLOCK, dir_fd=fd)
+        leaf = trialfs.open_file(Path(folder), f"out/{relative}")
+    except trialfs.TrialFileError:
+        raise missing from None  # a symlink, a FIFO, a folder: nothing to download
     except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
             log.debug("cannot open out/%s of trial %s: %s", relative, trial_id, exc)
         raise missing from None
-    finally:
-        os.close(fd)
-    info = os.fstat(leaf)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(leaf)
-        raise missing
-    os.set_blocking(leaf, True)
-    return TrialFile(leaf, parts[-1], info.st_size)
+    return TrialFile(leaf, parts[-1], os.fstat(leaf).st_size)
 
 
 def list_workers(store: Store) -> list[dict[str, Any]]:

@@ -32,13 +32,14 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import docker.client
 import docker.errors
 import docker.types
 import requests
 
+from hyperdock import trialfs
 from hyperdock.errors import ConfigError, HostError, TargetError
 from hyperdock.runtimes.base import (
     DEFAULT_PIDS_LIMIT,
@@ -268,29 +269,40 @@ class DockerRuntime(Runtime):
                 retryable=True,
             )
         # There from the start (also while the image is pulled): ``hyperdock logs`` finds
-        # a running trial's log on this host, empty until the target prints.
+        # a running trial's log on this host, empty until the target prints. The
+        # container can replace the file by a symlink to a host file: the log is only
+        # ever written through this descriptor, opened before the container exists.
+        log_fh: BinaryIO | None = None
         try:
-            (ctx.folder / LOG_FILE_NAME).touch()
-        except OSError as exc:
+            fd = trialfs.create(ctx.folder, LOG_FILE_NAME, replace=True, append=True)
+            log_fh = open(fd, "wb", buffering=0)  # noqa: SIM115 - the execution closes it
+        except (OSError, TargetError) as exc:
             log.error("trial %s: could not create %s: %s", ctx.trial_id, LOG_FILE_NAME, exc)
-        image = ctx.image
-        config = self._container_config(ctx, image)
-        started = time.monotonic()
-        api = self.client.api
-        if self.pull == "always":
-            self._pull(api, image, always=True)
-        container_id = self._create(api, image, config)
         try:
-            api.start(container_id)
-        except BaseException as exc:
-            _remove_container(api, container_id, config["name"])
-            if isinstance(exc, docker.errors.APIError):
-                raise _start_error(exc, image, config["name"]) from exc
-            if isinstance(exc, requests.exceptions.RequestException):
-                raise self._unreachable(exc) from exc
+            image = ctx.image
+            config = self._container_config(ctx, image)
+            started = time.monotonic()
+            api = self.client.api
+            if self.pull == "always":
+                self._pull(api, image, always=True)
+            container_id = self._create(api, image, config)
+            try:
+                api.start(container_id)
+            except BaseException as exc:
+                _remove_container(api, container_id, config["name"])
+                if isinstance(exc, docker.errors.APIError):
+                    raise _start_error(exc, image, config["name"]) from exc
+                if isinstance(exc, requests.exceptions.RequestException):
+                    raise self._unreachable(exc) from exc
+                raise
+        except BaseException:
+            if log_fh is not None:
+                log_fh.close()
             raise
         log.debug("trial %s: started container %s (%s)", ctx.trial_id, config["name"], image)
-        execution = DockerExecution(self, api, container_id, config["name"], ctx, started)
+        execution = DockerExecution(
+            self, api, container_id, config["name"], ctx, started, log_fh=log_fh
+        )
         execution._follow_log()
         return execution
 
@@ -485,6 +497,7 @@ class DockerExecution(Execution):
         name: str,
         ctx: RunContext,
         started: float,
+        log_fh: BinaryIO | None = None,
     ) -> None:
         self._runtime = runtime
         self._api = api
@@ -499,6 +512,8 @@ class DockerExecution(Execution):
         self._finished = False
         self._outcome: RunOutcome | None = None
         self._log_file = ctx.folder / LOG_FILE_NAME
+        # docker_log.txt as opened before the container started (never reopened).
+        self._log_fh = log_fh
         self._log_stream: Any = None
         self._log_thread: threading.Thread | None = None
         self._log_written = 0  # bytes of the log copied live
@@ -561,7 +576,11 @@ class DockerExecution(Execution):
                     with self._state_lock:
                         self._exited = True
                 finally:
-                    self._end_log()
+                    try:
+                        self._end_log()
+                    finally:
+                        if self._log_fh is not None:
+                            self._log_fh.close()
             finally:
                 with self._state_lock:
                     self._finished = True
@@ -640,17 +659,14 @@ class DockerExecution(Execution):
         Docker sends everything the container printed since it started, then follows
         until it exits. :meth:`wait` appends whatever the live copy missed.
         """
-        try:
-            fh = self._log_file.open("wb")
-        except OSError as exc:
-            log.error("trial %s: could not write %s: %s", self._ctx.trial_id, self._log_file, exc)
+        fh = self._log_fh
+        if fh is None:
             return
         try:
             self._log_stream = self._api.logs(
                 self.container_id, stdout=True, stderr=True, stream=True, follow=True
             )
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-            fh.close()
             log.warning("trial %s: no live log (%s); saved at the end", self._ctx.trial_id, exc)
             return
         self._log_thread = threading.Thread(
@@ -658,13 +674,11 @@ class DockerExecution(Execution):
         )
         self._log_thread.start()
 
-    def _copy_log(self, fh: Any) -> None:
+    def _copy_log(self, fh: BinaryIO) -> None:
         try:
-            with fh:
-                for chunk in self._log_stream:
-                    fh.write(chunk)
-                    fh.flush()  # readers (``hyperdock logs -f``) see each line at once
-                    self._log_written += len(chunk)
+            for chunk in self._log_stream:
+                fh.write(chunk)  # unbuffered: ``hyperdock logs -f`` sees each line at once
+                self._log_written += len(chunk)
         except Exception as exc:  # a broken stream or disk: wait() fills in the rest
             log.debug("trial %s: live log ended early: %s", self._ctx.trial_id, exc)
         finally:
@@ -680,11 +694,12 @@ class DockerExecution(Execution):
                 with contextlib.suppress(Exception):
                     self._log_stream.close()
                 thread.join(_LOG_DRAIN)
-        self._save_log(self._log_file, skip=self._log_written)
+        if self._log_fh is not None:
+            self._save_log(self._log_fh, skip=self._log_written)
 
-    def _save_log(self, log_file: Path, skip: int = 0) -> None:
+    def _save_log(self, fh: BinaryIO, skip: int = 0) -> None:
         """Append the container's stdout and stderr (interleaved, in order) after their
-        first ``skip`` bytes to ``log_file``.
+        first ``skip`` bytes to the log (``fh``, docker_log.txt as opened at the start).
 
         A following log stream can end before the last output of a container that has
         just exited is readable; once ``wait`` has seen the exit, this read has it all.
@@ -692,24 +707,23 @@ class DockerExecution(Execution):
         grows, as readers that follow it expect.
         """
         try:
-            with log_file.open("ab") as fh:
+            try:
+                stream = self._api.logs(
+                    self.container_id, stdout=True, stderr=True, stream=True, follow=False
+                )
                 try:
-                    stream = self._api.logs(
-                        self.container_id, stdout=True, stderr=True, stream=True, follow=False
-                    )
-                    try:
-                        for chunk in stream:
-                            if skip >= len(chunk):
-                                skip -= len(chunk)
-                                continue
-                            fh.write(chunk[skip:])
-                            skip = 0
-                    finally:
-                        stream.close()
-                except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-                    fh.write(f"\n[hyperdock] could not read the container's log: {exc}\n".encode())
-        except OSError as exc:
-            log.error("trial %s: could not write %s: %s", self._ctx.trial_id, log_file, exc)
+                    for chunk in stream:
+                        if skip >= len(chunk):
+                            skip -= len(chunk)
+                            continue
+                        fh.write(chunk[skip:])
+                        skip = 0
+                finally:
+                    stream.close()
+            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+                fh.write(f"\n[hyperdock] could not read the container's log: {exc}\n".encode())
+        except (OSError, ValueError) as exc:  # ValueError: closed by a hung live copy
+            log.error("trial %s: could not write %s: %s", self._ctx.trial_id, LOG_FILE_NAME, exc)
 
 
 def _identity(path: Path) -> Path:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Literal
 
+from hyperdock import trialfs
 from hyperdock.errors import TargetError
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
 
@@ -437,7 +438,9 @@ class ProcessRuntime(Runtime):
         containment = self._contain().attempt(ctx.trial_id)
         env.update(containment.env())
         log_file = folder / LOG_NAME
-        log = open(log_file, "wb")  # noqa: SIM115 - closed by the execution
+        # Created before the target starts and written through this descriptor only:
+        # a symlink the target plants as log.txt is never written through.
+        log = open(trialfs.create(folder, LOG_NAME, replace=True), "wb")  # noqa: SIM115
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
