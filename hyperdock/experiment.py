@@ -316,15 +316,36 @@ class Experiment:
     experiment (or use it as a context manager) to unregister that worker.
     """
 
-    def __init__(self, store: Store, record: ExperimentRecord, *, owns_store: bool = False) -> None:
-        """Wrap a stored experiment; use :meth:`open` instead."""
+    def __init__(
+        self,
+        store: Store,
+        record: ExperimentRecord,
+        *,
+        owns_store: bool = False,
+        worker_id: str | None = None,
+        renew: bool = True,
+    ) -> None:
+        """Wrap a stored experiment; use :meth:`open` instead.
+
+        Args:
+            store: The store holding it.
+            record: The experiment as stored.
+            owns_store: Close ``store`` with the experiment.
+            worker_id: Lease asked trials to this (registered) worker instead of one of
+                this object's own.
+            renew: Renew the leases of asked trials from a thread. False (the HTTP API):
+                only :meth:`report` renews them, so an evaluator that goes silent for the
+                experiment's lease timeout loses its trial.
+        """
         self.store = store
         self._record = record
         self._owns_store = owns_store
         #: Whether :meth:`open` created the experiment (False: it was resumed).
         self.created = False
         self._lock = threading.RLock()
-        self._worker_id: str | None = None
+        self._worker_id: str | None = worker_id
+        self._renew = renew
+        self._own_worker = False
         self._held: set[int] = set()
         self._stops: set[int] = set()
         self._beat_stop = threading.Event()
@@ -471,7 +492,7 @@ class Experiment:
         if self._beat is not None:
             self._beat.join()
             self._beat = None
-        if self._worker_id is not None:
+        if self._worker_id is not None and self._own_worker:
             try:
                 self.store.unregister_worker(self._worker_id)
             except HyperdockError as exc:
@@ -537,6 +558,7 @@ class Experiment:
                 wid, host=socket.gethostname(), pid=os.getpid(), parallelism=1, meta={"api": True}
             )
             self._worker_id = wid
+            self._own_worker = True
             self._beat_stop.clear()
             self._beat = threading.Thread(target=self._heartbeat, name="hd-api-lease", daemon=True)
             self._beat.start()
@@ -719,6 +741,8 @@ class Experiment:
             raise ConfigError(f"the loss must be a finite number, got {value}")
         with self._lock:
             wid = self._worker_id
+            if wid is not None and not self._renew:
+                self._stops.update(self.store.heartbeat(wid, [tid]))
             if wid is None or not self.store.add_progress(tid, wid, [(int(step), value)]):
                 raise TrialNotRunning(self._not_running(tid))
             if tid in self._stops:
