@@ -614,7 +614,7 @@ def _target(body: dict[str, Any]) -> Target:
 def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /api/experiments``: ``{"name", "space", "image" | "command", "max_trials",
     "sampler"?, "timeout"?}``."""
-    from hyperdock.supervisor import open_experiment
+    from hyperdock.experiment import Experiment as ApiExperiment
 
     name = _new_name(body)
     if "space" not in body:
@@ -635,19 +635,17 @@ def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, f"max_trials must be at least 1, got {budget}")
     if store_has(store, name):
         raise ApiError(409, f"an experiment named {name!r} exists already")
-    meta: dict[str, Any] = {"objectives": Objectives().to_meta(), "pruner": "none"}
     try:
-        exp, _ = open_experiment(
-            store,
+        # The one place that turns settings into a stored experiment (as for the CLI).
+        exp = ApiExperiment.open(
             name,
+            store=store,
             space=space,
             target=target,
             sampler=sampler,
-            seed=None,
             max_trials=budget,
-            max_retries=5,
-            meta=meta,
-        )
+            retries=5,
+        ).record
     except HyperdockError as exc:
         raise ApiError(400, str(exc)) from None
     return {"ok": True, "experiment": experiment_row(store, exp)}
