@@ -1451,6 +1451,30 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
             click.echo(f"Trial {trial_id} {verb}.")
 
 
+@cli.command(epilog=_NAME_HELP)
+@click.argument("name", required=False)
+@click.option(
+    "--params",
+    "source",
+    required=True,
+    metavar="JSON|FILE",
+    help="A JSON object or list of them, or a file: JSON, or CSV with one column per parameter.",
+)
+@_store_option
+def enqueue(name: str | None, source: str, store: str | None) -> None:
+    """Queue known points for experiment NAME: they run before its later trials. Missing
+    parameters are drawn from the space; unknown ones are refused."""
+    from hyperdock.experiment import Experiment as ApiExperiment
+    from hyperdock.experiment import read_points
+
+    points = read_points(source)
+    with _store(store, create=False) as st:
+        exp = ApiExperiment(st, resolve_experiment(st, name))
+        queued = exp.enqueue_many(points)
+    ids = ", ".join(str(t.id) for t in queued)
+    click.echo(f"Queued {len(queued)} trial(s) of experiment {exp.name}: {ids}")
+
+
 #: Names of the file holding a trial's output (local command, Docker).
 _LOG_NAMES = ("log.txt", "docker_log.txt")
 #: Bytes of a log read (and printed) at once.

@@ -53,6 +53,7 @@ __all__ = [
     "best_json",
     "export_text",
     "list_experiments",
+    "read_points",
     "run",
     "summarize",
     "trial_json",
@@ -270,6 +271,50 @@ def export_text(exp: ExperimentRecord, rows: Sequence[Trial], fmt: str = "csv") 
             ]
         )
     return buf.getvalue()
+
+
+def _cell(text: str) -> Any:
+    """A CSV cell as a value: JSON when it parses (numbers, lists, true), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_points(source: str) -> list[dict[str, Any]]:
+    """Parameter sets for :meth:`Experiment.enqueue` from ``--params``: a JSON object or
+    list of objects, or the path of a file holding one (``.csv``: a header row of
+    parameter names, one point per row; empty cells are left to the space).
+
+    Raises:
+        ConfigError: neither valid JSON nor a readable file, or not objects.
+    """
+    text = source
+    where = "--params"
+    path = Path(source)
+    if not source.lstrip().startswith(("{", "[")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"--params {source!r} is neither JSON nor a readable file ({exc.strerror})"
+            ) from None
+        where = source
+        if path.suffix.lower() == ".csv":
+            rows = list(csv.DictReader(io.StringIO(text)))
+            if not rows:
+                raise ConfigError(f"{where} holds no rows under its header of parameter names")
+            return [
+                {k: _cell(v) for k, v in row.items() if k and v not in ("", None)} for row in rows
+            ]
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not valid JSON: {exc}") from None
+    points = data if isinstance(data, list) else [data]
+    if not points or not all(isinstance(p, dict) for p in points):
+        raise ConfigError(f"{where} must hold a JSON object of parameter values or a list of them")
+    return points
 
 
 # -- the experiment -----------------------------------------------------------------------
@@ -766,20 +811,31 @@ class Experiment:
         Raises:
             ConfigError: a key the space does not have.
         """
+        return self.enqueue_many([params])[0]
+
+    def enqueue_many(self, points: Sequence[Mapping[str, Any]]) -> list[Trial]:
+        """Queue several known points at once (all or none): see :meth:`enqueue`.
+
+        Raises:
+            ConfigError: a point has a key the space does not have (nothing is queued).
+        """
         exp = self.record
         space = Space.from_json(exp.space)
-        prior = space.sample(random.Random(f"hyperdock:{exp.seed}:enqueue:{uuid.uuid4()}"))
-        unknown = sorted(set(params) - set(prior))
-        if unknown:
-            raise ConfigError(
-                f"experiment {exp.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"its parameters are {', '.join(sorted(prior)) or '(none)'}"
-            )
-        point = json.loads(json.dumps({**prior, **dict(params)}))
-        added = self.store.add_trials(exp.id, [point])
-        if exp.state is ExperimentState.DONE:
+        filled = []
+        for params in points:
+            prior = space.sample(random.Random(f"hyperdock:{exp.seed}:enqueue:{uuid.uuid4()}"))
+            unknown = sorted(set(params) - set(prior))
+            if unknown:
+                raise ConfigError(
+                    f"experiment {exp.name!r} has no parameter "
+                    f"{', '.join(map(repr, unknown))}; its parameters are "
+                    f"{', '.join(sorted(prior)) or '(none)'}"
+                )
+            filled.append(json.loads(json.dumps({**prior, **dict(params)})))
+        added = self.store.add_trials(exp.id, filled)
+        if added and exp.state is ExperimentState.DONE:
             self.store.set_experiment_state(exp.id, ExperimentState.RUNNING)
-        return added[0]
+        return added
 
     def warm_start(self, other: Experiment | str, *, k: int = 5) -> list[Trial]:
         """Queue the best ``k`` completed points of another experiment (by its loss, or

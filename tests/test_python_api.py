@@ -245,3 +245,23 @@ def test_import_hyperdock_stays_light() -> None:
     )
     assert out.stdout.strip() == "False"
     assert callable(hyperdock.Experiment.open) and hyperdock.hp.uniform is hp.uniform
+
+
+def test_cli_enqueue_takes_json_and_csv(tmp_path: Path, store_url: str) -> None:
+    from clihelp import hd
+
+    space = {"x": hp.uniform("x", 0, 1), "n": hp.choice("n", [1, 2])}
+    hyperdock.Experiment.open("lab", store=store_url, space=space).close()
+    (tmp_path / "points.csv").write_text("x,n\n0.5,2\n0.25,\n")
+    out = hd("enqueue", "lab", "--store", store_url, "--params", "points.csv", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Queued 2 trial(s) of experiment lab:")
+    out = hd("enqueue", "lab", "--store", store_url, "--params", '[{"x": 0.1}]', cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    bad = hd("enqueue", "lab", "--store", store_url, "--params", '{"y": 1}', cwd=tmp_path)
+    assert bad.returncode == 2 and "has no parameter 'y'" in bad.stderr
+    with hyperdock.Experiment.load("lab", store=store_url) as exp:
+        queued = exp.trials("queued")
+        assert [t.params["x"] for t in queued] == [0.5, 0.25, 0.1]
+        assert queued[0].params["n"] == 2 and queued[1].params["n"] in (1, 2)
+        assert exp.ask().id == queued[0].id
