@@ -798,8 +798,9 @@ class Experiment:
             return self.store.get_trial(tid).stop_requested
 
     def enqueue(self, params: Mapping[str, Any]) -> Trial:
-        """Queue a known point: it is claimed before any later trial of the experiment
-        (by :meth:`ask` or the workers of :meth:`run`).
+        """Queue a known point: it is claimed (by :meth:`ask` or the workers of
+        :meth:`run`) after the trials queued before it and before every later one, so
+        enqueued before a run, or under ask/tell, it is evaluated first.
 
         Args:
             params: Values of some or all parameters (top-level keys of the space's
