@@ -265,3 +265,12 @@ def test_cli_enqueue_takes_json_and_csv(tmp_path: Path, store_url: str) -> None:
         assert [t.params["x"] for t in queued] == [0.5, 0.25, 0.1]
         assert queued[0].params["n"] == 2 and queued[1].params["n"] in (1, 2)
         assert exp.ask().id == queued[0].id
+
+
+def test_an_ask_tell_experiment_says_it_has_no_target(tmp_path: Path, store_url: str) -> None:
+    from clihelp import hd
+
+    hyperdock.Experiment.open("lab", store=store_url, space=SPACE).close()
+    out = hd("status", "--store", store_url, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["target"] == "no target (ask/tell)"
