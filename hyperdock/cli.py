@@ -476,11 +476,15 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 class _Group(click.Group):
-    """Prints HyperdockErrors as one line (no traceback) and exits non-zero."""
+    """Prints HyperdockErrors and bad options as one line (no traceback, no usage
+    block) and exits non-zero."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            _fail(f"{exc.format_message()} (see {where} --help)", exc.exit_code)
         except (ConfigError, ExperimentNotFound) as exc:
             # An unknown experiment or trial is a usage error, like a bad option.
             _fail(str(exc), 2)

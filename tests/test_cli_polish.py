@@ -213,3 +213,21 @@ def test_control_characters_in_stored_strings_are_shown_escaped(tmp_path: Path) 
         assert "\x1b" not in out.stdout and "\x07" not in out.stdout, out.stdout
     shown = hd("trials", "esc", "--wide", "--store", url, cwd=tmp_path).stdout
     assert "\\x1b]0;pwned\\x07" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["run", "sp.py", "--seed", "1e20"], "'--seed': '1e20' is not a valid integer"),
+        (["dashboard", "--port", "70000"], "'--port': 70000 is not in the range"),
+        (["dashboard", "--port", "-1"], "'--port': -1 is not in the range"),
+        (["run", "--bogus"], "No such option '--bogus'"),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path: Path, args: list[str], shown: str) -> None:
+    """Issue 12 (low): a bad option value is one line on stderr, exit 2, no usage block."""
+    out = hd(*args, cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and shown in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and not any(tmp_path.iterdir())
