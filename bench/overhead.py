@@ -15,7 +15,13 @@ Part 2 — a tiny Docker image (busybox, built locally), M trials:
     * bare:      a loop of ``docker run --rm`` of the same image and command;
     * hyperdock: ``hyperdock run --image …``.
 
-Usage: ``python bench/overhead.py [--trials 300] [--docker-trials 50] [--no-docker]``.
+Part 3 — ask/tell cycle time, no target at all (``--asktell-only`` runs just this):
+    * optuna:    ``study.ask()`` / ``study.tell()`` on ``sqlite:///`` with RandomSampler;
+    * hyperdock: ``Experiment.ask()`` / ``tell()`` with the random sampler on a durable
+                 SQLite file (each claim and finish committed).
+
+Usage: ``python bench/overhead.py [--trials 300] [--docker-trials 50] [--no-docker]
+[--asktell-only]``.
 Prints a table with ratios and writes ``bench/out/overhead.json``.
 """
 
@@ -99,6 +105,55 @@ def hyperdock_run(n: int, work: Path, *target: str, sampler: str = "random") -> 
     return took
 
 
+def optuna_asktell(n: int, work: Path) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=f"sqlite:///{work / 'optuna.db'}", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    start = time.perf_counter()
+    for _ in range(n):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        study.tell(trial, (x - 0.5) ** 2)
+    return time.perf_counter() - start
+
+
+def hyperdock_asktell(n: int, work: Path) -> float:
+    sys.path.insert(0, str(HERE.parent))
+    import hyperdock
+    from hyperdock import hp
+
+    with hyperdock.Experiment.open(
+        "asktell",
+        store=f"sqlite:///{work / 'hd.db'}",
+        space={"x": hp.uniform("x", 0, 1)},
+        sampler="random",
+        seed=0,
+        max_trials=n,
+    ) as exp:
+        start = time.perf_counter()
+        for _ in range(n):
+            trial = exp.ask()
+            exp.tell(trial, loss=(trial.params["x"] - 0.5) ** 2)
+        return time.perf_counter() - start
+
+
+def asktell(n: int, results: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        opt = optuna_asktell(n, work)
+        hd = hyperdock_asktell(n, work)
+    print(f"Ask/tell cycle, {n} trials, random sampler, SQLite file store:")
+    results["asktell"] = [
+        row("optuna 5 study.ask/tell (sqlite)", opt, n, None, ""),
+        row("hyperdock Experiment.ask/tell", hd, n, opt, "optuna"),
+    ]
+    print(f"  hyperdock / optuna = {hd / opt:.3f} (goal <= 0.2)")
+    results["asktell_vs_optuna"] = hd / opt
+
+
 def build_image() -> None:
     busybox = shutil.which("busybox") or "/bin/busybox"
     with tempfile.TemporaryDirectory() as root:
@@ -153,9 +208,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--docker-trials", type=int, default=50)
     parser.add_argument("--no-docker", action="store_true")
+    parser.add_argument("--asktell-only", action="store_true", help="Only part 3.")
     args = parser.parse_args()
     results: dict[str, object] = {"cores": os.cpu_count()}
     n = args.trials
+    if args.asktell_only:
+        asktell(n, results)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for sub in ("bare", "optuna", "hd", "tpe"):
@@ -205,6 +264,7 @@ def main() -> None:
         ]
         print(f"  hyperdock / docker run = {dhd / dbare:.3f} (goal <= 1.10)")
         results["hyperdock_vs_docker_run"] = dhd / dbare
+    asktell(n, results)
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "overhead.json").write_text(json.dumps(results, indent=2))

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import datetime as dt
-import io
 import json
 import logging
 import os
@@ -27,6 +25,7 @@ import click
 
 from hyperdock import __version__, trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
+from hyperdock.experiment import best_json, export_text, summarize, trial_json
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
@@ -172,76 +171,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequenc
     return "\n".join(lines)
 
 
-def _trial_json(trial: Trial) -> dict[str, Any]:
-    """A trial for ``--json``. ``attempt`` is 1-based (as in the tables): the attempt
-    running, the last one that ended, or for a queued trial the one it starts next; each
-    ``history`` entry's ``attempt`` likewise. Times are Unix seconds."""
-    return {
-        "id": trial.id,
-        "number": trial.number,
-        "state": trial.state.value,
-        "loss": trial.loss,
-        "params": trial.params,
-        "attempt": trial.attempt + 1,
-        "worker": trial.worker_id,
-        "result": trial.result,
-        "data": trial.data,
-        "error": trial.error,
-        "created_at": trial.created_at,
-        "started_at": trial.started_at,
-        "finished_at": trial.finished_at,
-        # The store counts attempts from 0; people (and the tables) from 1.
-        "history": [h | {"attempt": int(h.get("attempt", 0)) + 1} for h in trial.history],
-    }
-
-
-def _best_json(trial: Trial, objectives: Objectives) -> dict[str, Any]:
-    out = {
-        "trial": trial.id,
-        "number": trial.number,
-        "attempt": trial.attempt + 1,
-        "loss": trial.loss,
-        "params": trial.params,
-        "folder": trial.folder,
-    }
-    if objectives.multi:
-        values = objectives.values(trial) or []
-        out["values"] = dict(zip(objectives.names, values, strict=False))
-    return out
+_trial_json = trial_json
+_best_json = best_json
 
 
 def _summary(store: Store, exp: Experiment, *, importances_too: bool = True) -> dict[str, Any]:
-    from hyperdock.study import importances, pareto_front
-
-    objectives = Objectives.from_meta(exp.meta)
-    counts = store.count_trials(exp.id)
-    summary: dict[str, Any] = {
-        "experiment": exp.name,
-        "state": exp.state.value,
-        "trials": {s.value: n for s, n in counts.items()},
-        "objectives": objectives.to_meta(),
-    }
-    if exp.state is ExperimentState.FAILED:
-        summary["stop_reason"] = exp.meta.get("stop_reason")
-        summary["first_error"] = exp.meta.get("first_error")
-    trials: list[Trial] | None = None
-    if objectives.multi:
-        trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
-        front = pareto_front(trials, objectives)
-        summary["pareto_front"] = [_best_json(t, objectives) for t in front]
-        summary["best"] = _best_json(front[0], objectives) if front else None
-    else:
-        best = store.best_trial(exp.id, maximize=objectives.maximize)
-        summary["best"] = None if best is None else _best_json(best, objectives)
-    summary["importances"] = {}
-    if importances_too and counts[TrialState.COMPLETED] >= 2:
-        if trials is None:
-            trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
-        try:
-            summary["importances"] = importances(Space.from_json(exp.space), objectives, trials)
-        except HyperdockError as exc:
-            log.debug("no importances: %s", exc)
-    return summary
+    return summarize(store, exp, importances_too=importances_too)
 
 
 def _print_best(
@@ -1374,70 +1309,7 @@ def export(
     with _store(store, create=False) as st:
         exp = resolve_experiment(st, name)
         rows = st.list_trials(exp.id)
-    if fmt == "json":
-        text = (
-            json.dumps(
-                {
-                    "experiment": exp.name,
-                    "space": exp.space,
-                    "target": exp.target.to_json(),
-                    "sampler": exp.sampler,
-                    "seed": exp.seed,
-                    "trials": [_trial_json(t) for t in rows],
-                },
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n"
-        )
-    else:
-        flat = []
-        for t in rows:
-            params = {
-                k: json.dumps(v) if isinstance(v, list) else v
-                for k, v in flat_params(t.params).items()
-            }
-            data = {
-                k: v if isinstance(v, (str, int, float)) or v is None else json.dumps(v)
-                for k, v in t.data.items()
-            }
-            flat.append(
-                (
-                    {
-                        "id": t.id,
-                        "number": t.number,
-                        "state": t.state.value,
-                        "loss": t.loss,
-                        "attempt": t.attempt + 1,
-                        "worker": t.worker_id,
-                        "created_at": _fmt_iso(t.created_at),
-                        "started_at": _fmt_iso(t.started_at),
-                        "finished_at": _fmt_iso(t.finished_at),
-                        "duration": t.duration,
-                        "error": t.error,
-                    },
-                    params,
-                    data,
-                )
-            )
-        keys = sorted({k for _, p, _ in flat for k in p})
-        data_keys = sorted({k for _, _, d in flat for k in d})
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(
-            [*flat[0][0].keys(), *(f"params.{k}" for k in keys), *(f"data.{k}" for k in data_keys)]
-            if flat
-            else ["id", "number", "state", "loss"]
-        )
-        for base, params, data in flat:
-            writer.writerow(
-                [
-                    *base.values(),
-                    *(params.get(k, "") for k in keys),
-                    *(data.get(k, "") for k in data_keys),
-                ]
-            )
-        text = buf.getvalue()
+    text = export_text(exp, rows, fmt)
     if output:
         Path(output).write_text(text)
     else:
@@ -1581,6 +1453,30 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
             state = st.cancel_trial(trial_id)
             verb = "is being stopped" if state is TrialState.RUNNING else f"is {state.value}"
             click.echo(f"Trial {trial_id} {verb}.")
+
+
+@cli.command(epilog=_NAME_HELP)
+@click.argument("name", required=False)
+@click.option(
+    "--params",
+    "source",
+    required=True,
+    metavar="JSON|FILE",
+    help="A JSON object or list of them, or a file: JSON, or CSV with one column per parameter.",
+)
+@_store_option
+def enqueue(name: str | None, source: str, store: str | None) -> None:
+    """Queue known points for experiment NAME: they run before its later trials. Missing
+    parameters are drawn from the space; unknown ones are refused."""
+    from hyperdock.experiment import Experiment as ApiExperiment
+    from hyperdock.experiment import read_points
+
+    points = read_points(source)
+    with _store(store, create=False) as st:
+        exp = ApiExperiment(st, resolve_experiment(st, name))
+        queued = exp.enqueue_many(points)
+    ids = ", ".join(str(t.id) for t in queued)
+    click.echo(f"Queued {len(queued)} trial(s) of experiment {exp.name}: {ids}")
 
 
 #: Names of the file holding a trial's output (local command, Docker).

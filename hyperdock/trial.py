@@ -103,8 +103,10 @@ class Target:
             text = f"image {self.image}"
             if self.command:
                 text += " " + " ".join(self.command)
-        else:
-            text = "command " + " ".join(self.command or ())
+        elif self.command:
+            text = "command " + " ".join(self.command)
+        else:  # an experiment driven by ask/tell (hyperdock.Experiment) runs nothing
+            text = "no target (ask/tell)"
         return text
 
 

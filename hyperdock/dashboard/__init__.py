@@ -305,6 +305,8 @@ class DashboardApp:
         if bound_host and bound_host not in _WILDCARD_HOSTS:
             names.add(bound_host.lower().strip("[]"))
         self.allowed_hosts = frozenset(names | set(LOCAL_HOSTS))
+        #: The worker HTTP-asked trials are leased to (see api.ask_trial).
+        self._http_worker = api.http_worker_id()
 
     # -- WSGI -----------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -479,6 +481,12 @@ class DashboardApp:
             return api.create_experiment(self.store, body)
         if m := re.fullmatch(r"/api/trials/(\d+)/cancel", path):
             return api.cancel_trial(self.store, int(m.group(1)))
+        if m := re.fullmatch(r"/api/trials/(\d+)/(tell|report)", path):
+            call = api.tell_trial if m.group(2) == "tell" else api.report_trial
+            return call(self.store, int(m.group(1)), body)
+        if m := re.fullmatch(r"/api/experiments/([^/]+)/ask", path):
+            name = urllib.parse.unquote(m.group(1))
+            return api.ask_trial(self.store, name, self._http_worker)
         if m := re.fullmatch(r"/api/experiments/([^/]+)/(cancel|delete|clone)", path):
             name, action = urllib.parse.unquote(m.group(1)), m.group(2)
             if action == "cancel":

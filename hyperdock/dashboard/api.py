@@ -614,7 +614,7 @@ def _target(body: dict[str, Any]) -> Target:
 def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /api/experiments``: ``{"name", "space", "image" | "command", "max_trials",
     "sampler"?, "timeout"?}``."""
-    from hyperdock.supervisor import open_experiment
+    from hyperdock.experiment import Experiment as ApiExperiment
 
     name = _new_name(body)
     if "space" not in body:
@@ -635,19 +635,17 @@ def create_experiment(store: Store, body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, f"max_trials must be at least 1, got {budget}")
     if store_has(store, name):
         raise ApiError(409, f"an experiment named {name!r} exists already")
-    meta: dict[str, Any] = {"objectives": Objectives().to_meta(), "pruner": "none"}
     try:
-        exp, _ = open_experiment(
-            store,
+        # The one place that turns settings into a stored experiment (as for the CLI).
+        exp = ApiExperiment.open(
             name,
+            store=store,
             space=space,
             target=target,
             sampler=sampler,
-            seed=None,
             max_trials=budget,
-            max_retries=5,
-            meta=meta,
-        )
+            retries=5,
+        ).record
     except HyperdockError as exc:
         raise ApiError(400, str(exc)) from None
     return {"ok": True, "experiment": experiment_row(store, exp)}
@@ -658,3 +656,123 @@ def cancel_trial(store: Store, trial_id: int) -> dict[str, Any]:
     _trial(store, trial_id)
     state = store.cancel_trial(trial_id)
     return {"ok": True, "id": trial_id, "state": state.value}
+
+
+# -- ask/tell over HTTP ------------------------------------------------------------------
+#: Start of the worker ids the HTTP API leases asked trials to.
+HTTP_WORKER_PREFIX = "http-"
+
+
+def http_worker_id() -> str:
+    """A worker id for one dashboard process's HTTP-asked trials."""
+    import socket
+    import uuid
+
+    return f"{HTTP_WORKER_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _api_experiment(store: Store, exp: Experiment, worker_id: str | None) -> Any:
+    from hyperdock.experiment import Experiment as ApiExperiment
+
+    # Leases are renewed by the evaluator's calls only (report), never by the dashboard:
+    # an evaluator that goes silent loses its trial to the reaper.
+    return ApiExperiment(store, exp, worker_id=worker_id, renew=False)
+
+
+def _http_trial(store: Store, trial_id: int) -> tuple[Trial, str]:
+    """The trial and the HTTP lease holding it; 409 when it is not running under one."""
+    trial = _trial(store, trial_id)
+    holder = trial.worker_id or ""
+    if trial.state is not TrialState.RUNNING or not holder.startswith(HTTP_WORKER_PREFIX):
+        raise ApiError(
+            409,
+            f"trial {trial_id} is {trial.state.value}"
+            + (f" under worker {holder}" if trial.state is TrialState.RUNNING else "")
+            + ", not running under an HTTP ask; POST /api/experiments/<name>/ask for a trial",
+        )
+    return trial, holder
+
+
+def ask_trial(store: Store, name: str, worker_id: str) -> dict[str, Any]:
+    """``POST /api/experiments/<name>/ask`` → ``{"trial": id, "number": n, "params": {...}}``.
+
+    The trial is leased to ``worker_id``; it must be told (or reported on) within the
+    experiment's lease timeout, else it is reaped and asked again.
+    """
+    import socket
+
+    exp = _experiment(store, name)
+    store.register_worker(
+        worker_id, host=socket.gethostname(), pid=os.getpid(), parallelism=1, meta={"http": True}
+    )
+    try:
+        trial = _api_experiment(store, exp, worker_id).ask()
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    except StoreError:
+        raise
+    except HyperdockError as exc:  # not running, budget spent, space exhausted
+        raise ApiError(409, str(exc)) from None
+    return {
+        "trial": trial.id,
+        "number": trial.number,
+        "params": trial.params,
+        "lease_timeout": exp.lease_timeout,
+    }
+
+
+def _number(body: dict[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(400, f"{key} must be a number, got {json.dumps(value)}")
+    return float(value)
+
+
+def tell_trial(store: Store, trial_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/trials/<id>/tell`` with ``{"loss": x}`` (or ``values``, ``state``,
+    ``error``, ``data``). 409 (nothing changed) when the trial is not running under an
+    HTTP ask."""
+    from hyperdock.experiment import TrialNotRunning
+
+    trial, holder = _http_trial(store, trial_id)
+    exp = store.get_experiment(trial.experiment_id)
+    values = body.get("values")
+    if values is not None and not isinstance(values, list | dict):
+        raise ApiError(400, "values must be a list of numbers or an object of them by name")
+    state = body.get("state", "completed")
+    error = body.get("error")
+    data = body.get("data")
+    if not isinstance(state, str) or not isinstance(error, str | None):
+        raise ApiError(400, "state and error must be strings")
+    if data is not None and not isinstance(data, dict):
+        raise ApiError(400, "data must be a JSON object")
+    try:
+        told = _api_experiment(store, exp, holder).tell(
+            trial_id, _number(body, "loss"), values=values, state=state, error=error, data=data
+        )
+    except TrialNotRunning as exc:
+        raise ApiError(409, str(exc)) from None
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    return {"ok": True, "id": trial_id, "state": told.state.value, "loss": told.loss}
+
+
+def report_trial(store: Store, trial_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/trials/<id>/report`` with ``{"step": n, "loss": x}`` → ``{"stop": bool}``
+    (the pruner's decision; then tell it with ``"state": "pruned"``). Renews the lease."""
+    from hyperdock.experiment import TrialNotRunning
+
+    trial, holder = _http_trial(store, trial_id)
+    step, loss = body.get("step"), _number(body, "loss")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0 or loss is None:
+        raise ApiError(400, 'give {"step": a whole number >= 0, "loss": a number}')
+    exp = store.get_experiment(trial.experiment_id)
+    try:
+        stop = _api_experiment(store, exp, holder).report(trial_id, step, loss)
+    except TrialNotRunning as exc:
+        raise ApiError(409, str(exc)) from None
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from None
+    return {"stop": bool(stop)}
