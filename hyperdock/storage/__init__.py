@@ -46,7 +46,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     url = url or os.environ.get("HYPERDOCK_STORE") or DEFAULT_STORE_URL
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme in ("", "sqlite", "file"):
-        from hyperdock.storage.sql import SQLiteStore
+        from hyperdock.storage.sqlite import SQLiteStore
 
         path = url.split("://", 1)[1] if "://" in url else url
         if scheme in ("sqlite", "file"):
@@ -58,7 +58,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
             raise StoreNotFound(f"no store at {path} (run an experiment first, or give --store)")
         return SQLiteStore(path)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        from hyperdock.storage.sql import PostgresStore
+        from hyperdock.storage.postgres import PostgresStore
 
         # libpq reads postgresql:// and postgres://; drop SQLAlchemy's "+psycopg".
         return PostgresStore("postgresql:" + url.split(":", 1)[1] if "+" in scheme else url)
