@@ -13,7 +13,8 @@ the values a sampler picks:
   "list of specs"); allowed at the top of a space only.
 
 :class:`Space` validates such a tree and samples it, enumerates its grid, describes it
-and converts it to and from JSON. Build nodes with :mod:`hyperdock.hp`.
+and converts it to and from JSON. Build nodes with :mod:`hyperdock.hp`; hyperopt's
+``hp.*`` expressions are translated into them (:func:`from_hyperopt`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "Space",
     "Union",
     "check_shape",
+    "from_hyperopt",
 ]
 
 #: Distributions whose values spread on a log scale (a plot of them wants a log axis).
@@ -433,6 +435,164 @@ class Param:
     condition: tuple[tuple[str, int], ...] = ()
 
 
+# -- hyperopt translation ---------------------------------------------------------------
+
+_SUPPORTED = (
+    "Hyperdock understands hyperopt's hp.* parameters (uniform, quniform, loguniform, "
+    "qloguniform, normal, qnormal, lognormal, qlognormal, randint, uniformint, choice, "
+    "pchoice), scope.int() around hp.quniform, and dicts, lists, tuples and constants "
+    "around them; compute derived values in the target instead"
+)
+
+
+def _is_apply(obj: Any) -> bool:
+    return type(obj).__module__.startswith("hyperopt.") and hasattr(obj, "named_args")
+
+
+def from_hyperopt(obj: Any, *, where: str = "space") -> Any:
+    """Translate hyperopt ``hp.*`` expressions inside ``obj`` into hyperdock nodes.
+
+    Plain containers are walked (tuples become lists); hyperdock nodes and constants
+    are returned as they are. hyperopt is not imported.
+
+    Args:
+        obj: A space, or part of one, possibly holding hyperopt expressions.
+        where: How error messages name ``obj``'s position.
+
+    Raises:
+        SpaceError: An expression has no hyperdock equivalent (e.g. arithmetic on
+            parameters); the message names the parameter(s) involved.
+    """
+    return _walk(obj, where)
+
+
+def _walk(obj: Any, where: str) -> Any:
+    match obj:
+        case _ if _is_apply(obj):
+            return _translate(obj, where)
+        case dict():
+            return {k: _walk(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        case list() | tuple():
+            return [_walk(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        case Choice():
+            options = (
+                _walk(o, f"{where}(option {i} of {obj.label!r})") for i, o in enumerate(obj.options)
+            )
+            return Choice(obj.label, tuple(options), obj.p)
+        case Union():
+            return Union(tuple(_walk(s, f"{where}[{i}]") for i, s in enumerate(obj.spaces)))
+    return obj
+
+
+def _translate(expr: Any, where: str) -> Any:
+    name, pos = expr.name, expr.pos_args
+    if name == "literal":
+        return _walk(expr.obj, where)
+    if name == "pos_args":
+        return [_translate(a, f"{where}[{i}]") for i, a in enumerate(pos)]
+    if name == "dict":
+        if not pos:
+            return {k: _translate(v, f"{where}[{k!r}]") for k, v in expr.named_args}
+        return {k: v for k, v in _translate(pos[0], where)}  # non-string keys: pairs
+    if name == "hyperopt_param":
+        return _param(expr, where)
+    if name == "switch" and pos and getattr(pos[0], "name", None) == "hyperopt_param":
+        label, index = _label_and_dist(pos[0], where)
+        options = tuple(
+            _translate(o, f"{where}(option {i} of {label!r})") for i, o in enumerate(pos[1:])
+        )
+        where = f"{where}, parameter {label!r}"
+        if index.name == "randint":
+            return Choice(label, options)
+        if index.name == "categorical":
+            p = _const(_bind(index, ("p", "upper"), where)["p"], where)
+            return Choice(label, options, tuple(p))
+    if name in ("float", "int") and len(pos) == 1 and not expr.named_args:
+        inner = _translate(pos[0], where)
+        if isinstance(inner, Dist):
+            integer = inner.kind in ("randint", "uniformint")
+            if integer == (name == "int"):
+                return inner
+            if name == "int" and inner.kind == "quniform":
+                return Dist("uniformint", inner.label, inner.args)
+        elif isinstance(inner, int | float) and not isinstance(inner, bool):
+            return int(inner) if name == "int" else float(inner)
+    raise _unsupported(expr, where)
+
+
+def _param(expr: Any, where: str) -> Dist:
+    label, dist = _label_and_dist(expr, where)
+    where = f"{where}, parameter {label!r}"
+    if dist.name == "randint":
+        args = _bind(dist, ("low", "high"), where)
+        bounds = [_const(args[k], where) for k in ("low", "high") if k in args]
+        return Dist("randint", label, tuple([0, *bounds][-2:]))
+    if dist.name not in DIST_KINDS or dist.name == "uniformint":
+        raise _unsupported(expr, where)
+    names = DIST_KINDS[dist.name]
+    args = _bind(dist, names, where)
+    if set(args) != set(names):
+        raise _unsupported(expr, where)
+    return Dist(dist.name, label, tuple(_const(args[n], where) for n in names))
+
+
+def _label_and_dist(expr: Any, where: str) -> tuple[str, Any]:
+    args = _bind(expr, ("label", "obj"), where)
+    if set(args) != {"label", "obj"}:
+        raise _unsupported(expr, where)
+    label = _const(args["label"], where)
+    if not isinstance(label, str):
+        raise SpaceError(f"{where}: hyperopt parameter label must be a string, got {label!r}")
+    return label, args["obj"]
+
+
+def _bind(expr: Any, names: tuple[str, ...], where: str) -> dict[str, Any]:
+    """The arguments of ``expr`` by name (positional ones take ``names`` in order)."""
+    args = dict(zip(names, expr.pos_args, strict=False))
+    args.update((k, v) for k, v in expr.named_args)
+    if len(expr.pos_args) > len(names) or not set(args) <= set(names):
+        raise _unsupported(expr, where)
+    return args
+
+
+def _const(expr: Any, where: str) -> Any:
+    """The value of a constant sub-expression (literals and lists of them)."""
+    if expr.name == "literal":
+        return expr.obj
+    if expr.name == "pos_args":
+        return [_const(a, where) for a in expr.pos_args]
+    raise SpaceError(
+        f"{where}: the argument {_show(expr)} must be a constant; parameters that depend "
+        f"on other parameters are not supported. {_SUPPORTED}"
+    )
+
+
+def _show(expr: Any) -> str:
+    labels = _labels_in(expr)
+    involving = f" involving parameter(s) {', '.join(map(repr, labels))}" if labels else ""
+    return f"'{expr.name}(...)'{involving}"
+
+
+def _labels_in(expr: Any) -> list[str]:
+    labels: dict[str, None] = {}
+    stack, seen = [expr], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or not _is_apply(node):
+            continue
+        seen.add(id(node))
+        if node.name == "hyperopt_param" and node.pos_args and node.pos_args[0].name == "literal":
+            labels[str(node.pos_args[0].obj)] = None
+        stack += [*reversed(node.pos_args), *(v for _, v in node.named_args)]
+    return list(labels)
+
+
+def _unsupported(expr: Any, where: str) -> SpaceError:
+    return SpaceError(
+        f"{where}: cannot translate the hyperopt expression {_show(expr)}. {_SUPPORTED}"
+    )
+
+
 def _is_hyperopt(obj: Any) -> bool:
     return type(obj).__module__.split(".")[0] == "hyperopt"
 
@@ -440,8 +600,6 @@ def _is_hyperopt(obj: Any) -> bool:
 def _normalise(obj: Any, where: str, seen: dict[str, str]) -> Any:
     """Validate ``obj`` as a space tree: JSON constants, unique labels, no inner Union."""
     if _is_hyperopt(obj):
-        from hyperdock.config import from_hyperopt  # config imports this module
-
         obj = from_hyperopt(obj, where=where)
     if isinstance(obj, (Dist, Choice, GridAxis)):
         if obj.label in seen:
@@ -1022,8 +1180,6 @@ class Space:
             return obj
         check_shape(obj)
         if _is_hyperopt(obj):
-            from hyperdock.config import from_hyperopt
-
             obj = from_hyperopt(obj)
         if isinstance(obj, Union):
             spaces = (_normalise(s, f"space[{i}]", {}) for i, s in enumerate(obj.spaces))
