@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hyperdock.errors import ConfigError
+from hyperdock.optunautil import import_optuna
 
 #: Pruner names accepted by ``--pruner``.
 PRUNERS = ("none", "median", "asha", "hyperband")
@@ -291,9 +292,7 @@ class MedianRule:
         if warmup is None:
             return False
         if self._built is None or self._built[0] != warmup:
-            from hyperdock.study import _optuna
-
-            pruner = _optuna().pruners.MedianPruner(
+            pruner = import_optuna().pruners.MedianPruner(
                 n_startup_trials=self.startup, n_warmup_steps=warmup
             )
             self._built = (warmup, pruner)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any
 
 from hyperdock.errors import ConfigError
 from hyperdock.jsonutil import dumps
+from hyperdock.optunautil import import_optuna
 from hyperdock.pruners import NUMBER_ATTR, Pruner, horizon
 from hyperdock.space import UNION_LABEL, Choice, Dist, GridAxis, Space, Union, _steps
 from hyperdock.trial import Trial, TrialState
@@ -45,42 +45,6 @@ log = logging.getLogger("hyperdock.study")
 DIRECTIONS = ("minimize", "maximize")
 #: Unbounded distributions are searched within mean ± this many sigmas.
 SIGMAS = 3.0
-
-
-class _Forward(logging.Handler):
-    """Passes optuna's warnings to our log, each once per process whatever trial it
-    names (a fallback warning would otherwise repeat for every trial)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        key = re.sub(r"Trial#?\s*\d+", "Trial", message)
-        if key not in self.seen:
-            self.seen.add(key)
-            log.log(record.levelno, "optuna: %s", message)
-
-
-_configured = False
-
-
-def _optuna() -> Any:
-    global _configured
-    try:
-        import optuna
-    except ImportError:  # pragma: no cover - a dependency
-        raise ConfigError("adaptive samplers need optuna: pip install optuna") from None
-    if not _configured:
-        # optuna's warnings go through our logging (once each), not its own handler.
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        optuna.logging.disable_default_handler()
-        optuna.logging.disable_propagation()
-        logging.getLogger("optuna").addHandler(_Forward())
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        _configured = True
-    return optuna
 
 
 # -- objectives ---------------------------------------------------------------------------
@@ -190,7 +154,7 @@ class OptunaSpace:
 
     def __init__(self, space: Space) -> None:
         self.space = space
-        self.optuna = _optuna()
+        self.optuna = import_optuna()
         self.distributions: dict[str, Any] = {}
         self._index(space.root)
 
@@ -378,7 +342,7 @@ class StudyMirror:
     """
 
     def __init__(self, space: Space, objectives: Objectives) -> None:
-        self.optuna = _optuna()
+        self.optuna = import_optuna()
         self.codec = OptunaSpace(space)
         self.objectives = objectives
         self.storage = self.optuna.storages.InMemoryStorage()

@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from hyperdock.errors import ConfigError
+from hyperdock.optunautil import import_optuna
 from hyperdock.samplers.base import Sampler
 from hyperdock.space import Space
-from hyperdock.study import Objectives, StudyMirror, _optuna
+from hyperdock.study import Objectives, StudyMirror
 from hyperdock.trial import Trial
 
 #: The optuna-backed sampler names.
@@ -44,7 +45,7 @@ def derive_seed(seed: int, number: int) -> int:
 
 def build_optuna_sampler(name: str, seed: int) -> Any:
     """The optuna sampler called ``name``, seeded."""
-    opt = _optuna()
+    opt = import_optuna()
     if name == "tpe":
         if int(opt.__version__.split(".")[0]) == 5:
             from hyperdock.samplers.tpe import RankWeightedTPESampler
