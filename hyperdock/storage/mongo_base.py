@@ -56,6 +56,7 @@ DEFAULT_PREFIX = "jobs"
 DEFAULT_TIMEOUT_MS = 5000
 #: Seconds between measurements of the server's clock.
 CLOCK_REFRESH = 60.0
+#: Trial states as stored; ACTIVE ones keep copies of their experiment's fields current.
 QUEUED = TrialState.QUEUED.value
 RUNNING = TrialState.RUNNING.value
 ACTIVE = [QUEUED, RUNNING]
@@ -500,7 +501,7 @@ class MongoBase(Store):
             "message": message,
         }
 
-    # -- leases ---------------------------------------------------------------------
+    # -- leases -----------------------------------------------------------------------
     def _lease(self, trial_id: int, worker_id: str) -> dict[str, Any] | None:
         """The running trial ``trial_id`` if ``worker_id`` holds its lease."""
         doc: dict[str, Any] | None = self._trials.find_one(
