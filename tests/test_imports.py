@@ -14,6 +14,14 @@ import hyperdock
 
 PACKAGE = Path(hyperdock.__file__).parent
 
+#: Imports that close a circle someone is removing, with why they are tolerated until
+#: then. Keep this empty: an entry here is a debt, not a design.
+TOLERATED = {
+    # Experiment.run(progress=True) borrows the command line's progress line; it goes
+    # once the CLI split (issue 13, item 3) moves that line out of the click commands.
+    ("hyperdock.experiment", "hyperdock.cli"),
+}
+
 
 def _module_names() -> dict[str, Path]:
     names = {}
@@ -99,6 +107,8 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_module_imports_one_that_imports_it_back() -> None:
     modules = _module_names()
     graph = {m: _imports(p, m, modules) for m, p in modules.items()}
+    for importer, imported in TOLERATED:
+        graph.get(importer, set()).discard(imported)
     assert "hyperdock.space" in graph and "hyperdock.storage.base" in graph  # found them
     circles = _circles(graph)
     shown = [
