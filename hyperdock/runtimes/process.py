@@ -5,13 +5,11 @@ A process group is not enough: a target that double-forks into a new session (``
 contained in one of two ways, chosen once per runtime:
 
 * **cgroup** (cgroup v2, where the worker may create a child of its own cgroup): the
-  worker moves the target into a fresh cgroup as soon as it has started, and at the end
-  every process in it is killed (``cgroup.kill``, or one by one from ``cgroup.procs``
-  on kernels before 5.14). Nothing a process does without privileges gets it out of
-  its cgroup. (Moving it from the worker keeps ``vfork`` for the spawn: a hook in the
-  child would make every spawn a full ``fork`` of the worker, milliseconds per trial.
-  A process the target forks in the microseconds before the move is still caught: the
-  worker is a subreaper here too, and such a process carries the token below.)
+  target is moved into a fresh cgroup before it runs its first instruction, and at the
+  end every process in it is killed (``cgroup.kill``, or one by one from
+  ``cgroup.procs`` on kernels before 5.14). Nothing a process does without privileges
+  gets it out of its cgroup. The worker is a subreaper here too, so that orphans the
+  kill leaves are reaped by it.
 * **subreaper** (elsewhere): the worker becomes a child subreaper
   (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphans of a target are re-parented to the
   worker instead of init, and every attempt's environment carries a token
@@ -141,18 +139,28 @@ class Containment:
         return {ATTEMPT_ENV: self.token}
 
     def preexec(self) -> Callable[[], None] | None:
-        """Nothing runs in the child before ``exec`` (so the spawn can use ``vfork``):
-        :meth:`started` moves the target into its cgroup."""
-        return None
+        """Runs in the forked child before ``exec``: joins the attempt's cgroup, so
+        the target runs its first instruction inside it (a move from the worker after
+        the spawn races with a target that forks at once, and loses under load).
+
+        Only async-signal-safe work here (one ``write`` on a descriptor opened by the
+        parent), since the worker has other threads. It costs a full ``fork`` of the
+        worker per spawn (``subprocess`` cannot ``vfork`` with a hook).
+        """
+        fd = self._procs_fd
+        if fd is None:
+            return None
+
+        def join() -> None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"0")
+
+        return join
 
     def started(self, pid: int) -> None:
-        """The target runs as ``pid``: move it into the attempt's cgroup."""
+        """The target runs as ``pid``."""
         self._pid = pid
         if self._procs_fd is not None:
-            try:
-                os.write(self._procs_fd, str(pid).encode())
-            except OSError as exc:  # it exited already, or the cgroup went away
-                log.debug("could not move pid %d into %s: %s", pid, self._cgroup, exc)
             os.close(self._procs_fd)
             self._procs_fd = None
 
