@@ -607,6 +607,14 @@ class Worker:
             execution = self._runtime(exp.target.kind).start(ctx)
         except HostError as exc:
             return self._host_report(trial, exc, base)
+        except OSError as exc:
+            # The folder turned read-only (or the disk full) as the target started: the
+            # log could not be created. The host's fault, not the trial's.
+            try:
+                _probe_write(self.results_dir)
+            except OSError as err:
+                return self._host_report(trial, _folder_fault(self.results_dir, err), base)
+            raise exc from None
         except TargetError as exc:
             return functools.partial(
                 self._release, trial, str(exc), retry=exc.retryable, result=base

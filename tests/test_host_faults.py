@@ -334,3 +334,51 @@ def test_a_running_container_rides_out_a_short_engine_outage(
     finally:
         runtime.close()
         engine.off()
+
+
+def test_a_folder_that_turns_read_only_as_the_target_starts_uses_no_retry(
+    tmp_path: Path,
+) -> None:
+    """The trial folder exists, then the results folder goes read-only before the
+    target's log is created (the full suite hit this window in the test above): the
+    trial goes back to the queue without a retry, and runs once the folder is back."""
+    from hyperdock.runtimes.process import ProcessRuntime
+    from hyperdock.worker import Worker
+
+    write(
+        tmp_path / "t.py",
+        "import json, os\njson.dump(1, open(os.environ['HYPERDOCK_LOSS'], 'w'))\n",
+    )
+    store = open_store(f"sqlite:///{tmp_path}/hd.db")
+    exp = store.create_experiment(
+        "start-ro", space={"x": 1}, target=Target(command=(PY, str(tmp_path / "t.py"))),
+        sampler="random", seed=1, max_trials=1, max_retries=0,
+    )  # fmt: skip
+    with switchable_folder(tmp_path) as (results, set_ro):
+
+        class TurnsReadOnly(ProcessRuntime):
+            starts = 0
+
+            def start(self, ctx: RunContext) -> Any:
+                TurnsReadOnly.starts += 1
+                if TurnsReadOnly.starts == 1:  # the fault, exactly in the window
+                    set_ro(True)
+                    threading.Timer(1.0, set_ro, args=(False,)).start()
+                return super().start(ctx)
+
+        worker = Worker(
+            store, results_dir=results, parallelism=1, poll_interval=0.1,
+            heartbeat_interval=0.2, burst=False, runtime_factory=lambda kind: TurnsReadOnly(),
+        )  # fmt: skip
+        thread = threading.Thread(target=worker.run)
+        try:
+            (trial,) = store.add_trials(exp.id, [{"x": 1}])
+            thread.start()
+            wait_for(lambda: store.get_trial(trial.id).state.finished, 60, "the trial to end")
+        finally:
+            worker.stop()
+            thread.join(30)
+        done = store.get_trial(trial.id)
+        assert (done.state, done.attempt) == (TrialState.COMPLETED, 0), done.error
+        assert TurnsReadOnly.starts == 2
+    store.close()
