@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import click
 
 from hyperdock import __version__, trialfs
+from hyperdock.display import ProgressLine, fmt_loss
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
 from hyperdock.experiment import best_json, export_text, summarize, trial_json
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
@@ -91,8 +92,7 @@ def _store(url: str | None, *, create: bool = True) -> Store:
     return open_store(url, create=create)
 
 
-def _fmt_loss(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
+_fmt_loss = fmt_loss
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -275,67 +275,6 @@ def _notify_error(store: Store, exp: Experiment, notify: Sequence[str], exc: Exc
 
 def _params_line(best: dict[str, Any]) -> str:
     return _short(json.dumps(best["params"], sort_keys=True), 60)
-
-
-class _Progress:
-    """A live one-line progress display on stderr (a line every few seconds off a tty)."""
-
-    def __init__(self, supervisor: Any, enabled: bool) -> None:
-        self._supervisor = supervisor
-        self._enabled = enabled
-        self._tty = sys.stderr.isatty()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="hd-progress", daemon=True)
-        self._started = time.monotonic()
-        self._last_line = ""
-
-    def __enter__(self) -> _Progress:
-        if self._enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._enabled:
-            self._thread.join()
-            self._draw(final=True)
-
-    def _line(self) -> str:
-        p = self._supervisor.progress()
-        done, total = p.finished, p.budget
-        width = 24
-        frac = done / total if total else 0.0
-        bar = "#" * int(width * min(frac, 1.0))
-        elapsed = int(time.monotonic() - self._started)
-        parts = [f"[{bar:<{width}}] {done}/{total if total is not None else '?'} trials"]
-        running = p.counts[TrialState.RUNNING]
-        failed = p.counts[TrialState.FAILED]
-        if running:
-            parts.append(f"{running} running")
-        if failed:
-            parts.append(f"{failed} failed")
-        if p.best is not None:
-            parts.append(f"best {_fmt_loss(p.best.loss)} (trial {p.best.id})")
-        parts.append(f"{elapsed // 60:02d}:{elapsed % 60:02d}")
-        return " · ".join(parts)
-
-    def _draw(self, final: bool = False) -> None:
-        try:
-            line = self._line()
-        except HyperdockError:
-            return
-        if self._tty:
-            sys.stderr.write("\r\x1b[2K" + line + ("\n" if final else ""))
-            sys.stderr.flush()
-        elif final or line != self._last_line:
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-        self._last_line = line
-
-    def _loop(self) -> None:
-        interval = 0.2 if self._tty else 5.0
-        while not self._stop.wait(interval):
-            self._draw()
 
 
 @contextmanager
@@ -839,7 +778,7 @@ def run(
 
         worker_thread = threading.Thread(target=work, name="hd-worker")
         try:
-            with _signals(on_interrupt), _Progress(supervisor, not quiet and not as_json):
+            with _signals(on_interrupt), ProgressLine(supervisor, not quiet and not as_json):
                 worker_thread.start()
                 try:
                     ended = supervisor.run(stop)

@@ -1060,9 +1060,9 @@ class _NoProgress:
 def _progress(supervisor: Supervisor, enabled: bool) -> Any:
     if not enabled:
         return _NoProgress()
-    from hyperdock.cli import _Progress  # the command line's progress line
+    from hyperdock.display import ProgressLine
 
-    return _Progress(supervisor, True)
+    return ProgressLine(supervisor, True)
 
 
 def run(

@@ -16,11 +16,7 @@ PACKAGE = Path(hyperdock.__file__).parent
 
 #: Imports that close a circle someone is removing, with why they are tolerated until
 #: then. Keep this empty: an entry here is a debt, not a design.
-TOLERATED = {
-    # Experiment.run(progress=True) borrows the command line's progress line; it goes
-    # once the CLI split (issue 13, item 3) moves that line out of the click commands.
-    ("hyperdock.experiment", "hyperdock.cli"),
-}
+TOLERATED: set[tuple[str, str]] = set()
 
 
 def _module_names() -> dict[str, Path]:
