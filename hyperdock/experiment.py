@@ -33,7 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyperdock.errors import ConfigError, HyperdockError
+from hyperdock.errors import ConfigError, HyperdockError, SpaceError
+from hyperdock.points import check_point
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
 from hyperdock.study import Objectives, flat_params
@@ -811,6 +812,8 @@ class Experiment:
 
         Raises:
             ConfigError: a key the space does not have.
+            SpaceError: a value the space cannot hold (out of range, not a multiple of
+                its step, not one of a choice's options).
         """
         return self.enqueue_many([params])[0]
 
@@ -818,11 +821,12 @@ class Experiment:
         """Queue several known points at once (all or none): see :meth:`enqueue`.
 
         Raises:
-            ConfigError: a point has a key the space does not have (nothing is queued).
+            ConfigError: a point has a key the space does not have, or a value it cannot
+                hold (nothing is queued).
         """
         exp = self.record
         space = Space.from_json(exp.space)
-        filled = []
+        filled: list[dict[str, Any]] = []
         for params in points:
             prior = space.sample(random.Random(f"hyperdock:{exp.seed}:enqueue:{uuid.uuid4()}"))
             unknown = sorted(set(params) - set(prior))
@@ -832,7 +836,15 @@ class Experiment:
                     f"{', '.join(map(repr, unknown))}; its parameters are "
                     f"{', '.join(sorted(prior)) or '(none)'}"
                 )
-            filled.append(json.loads(json.dumps({**prior, **dict(params)})))
+            point = json.loads(json.dumps({**prior, **dict(params)}))
+            try:
+                check_point(space, point)
+            except SpaceError as exc:
+                where = f"point {len(filled) + 1}: " if len(points) > 1 else ""
+                raise SpaceError(
+                    f"{where}{exc}; nothing was queued (experiment {exp.name!r})"
+                ) from None
+            filled.append(point)
         added = self.store.add_trials(exp.id, filled)
         if added and exp.state is ExperimentState.DONE:
             self.store.set_experiment_state(exp.id, ExperimentState.RUNNING)
@@ -840,7 +852,9 @@ class Experiment:
 
     def warm_start(self, other: Experiment | str, *, k: int = 5) -> list[Trial]:
         """Queue the best ``k`` completed points of another experiment (by its loss, or
-        its Pareto front first when it has several objectives).
+        its Pareto front first when it has several objectives). Points this
+        experiment's space cannot hold are skipped (with a warning in the log); the
+        next best take their place.
 
         Args:
             other: The experiment (or its name, in this store) to learn from.
@@ -864,7 +878,21 @@ class Experiment:
                 (t for t in done if t.loss is not None),
                 key=lambda t: (sign * (t.loss or 0.0), t.id),
             )
-        return [self.enqueue(t.params) for t in ranked[: max(k, 0)]]
+        queued: list[Trial] = []
+        skipped = 0
+        for t in ranked:
+            if len(queued) >= k:
+                break
+            try:
+                queued.append(self.enqueue(t.params))
+            except ConfigError:  # a point this experiment's space cannot hold
+                skipped += 1
+        if skipped:
+            log.warning(
+                "warm start of %r from %r: skipped %d point(s) outside this space",
+                self.name, source.name, skipped,
+            )  # fmt: skip
+        return queued
 
     # -- running ------------------------------------------------------------------------
     def run(

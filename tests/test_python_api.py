@@ -141,6 +141,54 @@ def test_an_enqueued_point_runs_first_on_local_workers(tmp_path: Path, store_url
         assert first.params == {"x": 2.5}
 
 
+MIXED = {
+    "lr": hp.loguniform("lr", math.log(1e-4), 0),
+    "opt": hp.choice("opt", ["adam", "sgd"]),
+    "layers": hp.quniform("layers", 1, 8, 1),
+    "seed": hp.randint("seed", 0, 3),
+    "model": hp.choice(
+        "model", [{"kind": "svm", "C": hp.uniform("C", 0, 1)}, {"kind": "tree", "depth": 4}]
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [
+        ({"lr": 3.0}, r"parameter 'lr': 3.0 is outside loguniform"),
+        ({"lr": "fast"}, r"'lr': .* holds numbers, got .fast."),
+        ({"lr": math.nan}, r"'lr': nan is not a finite number"),
+        ({"opt": "rmsprop"}, r"'opt': .rmsprop. is not one of its options \(.adam., .sgd.\)"),
+        ({"layers": 2.5}, r"'layers': .* holds multiples of 1, got 2.5"),
+        ({"seed": 3}, r"'seed': 3 is outside randint"),
+        ({"model": {"kind": "svm", "C": 7}}, r"'C': 7 is outside uniform"),
+        ({"model": {"kind": "tree", "depth": 5}}, r"'model.depth' is the constant 4"),
+    ],
+)
+def test_enqueue_refuses_a_value_the_space_cannot_hold(
+    store_url: str, point: dict[str, object], message: str
+) -> None:
+    with hyperdock.Experiment.open("v", store=store_url, space=MIXED, sampler="tpe") as exp:
+        good = exp.enqueue({"lr": 0.01, "opt": "sgd", "layers": 8.0, "seed": 2})
+        with pytest.raises(ConfigError, match=message):
+            exp.enqueue_many([{"lr": 0.5}, point])
+        # all or none: only the good point is queued
+        assert [t.id for t in exp.trials()] == [good.id]
+        assert exp.enqueue({"model": {"kind": "tree", "depth": 4}}).params["model"]["depth"] == 4
+
+
+def test_warm_start_skips_points_this_space_cannot_hold(store_url: str) -> None:
+    wide = {"x1": hp.uniform("x1", -5, 10), "x2": hp.uniform("x2", 0, 30)}
+    with hyperdock.Experiment.open("wide", store=store_url, space=wide, sampler="random") as src:
+        for x2 in (25.0, 1.0, 20.0, 2.0, 3.0):  # the best two lie outside SPACE's x2
+            src.enqueue({"x1": 0.0, "x2": x2})
+            t = src.ask()
+            src.tell(t, loss=10.0 if x2 < 10 else 1.0)
+        with hyperdock.Experiment.open("narrow", store=store_url, space=SPACE) as dest:
+            queued = dest.warm_start(src, k=2)
+            assert sorted(q.params["x2"] for q in queued) == [1.0, 2.0]
+
+
 def test_warm_start_queues_the_best_points_of_another_experiment(store_url: str) -> None:
     with hyperdock.Experiment.open(
         "source", store=store_url, space=SPACE, sampler="random", seed=4
