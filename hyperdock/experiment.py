@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyperdock.errors import ConfigError, HyperdockError, SpaceError
+from hyperdock.errors import ConfigError, ExperimentExists, HyperdockError, SpaceError
 from hyperdock.points import check_point
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from hyperdock.supervisor import Supervisor
 
 log = logging.getLogger("hyperdock.experiment")
+
+#: Settings an experiment keeps in its meta (what a clone copies; the rest is its run).
+_SETTINGS = ("objectives", "pruner", "max_time", "target_loss", "max_failures")
 
 __all__ = [
     "Command",
@@ -849,6 +852,41 @@ class Experiment:
         if added and exp.state is ExperimentState.DONE:
             self.store.set_experiment_state(exp.id, ExperimentState.RUNNING)
         return added
+
+    def clone(self, name: str) -> Experiment:
+        """A new experiment ``name`` with this one's settings (space, target, sampler,
+        seed, budget, retries, priority, lease timeout, objectives, pruner and stop
+        conditions) and none of its trials. It shares this experiment's store.
+
+        Example::
+
+            again = exp.clone("branin-2")
+            again.run(workers=2)
+
+        Raises:
+            ExperimentExists: ``name`` is taken.
+            ConfigError: ``name`` is not a valid experiment name.
+        """
+        from hyperdock.supervisor import store_has, validate_name
+
+        validate_name(name)
+        if store_has(self.store, name):
+            raise ExperimentExists(f"an experiment named {name!r} exists already")
+        rec = self.record
+        # A copy of settings that were validated when this experiment was created.
+        record = self.store.create_experiment(
+            name,
+            space=rec.space,
+            target=rec.target,
+            sampler=rec.sampler,
+            seed=rec.seed,
+            max_trials=rec.max_trials,
+            max_retries=rec.max_retries,
+            priority=rec.priority,
+            lease_timeout=rec.lease_timeout,
+            meta={k: rec.meta[k] for k in _SETTINGS if k in rec.meta},
+        )
+        return Experiment(self.store, record)
 
     def warm_start(self, other: Experiment | str, *, k: int = 5) -> list[Trial]:
         """Queue the best ``k`` completed points of another experiment (by its loss, or

@@ -322,3 +322,26 @@ def test_an_ask_tell_experiment_says_it_has_no_target(tmp_path: Path, store_url:
     out = hd("status", "--store", store_url, "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)[0]["target"] == "no target (ask/tell)"
+
+
+def test_clone_copies_the_settings_not_the_run(store_url: str) -> None:
+    with hyperdock.Experiment.open(
+        "orig", store=store_url, space=SPACE, sampler="random", seed=7, max_trials=3,
+        pruner="median", max_failures=2,
+    ) as exp:  # fmt: skip
+        exp.tell(exp.ask(), state="failed", error="boom")
+        exp.cancel()
+        copy = exp.clone("orig-2")
+        rec, old = copy.record, exp.record
+        assert (rec.space, rec.target, rec.sampler, rec.seed, rec.max_trials) == (
+            old.space, old.target, old.sampler, old.seed, old.max_trials,
+        )  # fmt: skip
+        assert rec.meta["pruner"] == old.meta["pruner"] and rec.meta["max_failures"] == 2
+        assert copy.state.value == "running" and copy.counts()["failed"] == 0
+        assert "stop_reason" not in rec.meta and "first_error" not in rec.meta
+        t = copy.ask()
+        copy.tell(t, loss=1.0)
+        with pytest.raises(HyperdockError, match="exists already"):
+            exp.clone("orig-2")
+        with pytest.raises(ConfigError, match="at most 100"):
+            exp.clone("x" * 101)

@@ -517,25 +517,16 @@ def _new_name(body: dict[str, Any]) -> str:
 
 def clone_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /api/experiments/<name>/clone``: same space, target, sampler and budget."""
+    from hyperdock.experiment import Experiment as ApiExperiment
+
     exp = _experiment(store, name)
     new = _new_name(body)
-    if store_has(store, new):
-        raise ApiError(409, f"an experiment named {new!r} exists already")
     try:
-        made = store.create_experiment(
-            new,
-            space=exp.space,
-            target=exp.target,
-            sampler=exp.sampler,
-            seed=exp.seed,
-            max_trials=exp.max_trials,
-            max_retries=exp.max_retries,
-            priority=exp.priority,
-            lease_timeout=exp.lease_timeout,
-            meta=dict(exp.meta),
-        )
+        made = ApiExperiment(store, exp).clone(new).record
     except StoreError as exc:
         raise ApiError(409, str(exc)) from None
+    except HyperdockError as exc:
+        raise ApiError(400, str(exc)) from None
     return {"ok": True, "experiment": experiment_row(store, made)}
 
 
