@@ -9,7 +9,6 @@ sampler, and numbering continues).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 import random
@@ -26,6 +25,7 @@ from hyperdock.errors import (
     SpaceError,
     StoreConnectionError,
 )
+from hyperdock.finite import FinitePoints
 from hyperdock.jsonutil import dumps
 from hyperdock.pruners import PrunerSpec, make_pruner
 from hyperdock.samplers import Sampler, default_sampler, make_sampler
@@ -46,9 +46,6 @@ LIVE_WORKER_AGE = 60.0
 #: Trials in a row that may end ``failed`` before the experiment stops as failed
 #: (``--max-failures``; 0 never stops). Experiments stored without the setting get it.
 DEFAULT_MAX_FAILURES = 5
-#: A space with at most this many points counts as finite: its trials get distinct
-#: points, and the experiment ends once every point was tried.
-MAX_FINITE_POINTS = 10_000
 #: States of a trial whose point needs no new trial: evaluated, or failed with its
 #: retries spent (running it again would be one more retry).
 TRIED_STATES = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
@@ -133,10 +130,9 @@ class Supervisor:
         self._last_reap = 0.0
         self._exhausted = False
         self._kick = threading.Event()
-        #: A finite space's distinct points and their keys (None: not finite). A space
-        #: without parameters is left out: repeating its one point is all it can do.
-        self._points = space.finite_points(MAX_FINITE_POINTS) if space.parameters() else None
-        self._keys = None if self._points is None else [dumps(p) for p in self._points]
+        #: A finite space's points (None: not finite): its trials get distinct points,
+        #: and the experiment ends once every point was tried.
+        self._finite = FinitePoints.of(space)
         # Counts at the last look at the failure streak / the tried points.
         self._failed_seen = -1
         self._tried_seen = -1
@@ -148,7 +144,7 @@ class Supervisor:
         if self.experiment.sampler == "grid":
             size: int | None = self.sampler.size()
         else:
-            size = None if self._points is None else len(self._points)
+            size = None if self._finite is None else self._finite.size
         limits = [n for n in (self.experiment.max_trials, size) if n is not None]
         return min(limits) if limits else None
 
@@ -296,15 +292,15 @@ class Supervisor:
                 )
                 if reached:
                     return f"--target-loss {float(target):g} reached (trial {best.id})"
-        if self._keys is not None:
+        if self._finite is not None:
             tried = sum(counts[s] for s in TRIED_STATES)
-            if tried >= len(self._keys) and tried != self._tried_seen:
+            if tried >= self._finite.size and tried != self._tried_seen:
                 self._tried_seen = tried
                 seen = {
                     dumps(t.params) for t in self.store.list_trials(exp.id, states=TRIED_STATES)
                 }
-                if seen.issuperset(self._keys):
-                    n = len(self._keys)
+                if self._finite.all_tried(seen):
+                    n = self._finite.size
                     return f"all {n} point{'s' if n != 1 else ''} of the space evaluated"
         return None
 
@@ -339,45 +335,37 @@ class Supervisor:
         history: list[Trial] = self.sync_mirror() if adaptive else []
         # On a finite space no point gets a second trial while another has none (the
         # grid sampler never repeats one): the point of a cancelled trial is free again.
-        missing: set[str] | None = None
-        if self._keys is not None and self.experiment.sampler != "grid":
+        finite = self._finite if self.experiment.sampler != "grid" else None
+        taken: set[str] = set()
+        if finite is not None:
             trials = history if adaptive else self.store.list_trials(self.experiment.id)
-            missing = set(self._keys)
-            missing.difference_update(
-                dumps(t.params) for t in trials if t.state is not TrialState.CANCELLED
-            )
+            taken = {dumps(t.params) for t in trials if t.state is not TrialState.CANCELLED}
         batch = []
         for number in range(first, first + n):
-            if missing is not None and not missing:
+            if finite is not None and len(taken) >= finite.size and finite.all_tried(taken):
                 break  # every point has a trial: the stop condition ends the experiment
             params = self.sampler.suggest(number, history)
             if params is None:
                 self._exhausted = True
                 break
-            if missing is not None:
+            if finite is not None:
                 key = dumps(params)
-                if key not in missing:
-                    params = self._unevaluated(number, missing)
-                    key = dumps(params)
+                if key in taken:
+                    rng = random.Random(f"hyperdock:{self.experiment.seed}:{number}:unevaluated")
+                    free = finite.free_point(rng, taken)
+                    if free is None:  # every point has a trial (the space repeats points)
+                        break
+                    params, key = free, dumps(free)
                     if adaptive and self.mirror is not None:
                         self.mirror.replace(number, params)
                     log.debug("trial %d: a point with a trial already; %s instead", number, key)
-                missing.discard(key)
+                taken.add(key)
             batch.append(params)
         if batch:
             self.store.add_trials(self.experiment.id, batch, first_number=first)
             with self.wake:
                 self.wake.notify_all()
         return len(batch)
-
-    def _unevaluated(self, number: int, missing: set[str]) -> dict[str, Any]:
-        """A point of the finite space without a trial, for trial ``number``: drawn from
-        the experiment's seed, so a rerun picks the same."""
-        assert self._points is not None and self._keys is not None
-        free = [p for p, k in zip(self._points, self._keys, strict=True) if k in missing]
-        rng = random.Random(f"hyperdock:{self.experiment.seed}:{number}:unevaluated")
-        point: dict[str, Any] = json.loads(dumps(rng.choice(free)))  # a copy of its own
-        return point
 
     def progress(self) -> Progress:
         """Where the experiment stands now."""
@@ -438,11 +426,10 @@ def budget_of(exp: Experiment) -> int | None:
     except SpaceError:  # not a space this version can read: say what is stored
         return exp.max_trials
     size: int | None = None
-    if exp.sampler == "grid" or space.parameters():
-        count = space.grid_size()
-        if count is not None and (exp.sampler == "grid" or count <= MAX_FINITE_POINTS):
-            points = None if exp.sampler == "grid" else space.finite_points(MAX_FINITE_POINTS)
-            size = count if points is None else len(points)
+    if exp.sampler == "grid":
+        size = space.grid_size()
+    elif (finite := FinitePoints.of(space)) is not None:
+        size = finite.size
     limits = [n for n in (exp.max_trials, size) if n is not None]
     return min(limits) if limits else None
 

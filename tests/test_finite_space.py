@@ -76,3 +76,49 @@ def test_every_point_of_a_conditional_space_once(tmp_path: Path, sampler: str) -
     assert summary["trials"]["completed"] == 5
     points = sorted(json.dumps(p, sort_keys=True) for p in _params(tmp_path, "c"))
     assert len(set(points)) == len(points) == 5
+
+
+def test_tpe_on_a_finite_space_of_over_10000_points_repeats_no_point() -> None:
+    """Large finite spaces are never listed (points are decoded by index), but still get
+    a distinct point per trial."""
+    import hyperdock
+    from hyperdock import hp
+
+    space = {"a": hp.quniform("a", 0, 100, 1), "b": hp.choice("b", list(range(100)))}
+    with hyperdock.Experiment.open(
+        "big", store="sqlite://:memory:", space=space, sampler="tpe", seed=1, max_trials=60
+    ) as exp:
+        for _ in range(60):
+            t = exp.ask()
+            exp.tell(t, loss=abs(t.params["a"] - 50) + abs(t.params["b"] - 49))
+        points = [json.dumps(t.params, sort_keys=True) for t in exp.trials()]
+    assert len(points) == 60 and len(set(points)) == 60
+
+
+def test_a_large_finite_space_ends_when_every_point_was_tried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same path as a space too large to list, on a space small enough to exhaust."""
+    import hyperdock
+    from hyperdock import finite
+    from hyperdock.space import Space
+
+    monkeypatch.setattr(finite, "LISTED_POINTS", 2)
+    space = Space.from_obj(__import__("hyperdock").hp.choice("m", [
+        {"kind": "svm", "kernel": hyperdock.hp.choice("kernel", ["rbf", "linear"])},
+        {"kind": "tree", "depth": hyperdock.hp.uniformint("depth", 1, 3)},
+    ]))  # fmt: skip
+    assert finite.FinitePoints.of(space).size == 5  # type: ignore[union-attr]
+    with hyperdock.Experiment.open(
+        "small", store="sqlite://:memory:", space=space, sampler="tpe", seed=2, max_trials=50
+    ) as exp:
+        asked = []
+        while exp.state.value == "running":
+            try:
+                t = exp.ask()
+            except hyperdock.HyperdockError:
+                break
+            asked.append(json.dumps(t.params, sort_keys=True))
+            exp.tell(t, loss=float(len(asked)))
+        assert len(asked) == 5 and len(set(asked)) == 5
+        assert exp.counts()["completed"] == 5
