@@ -82,6 +82,8 @@ Report = Callable[[], "TrialState | None"]
 
 #: Most trials one worker runs at once: each slot is a thread and a running target.
 MAX_PARALLELISM = 1024
+#: Longest --heartbeat / --poll: a worker that waits longer looks dead to everyone.
+MAX_INTERVAL = 3600.0
 
 
 def check_worker_settings(
@@ -91,7 +93,8 @@ def check_worker_settings(
 
     Raises:
         ConfigError: ``parallelism`` outside 1 to :data:`MAX_PARALLELISM`, or an
-            interval that is not a positive number of seconds (NaN included).
+            interval that is not a positive number of seconds up to
+            :data:`MAX_INTERVAL` (NaN included).
     """
     if not 1 <= parallelism <= MAX_PARALLELISM:
         raise ConfigError(
@@ -102,6 +105,8 @@ def check_worker_settings(
     for flag, value in (("--heartbeat", heartbeat_interval), ("--poll", poll_interval)):
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
+        if value > MAX_INTERVAL:
+            raise ConfigError(f"{flag} must be at most {MAX_INTERVAL:g} seconds, got {value:g}")
 
 
 def slugify(name: str) -> str:
@@ -806,19 +811,35 @@ class Worker:
             return reader
 
     # -- heartbeats -------------------------------------------------------------------
+    def _beat_interval(self) -> float:
+        """``--heartbeat``, shortened to a third of the shortest lease among the
+        experiments this worker runs trials of: a heartbeat slower than a lease would
+        have live trials reaped and run twice."""
+        leases = [e.lease_timeout for e in list(self._experiments.values())]
+        return min([self._heartbeat_interval, *(lease / 3 for lease in leases)])
+
     def _heartbeat_loop(self) -> None:
-        last_sweep = time.monotonic()
-        while not self._stopping.wait(self._heartbeat_interval):
-            self._ensure_progress_thread()
-            if time.monotonic() - last_sweep > ORPHAN_SWEEP_INTERVAL:
-                last_sweep = time.monotonic()
-                self.kill_orphans()
+        last_sweep = last_beat = time.monotonic()
+        while True:
+            # Short waits: a trial of an experiment with a shorter lease may start now.
+            wait = last_beat + self._beat_interval() - time.monotonic()
+            if self._stopping.wait(min(max(wait, 0.0), 1.0)):
+                return
+            if time.monotonic() - last_beat < self._beat_interval():
+                continue
+            last_beat = time.monotonic()
             try:
+                self._ensure_progress_thread()
+                if last_beat - last_sweep > ORPHAN_SWEEP_INTERVAL:
+                    last_sweep = last_beat
+                    self.kill_orphans()
                 self.beat()
             except HyperdockError as exc:
                 if isinstance(exc, StoreConnectionError):
                     note_failure()
                 log.warning("heartbeat failed (targets keep running): %s", exc)
+            except Exception:  # a bug must not end the leases of every running trial
+                log.exception("heartbeat failed; trying again at the next one")
 
     def beat(self) -> None:
         """One heartbeat: renew leases, obey stop requests, reap lost trials."""

@@ -61,6 +61,7 @@ BAD_RUN_OPTIONS = [
     (["--target-loss", "nan"], "--target-loss must be a finite number, got nan"),
     (["--heartbeat", "0"], "--heartbeat must be a positive number of seconds, got 0.0"),
     (["--heartbeat", "-1"], "--heartbeat must be a positive number of seconds"),
+    (["--heartbeat", "1e300"], "--heartbeat must be at most 3600 seconds, got 1e+300"),
     (["--workers", "5000"], "(--workers / --parallelism) must be from 1 to 1024, got 5000"),
     (["--name", "a/b"], "names may not contain '/' or control characters"),
     (["--name", "red\x1b[31m"], "holds '\\x1b'; names may not contain"),
@@ -107,3 +108,26 @@ def test_supervisor_and_worker_refuse_busy_loops_and_huge_parallelism(
     assert out.stderr.startswith("error: ") and message in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert stored_experiments(project) == []
+
+
+SLOW = """
+import os, time
+with open("ran.txt", "a") as fh:
+    fh.write(os.environ["HYPERDOCK_TRIAL_ID"] + "\\n")
+time.sleep(4)
+open(os.environ["HYPERDOCK_LOSS"], "w").write("1.0")
+"""
+
+
+def test_a_heartbeat_slower_than_the_lease_does_not_lose_live_trials(project: Path) -> None:
+    """--heartbeat 10 with --lease-timeout 1.5: the worker beats often enough for the
+    lease (a third of it), so no live trial is reaped and run again."""
+    write(project / "slow.py", SLOW)
+    out = hd(
+        "run", "space.json", "--command", f"{PY} slow.py", "--max-trials", "2",
+        "--heartbeat", "10", "--lease-timeout", "1.5", "-q", cwd=project, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    runs = (project / "ran.txt").read_text().split()
+    assert sorted(runs) == sorted(set(runs)) and len(runs) == 2, runs
+    assert "lost its worker" not in out.stderr, out.stderr
