@@ -23,10 +23,21 @@ from typing import Any, NoReturn
 
 import click
 
-from hyperdock import __version__, trialfs
+from hyperdock import __version__
+from hyperdock import logs as logfiles
 from hyperdock.display import ProgressLine, fmt_loss
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreNotFound
-from hyperdock.experiment import best_json, export_text, summarize, trial_json
+from hyperdock.experiment import Experiment as ApiExperiment
+from hyperdock.experiment import (
+    ExperimentSettings,
+    best_json,
+    best_trial_ids,
+    experiment_duration,
+    export_text,
+    parse_env,
+    summarize,
+    trial_json,
+)
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.samplers import SAMPLERS
 from hyperdock.space import Space
@@ -45,7 +56,7 @@ from hyperdock.supervisor import (
     DEFAULT_MAX_TRIALS,
     budget_of,
 )
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
+from hyperdock.trial import Experiment, ExperimentState, Trial, TrialState
 
 log = logging.getLogger("hyperdock")
 
@@ -61,30 +72,6 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def parse_env(values: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` items, each given alone or as a JSON list (``'["A=1", "B=2"]'``)."""
-    items: list[str] = []
-    for value in values:
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-            except ValueError as exc:
-                raise ConfigError(f"--env / HYPERDOCK_ENV is not a JSON list: {exc}") from None
-            if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
-                raise ConfigError('--env / HYPERDOCK_ENV must be a JSON list of "KEY=VALUE"')
-            items += parsed
-        elif text:
-            items.append(text)
-    env = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"environment entry {item!r} is not KEY=VALUE")
-        env[key] = val
-    return env
 
 
 def _store(url: str | None, *, create: bool = True) -> Store:
@@ -301,32 +288,6 @@ def _signals(handler: Callable[[], None]) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _load_config(
-    source: str, config_dirs: Sequence[str] = ()
-) -> tuple[Space, dict[str, str] | None]:
-    from hyperdock.config import load_config
-
-    return load_config(source, config_dirs=config_dirs)
-
-
-def _make_target(
-    image: str | None, command: str | None, timeout: float | None, env: dict[str, str]
-) -> Target:
-    if not image and not command:
-        raise ConfigError("give the target: --image IMAGE (Docker) or --command 'CMD ARGS'")
-    argv = tuple(shlex.split(command)) if command else None
-    if command is not None and not argv:
-        raise ConfigError("--command is empty")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
-    return Target(
-        image=image or None,
-        command=argv,
-        timeout=timeout,
-        env=tuple(f"{k}={v}" for k, v in env.items()),
-    )
-
-
 def _worker_runtime_factory(
     data_dir: str | None,
     docker_runtime: str | None,
@@ -412,6 +373,29 @@ def _resume_command(name: str) -> str:
 def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _take_settings(options: dict[str, Any]) -> ExperimentSettings:
+    """Pop the experiment's settings out of a command's keyword arguments."""
+    names = [f.name for f in dataclasses.fields(ExperimentSettings)]
+    return ExperimentSettings(**{n: options.pop(n) for n in names if n in options})
+
+
+def _open_experiment(store: Store, settings: ExperimentSettings) -> tuple[Experiment, bool]:
+    """Create or resume the experiment: only what the user gave is passed on, so a
+    resume keeps every stored setting."""
+    opened = ApiExperiment.from_settings(settings, store=store)
+    return opened.record, opened.created
+
+
+def _write_out(text: str) -> None:
+    """Write a piece of a log to standard output at once (``logs --follow`` is live)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
 
 
 class _Group(click.Group):
@@ -564,76 +548,6 @@ def _experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@dataclasses.dataclass(frozen=True)
-class ExperimentOptions:
-    """What ``run``, ``supervisor`` and ``hyperdock-supervisor`` say about an experiment."""
-
-    config: str | None
-    image: str | None = None
-    command: str | None = None
-    name: str | None = None
-    max_trials: int | None = None
-    sampler: str | None = None
-    pruner: str | None = None
-    directions: Sequence[str] = ()
-    max_time: float | None = None
-    target_loss: float | None = None
-    seed: int | None = None
-    max_failures: int | None = None
-    retries: int | None = None
-    timeout: float | None = None
-    priority: int | None = None
-    lease_timeout: float | None = None
-    target_env: Sequence[str] = ()
-    config_dirs: Sequence[str] = ()
-
-    @classmethod
-    def take(cls, options: dict[str, Any]) -> ExperimentOptions:
-        """Pop this class's fields out of a command's keyword arguments."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**{n: options.pop(n) for n in names if n in options})
-
-
-def _prepare(store: Store, o: ExperimentOptions) -> tuple[Experiment, bool]:
-    """Create or resume the experiment the options describe: only what the user gave is
-    passed on, so a resume keeps every stored setting (see ``open_experiment``)."""
-    from hyperdock.supervisor import open_experiment
-
-    space, named = _load_config(o.config, o.config_dirs) if o.config else (None, None)
-    meta: dict[str, Any] = {}
-    if o.directions or named:
-        meta["objectives"] = Objectives.build(o.directions, named).to_meta()
-    if o.pruner is not None:
-        meta["pruner"] = o.pruner
-    if o.max_time is not None:
-        meta["max_time"] = o.max_time
-    if o.target_loss is not None:
-        meta["target_loss"] = o.target_loss
-    if o.max_failures is not None:
-        meta["max_failures"] = o.max_failures
-    target = (
-        _make_target(o.image, o.command, o.timeout, parse_env(o.target_env))
-        if (o.image or o.command or (o.config and not o.name))
-        else None
-    )
-    if not o.name and not o.config:
-        raise ConfigError("give a CONFIG to create an experiment, or --name to resume one")
-    return open_experiment(
-        store,
-        o.name,
-        space=space,
-        target=target,
-        sampler=o.sampler,
-        seed=o.seed,
-        max_trials=o.max_trials,
-        max_retries=o.retries,
-        priority=o.priority,
-        lease_timeout=o.lease_timeout,
-        meta=meta,
-        name_base=Path(o.config).stem if o.config else None,
-    )
-
-
 # -- the hyperdock group ----------------------------------------------------------------
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hyperdock")
@@ -729,13 +643,13 @@ def run(
     from hyperdock.worker import Worker, check_results_dir, check_worker_settings
 
     _setup_logging(loglevel)
-    opts = ExperimentOptions.take({**options, "config": config})
+    opts = _take_settings({**options, "config": config})
     check_worker_settings(workers, heartbeat)  # before the experiment is stored
     check_results_dir(results)
     env = parse_env(worker_env)
     _check_notify(notify)
     with _store(store) as st:
-        exp, created = _prepare(st, opts)
+        exp, created = _open_experiment(st, opts)
         wake = threading.Condition()
         supervisor = Supervisor(st, exp, poll_interval=1.0, wake=wake)
         click.echo(_opened_line(st, supervisor, created), err=True)
@@ -836,12 +750,12 @@ def supervisor(
     Workers (`hyperdock worker`) on any host run the trials.
     """
     _setup_logging(loglevel)
-    _run_supervisor(store, ExperimentOptions.take(options), poll, as_json, notify)
+    _run_supervisor(store, _take_settings(options), poll, as_json, notify)
 
 
 def _run_supervisor(
     store: str | None,
-    opts: ExperimentOptions,
+    opts: ExperimentSettings,
     poll: float,
     as_json: bool,
     notify: Sequence[str] = (),
@@ -852,7 +766,7 @@ def _run_supervisor(
     _check_notify(notify)
     check_poll(poll)  # before the experiment is stored
     with _store(store) as st:
-        exp, created = _prepare(st, opts)
+        exp, created = _open_experiment(st, opts)
         sup = Supervisor(st, exp, poll_interval=poll)
         click.echo(_opened_line(st, sup, created), err=True)
         if legacy:
@@ -1016,7 +930,7 @@ def status(store: str | None, as_json: bool) -> None:
                 "sampler": e.sampler,
                 "target": e.target.describe(),
                 "created_at": e.created_at,
-                "duration": _experiment_duration(st, e, now),
+                "duration": experiment_duration(st, e, now),
             }
             for e in exps
         ]
@@ -1047,15 +961,6 @@ def status(store: str | None, as_json: bool) -> None:
         )
     headers = ["EXPERIMENT", "STATE", "DONE", "RUNNING", "FAILED", "PRUNED", "BEST", "SAMPLER"]
     click.echo(_table([*headers, "CREATED", "DURATION", "TARGET"], rows, right=(2, 3, 4, 5, 6, 9)))
-
-
-def _experiment_duration(store: Store, exp: Experiment, now: float) -> float:
-    """Seconds from the experiment's creation to its last trial's end (to ``now`` while
-    it runs)."""
-    if exp.state is ExperimentState.RUNNING:
-        return now - exp.created_at
-    ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
-    return max(ends, default=exp.created_at) - exp.created_at
 
 
 #: Help text of the NAME argument of the read commands.
@@ -1100,7 +1005,7 @@ def trials(
     with _store(store, create=False) as st:
         exp = resolve_experiment(st, name)
         every = st.list_trials(exp.id)
-        best_ids = _best_ids(st, exp, every)
+        best_ids = best_trial_ids(st, exp, every)
     wanted = {TrialState(s) for s in states}
     rows = [t for t in every if not wanted or t.state in wanted]
     if as_json:
@@ -1137,17 +1042,6 @@ def trials(
         else:
             low = "highest" if objectives.maximize else "lowest"
             click.echo(f"* best trial ({low} loss)")
-
-
-def _best_ids(store: Store, exp: Experiment, trials: Sequence[Trial]) -> set[int]:
-    """Ids of the best trial (several objectives: the Pareto front)."""
-    from hyperdock.study import pareto_front
-
-    objectives = Objectives.from_meta(exp.meta)
-    if objectives.multi:
-        return {t.id for t in pareto_front(trials, objectives)}
-    best_trial = store.best_trial(exp.id, maximize=objectives.maximize)
-    return set() if best_trial is None else {best_trial.id}
 
 
 def _fmt_value(value: Any) -> str:
@@ -1418,173 +1312,6 @@ def enqueue(name: str | None, source: str, store: str | None) -> None:
     click.echo(f"Queued {len(queued)} trial(s) of experiment {exp.name}: {ids}")
 
 
-#: Names of the file holding a trial's output (local command, Docker).
-_LOG_NAMES = ("log.txt", "docker_log.txt")
-#: Bytes of a log read (and printed) at once.
-_CHUNK = 1024 * 1024
-#: Largest log ``logs --json`` reads whole (give --lines for the end of a larger one).
-_JSON_LOG_LIMIT = 256 * 1024 * 1024
-#: Seconds between store polls of ``logs --follow``.
-_FOLLOW_POLL = 0.5
-#: Seconds ``logs --follow`` waits for a running trial's folder to appear on this host.
-_FOLLOW_GRACE = 10.0
-
-
-def _attempt_folders(results: str, exp: Experiment, trial: Trial) -> list[Path]:
-    """The trial's attempt folders under ``results`` on this host, newest first."""
-    from hyperdock.worker import slugify
-
-    trial_dir = Path(results).expanduser() / f"{slugify(exp.name)}-{trial.id}"
-    try:
-        return sorted((p for p in trial_dir.iterdir() if p.is_dir()), reverse=True)
-    except OSError:
-        return []
-
-
-def _log_file(st: Store, trial: Trial, results: str) -> Path | None:
-    """The log of the trial's current (running) or last attempt, if it is on this host.
-
-    A running trial's log is in the newest timestamp folder under
-    ``<results>/<experiment slug>-<trial id>/``; a finished one's in the folder its result
-    records, else the newest one found under ``results``.
-    """
-    recorded = trial.folder
-    candidates: list[Path] = []
-    newest = _attempt_folders(results, st.get_experiment(trial.experiment_id), trial)[:1]
-    if trial.state is TrialState.RUNNING:
-        candidates = newest
-    else:
-        candidates = ([Path(recorded)] if recorded else []) + newest
-    for folder in candidates:
-        for name in _LOG_NAMES:
-            # The target may have replaced its log by a symlink or a pipe: refused.
-            if trialfs.is_file(folder, name) or _refused(folder, name):
-                return Path(os.path.abspath(folder)) / name
-    return None
-
-
-def _refused(folder: Path, name: str) -> bool:
-    """Whether ``folder/name`` exists but is not a regular file (reading it refuses)."""
-    try:
-        os.lstat(folder / name)
-    except OSError:
-        return False
-    return True
-
-
-def _get_trial(st: Store, trial_id: int) -> Trial:
-    try:
-        return st.get_trial(trial_id)
-    except ExperimentNotFound:
-        raise ConfigError(f"no trial with id {trial_id} in {st.describe()}") from None
-
-
-def _last_lines(text: str, lines: int | None) -> str:
-    if lines is None:
-        return text
-    if lines <= 0:
-        return ""
-    kept = text.splitlines(keepends=True)[-lines:]
-    return "".join(kept)
-
-
-class _Tail:
-    """Prints what is appended to a trial's log (bytes decoded as UTF-8 across reads).
-
-    The log is read through :mod:`hyperdock.trialfs` (no symlink followed, regular
-    files only); with ``lines`` only the end of the file is read.
-    """
-
-    def __init__(self, path: Path, lines: int | None) -> None:
-        import codecs
-
-        self.path = path
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        if lines is None:
-            self._pos = 0
-            #: Whether the file held anything when the tail started.
-            self.printed = self.pump()
-            return
-        data, self._pos = trialfs.read_last_lines(path.parent, path.name, max(lines, 0))
-        self.printed = self._pos > 0
-        self._write(_last_lines(self._decoder.decode(data), lines))
-
-    @staticmethod
-    def _write(text: str) -> None:
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-
-    def pump(self, final: bool = False) -> bool:
-        """Print what was appended since the last call (in chunks); whether there was
-        anything.
-
-        Raises:
-            TrialFileError: the log was replaced by a symlink or a special file.
-        """
-        printed = False
-        while True:
-            try:
-                data = trialfs.read_from(self.path.parent, self.path.name, self._pos, _CHUNK)
-            except FileNotFoundError:
-                data = b""
-            except trialfs.TrialFileError:
-                raise
-            except OSError:
-                data = b""
-            self._pos += len(data)
-            printed = printed or bool(data)
-            self._write(self._decoder.decode(data, final=final and len(data) < _CHUNK))
-            if len(data) < _CHUNK:
-                return printed
-
-
-def _follow(st: Store, trial_id: int, results: str, lines: int | None) -> None:
-    """Print a trial's log as it grows until the trial is finished."""
-    tail: _Tail | None = None
-    waiting_since: float | None = None
-    while True:
-        trial = _get_trial(st, trial_id)
-        path = _log_file(st, trial, results) if trial.state is not TrialState.QUEUED else None
-        if path is not None and (tail is None or tail.path != path):
-            if tail is not None:
-                tail.pump(final=True)
-                click.echo(f"--- attempt {trial.attempt + 1}: {path.parent.name} ---", err=True)
-            tail = _Tail(path, lines)
-            if not tail.printed and trial.state is TrialState.RUNNING:
-                click.echo(_no_output_yet(trial), err=True)
-        elif tail is not None:
-            tail.pump()
-        if trial.state.finished:
-            if tail is not None:
-                tail.pump(final=True)
-                return
-            _no_log(trial, results)
-        if trial.state is TrialState.RUNNING and tail is None:
-            now = time.monotonic()
-            waiting_since = waiting_since or now
-            if now - waiting_since > _FOLLOW_GRACE:
-                _no_log(trial, results)
-        else:
-            waiting_since = None
-        time.sleep(_FOLLOW_POLL)
-
-
-def _no_output_yet(trial: Trial) -> str:
-    return f"trial {trial.id} is running: no output yet"
-
-
-def _no_log(trial: Trial, results: str) -> NoReturn:
-    if trial.state is TrialState.QUEUED and not trial.folder:
-        raise ConfigError(f"trial {trial.id} has not started yet, so it has no log")
-    where = trial.folder or f"{Path(results).expanduser()}/…-{trial.id}/"
-    on = f" (worker {trial.worker_id})" if trial.worker_id else ""
-    raise ConfigError(
-        f"the log of trial {trial.id} ({trial.state.value}{on}) is not on this host: "
-        f"nothing in {where}; give --results DIR, or run this where the trial ran"
-    )
-
-
 @cli.command()
 @click.argument("ref", metavar="TRIAL_ID|NAME")
 @click.argument("number", type=int, required=False)
@@ -1626,20 +1353,19 @@ def logs(
         trial = resolve_trial(st, ref, number)
         if follow:
             with contextlib.suppress(KeyboardInterrupt):
-                _follow(st, trial.id, results, lines)
+                logfiles.follow(st, trial.id, results, lines, write=_write_out, note=_note)
             return
-        path = _log_file(st, trial, results)
+        path = logfiles.log_file(st, trial, results)
         if path is None:
-            _no_log(trial, results)
+            raise logfiles.missing_log(trial, results)
         if not as_json:
-            if not _Tail(path, lines).printed and trial.state is TrialState.RUNNING:
-                click.echo(_no_output_yet(trial), err=True)
+            if (
+                not logfiles.LogTail(path, lines, _write_out).printed
+                and trial.state is TrialState.RUNNING
+            ):
+                _note(logfiles.no_output_yet(trial))
             return
-        if lines is None:
-            data = trialfs.read_bytes(path.parent, path.name, _JSON_LOG_LIMIT)
-        else:
-            data, _ = trialfs.read_last_lines(path.parent, path.name, max(lines, 0))
-        text = _last_lines(data.decode("utf-8", "replace"), lines)
+        text = logfiles.read_log(path, lines)
     if as_json:
         payload = {
             "trial": trial.id,
@@ -1751,7 +1477,7 @@ def _legacy_supervisor(
     _setup_logging(loglevel)
     dirs = [*config_dirs, LEGACY_CONFIG_DIR, "config"]
     try:
-        opts = ExperimentOptions(
+        opts = ExperimentSettings(
             config=config_module, image=image, command=command, name=name,
             max_trials=max_trials, sampler=sampler, seed=seed, retries=retries,
             timeout=timeout, priority=priority, config_dirs=dirs, max_failures=max_failures,
@@ -1784,7 +1510,7 @@ def _legacy_worker(mongo: str | None, store: str | None, **options: Any) -> None
         _fail(str(exc))
 
 
-def _legacy_budget_line(sup: Any, created: bool, opts: ExperimentOptions) -> str:
+def _legacy_budget_line(sup: Any, created: bool, opts: ExperimentSettings) -> str:
     """The original `--trials N` meant retries, so say what the budget is instead."""
     budget = sup.budget
     size = f"{budget} trials" if budget is not None else "no trial limit"
