@@ -60,6 +60,7 @@ __all__ = [
     "parse_env",
     "read_points",
     "run",
+    "status_json",
     "summarize",
     "target_from",
     "trial_json",
@@ -314,6 +315,20 @@ def experiment_duration(store: Store, exp: ExperimentRecord, now: float) -> floa
         return now - exp.created_at
     ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
     return max(ends, default=exp.created_at) - exp.created_at
+
+
+def status_json(store: Store, exp: ExperimentRecord, now: float) -> dict[str, Any]:
+    """An experiment as ``status --json`` lists it: :func:`summarize`'s fields (without
+    importances) plus its budget, sampler, target, creation time and duration."""
+    from hyperdock.supervisor import budget_of
+
+    return summarize(store, exp, importances_too=False) | {
+        "budget": budget_of(exp),
+        "sampler": exp.sampler,
+        "target": exp.target.describe(),
+        "created_at": exp.created_at,
+        "duration": experiment_duration(store, exp, now),
+    }
 
 
 def best_trial_ids(store: Store, exp: ExperimentRecord, trials: Sequence[Trial]) -> set[int]:
