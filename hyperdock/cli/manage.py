@@ -1,4 +1,5 @@
-"""The commands that act on a store: ``cancel``, ``enqueue``, ``dashboard``, and ``completion``."""
+"""The commands that act on a store (``cancel``, ``enqueue``), serve it (``dashboard``),
+and ``completion``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hyperdock.cli.common import opened_store
 from hyperdock.cli.options import NAME_HELP, store_option
 from hyperdock.errors import ConfigError, StoreNotFound
 from hyperdock.experiment import Experiment as ApiExperiment
+from hyperdock.experiment import read_points
 from hyperdock.storage import resolve_experiment
 from hyperdock.trial import ExperimentState, TrialState
 
@@ -50,8 +52,6 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
 def enqueue(name: str | None, source: str, store: str | None) -> None:
     """Queue known points for experiment NAME: they run before its later trials. Missing
     parameters are drawn from the space; unknown ones are refused."""
-    from hyperdock.experiment import read_points
-
     points = read_points(source)
     with opened_store(store, create=False) as st:
         exp = ApiExperiment(st, resolve_experiment(st, name))
