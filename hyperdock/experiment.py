@@ -9,7 +9,8 @@ Example:
     >>> trial = exp.ask()
     >>> exp.tell(trial, loss=(trial.params["x"] - 1) ** 2)
 
-``Experiment.open`` is the one place that turns settings into a stored experiment; it
+``Experiment.open`` (and ``Experiment.from_settings``, which the command line calls with
+what its options gave) is the one place that turns settings into a stored experiment; it
 follows the command line's rules (see :func:`hyperdock.supervisor.open_experiment`): a
 setting left at ``None`` is "not given", a resume keeps what is stored, and an explicit
 setting that differs from the stored one raises :class:`~hyperdock.errors.ConfigError`.
@@ -29,7 +30,7 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,14 +53,20 @@ _SETTINGS = ("objectives", "pruner", "max_time", "target_loss", "max_failures")
 __all__ = [
     "Command",
     "Experiment",
+    "ExperimentSettings",
     "Image",
     "TrialNotRunning",
     "best_json",
+    "best_trial_ids",
+    "experiment_duration",
     "export_text",
     "list_experiments",
+    "parse_env",
     "read_points",
     "run",
+    "status_json",
     "summarize",
+    "target_from",
     "trial_json",
 ]
 
@@ -125,6 +132,106 @@ def _env(env: Mapping[str, str] | None) -> tuple[str, ...]:
 
 #: The stored target of an experiment driven only by ask/tell (no command, no image).
 ASK_TELL_TARGET = Target()
+
+
+def target_from(
+    image: str | None,
+    command: str | None,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Target:
+    """The target ``--image`` / ``--command`` describe: a Docker image (``command``
+    then overrides its command) or a local command, split like a shell would.
+
+    Args:
+        image: The Docker image, or None.
+        command: The command line, e.g. ``"python train.py --fast"`` (no shell runs it).
+        timeout: Seconds one attempt may run (None: no limit).
+        env: Extra environment for the target.
+
+    Raises:
+        ConfigError: neither is given, the command is empty, or the timeout is not
+            positive.
+    """
+    import shlex
+
+    if not image and not command:
+        raise ConfigError("give the target: --image IMAGE (Docker) or --command 'CMD ARGS'")
+    argv = tuple(shlex.split(command)) if command else None
+    if command is not None and not argv:
+        raise ConfigError("--command is empty")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
+    return Target(image=image or None, command=argv, timeout=timeout, env=_env(env))
+
+
+def parse_env(values: Sequence[str]) -> dict[str, str]:
+    """Environment entries as ``--env``, ``--target-env`` and ``HYPERDOCK_ENV`` give them.
+
+    Args:
+        values: ``KEY=VALUE`` items, each given alone or as a JSON list
+            (``'["A=1", "B=2"]'``, the original ``HYPERDOCK_ENV``); blank ones are
+            skipped.
+
+    Returns:
+        The variables, a later entry winning over an earlier one.
+
+    Raises:
+        ConfigError: a malformed JSON list, or an entry that is not ``KEY=VALUE``.
+    """
+    items: list[str] = []
+    for value in values:
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(f"--env / HYPERDOCK_ENV is not a JSON list: {exc}") from None
+            if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
+                raise ConfigError('--env / HYPERDOCK_ENV must be a JSON list of "KEY=VALUE"')
+            items += parsed
+        elif text:
+            items.append(text)
+    env = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"environment entry {item!r} is not KEY=VALUE")
+        env[key] = val
+    return env
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSettings:
+    """An experiment as ``hyperdock run``, ``hyperdock supervisor`` and the original
+    ``hyperdock-supervisor`` describe it, each value as given on the command line.
+
+    ``None`` or empty means "not given": :meth:`Experiment.from_settings` then lets a
+    new experiment take the default and a resumed one keep what is stored.
+    """
+
+    #: A config module name, or the path of a ``.py`` / JSON / YAML space.
+    config: str | None = None
+    image: str | None = None
+    #: A command line, split like a shell would.
+    command: str | None = None
+    name: str | None = None
+    max_trials: int | None = None
+    sampler: str | None = None
+    #: A ``--pruner`` spec, e.g. ``"asha:min_resource=10%"``.
+    pruner: str | None = None
+    directions: Sequence[str] = ()
+    max_time: float | None = None
+    target_loss: float | None = None
+    seed: int | None = None
+    max_failures: int | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    priority: int | None = None
+    lease_timeout: float | None = None
+    #: ``KEY=VALUE`` items (see :func:`parse_env`), stored with the target.
+    target_env: Sequence[str] = ()
+    config_dirs: Sequence[str] = ()
 
 
 # -- JSON shapes and summaries (shared with the CLI) -------------------------------------
@@ -203,6 +310,40 @@ def summarize(
         except HyperdockError as exc:
             log.debug("no importances: %s", exc)
     return summary
+
+
+def experiment_duration(store: Store, exp: ExperimentRecord, now: float) -> float:
+    """Seconds from the experiment's creation to its last trial's end (to ``now`` while
+    it runs)."""
+    if exp.state is ExperimentState.RUNNING:
+        return now - exp.created_at
+    ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
+    return max(ends, default=exp.created_at) - exp.created_at
+
+
+def status_json(store: Store, exp: ExperimentRecord, now: float) -> dict[str, Any]:
+    """An experiment as ``status --json`` lists it: :func:`summarize`'s fields (without
+    importances) plus its budget, sampler, target, creation time and duration."""
+    from hyperdock.supervisor import budget_of
+
+    return summarize(store, exp, importances_too=False) | {
+        "budget": budget_of(exp),
+        "sampler": exp.sampler,
+        "target": exp.target.describe(),
+        "created_at": exp.created_at,
+        "duration": experiment_duration(store, exp, now),
+    }
+
+
+def best_trial_ids(store: Store, exp: ExperimentRecord, trials: Sequence[Trial]) -> set[int]:
+    """Ids of the best trial (several objectives: the Pareto front among ``trials``)."""
+    from hyperdock.study import pareto_front
+
+    objectives = Objectives.from_meta(exp.meta)
+    if objectives.multi:
+        return {t.id for t in pareto_front(trials, objectives)}
+    best = store.best_trial(exp.id, maximize=objectives.maximize)
+    return set() if best is None else {best.id}
 
 
 def _iso(ts: float | None) -> str:
@@ -343,6 +484,30 @@ def _load_space(space: Any, config_dirs: Sequence[str]) -> tuple[Space, dict[str
     return Space.from_obj(space), None
 
 
+def _stem(space: Any) -> str | None:
+    """The start of a new experiment's default name: its config file's stem."""
+    return Path(os.fspath(space)).stem if isinstance(space, str | os.PathLike) else None
+
+
+def _meta(
+    named: Mapping[str, str] | None,
+    directions: Sequence[str] | None,
+    objectives: Mapping[str, str] | None,
+    settings: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``meta`` settings given: objectives (the config's ``named`` ones, or
+    ``directions`` / ``objectives``), then each of ``settings`` that is not None."""
+    meta: dict[str, Any] = {}
+    if directions or named or objectives:
+        if named and objectives:
+            raise ConfigError("the config names its objectives already; leave objectives= out")
+        meta["objectives"] = Objectives.build(
+            tuple(directions or ()), named or objectives
+        ).to_meta()
+    meta.update((key, value) for key, value in settings.items() if value is not None)
+    return meta
+
+
 class Experiment:
     """One experiment in a store: create or resume it with :meth:`open`.
 
@@ -464,34 +629,26 @@ class Experiment:
         """
         from hyperdock.supervisor import open_experiment, store_has
 
-        owns = not isinstance(store, Store)
-        st = open_store(store) if not isinstance(store, Store) else store
-        try:
+        def opening(st: Store) -> tuple[ExperimentRecord, bool]:
+            nonlocal target
             loaded, named = _load_space(space, config_dirs) if space is not None else (None, None)
-            meta: dict[str, Any] = {}
-            if directions or named or objectives:
-                if named and objectives:
-                    raise ConfigError(
-                        "the config names its objectives already; leave objectives= out"
-                    )
-                meta["objectives"] = Objectives.build(
-                    tuple(directions or ()), named or objectives
-                ).to_meta()
-            for key, value in (
-                ("pruner", pruner),
-                ("max_time", max_time),
-                ("target_loss", target_loss),
-                ("max_failures", max_failures),
-            ):
-                if value is not None:
-                    meta[key] = value
+            meta = _meta(
+                named,
+                directions,
+                objectives,
+                {
+                    "pruner": pruner,
+                    "max_time": max_time,
+                    "target_loss": target_loss,
+                    "max_failures": max_failures,
+                },
+            )
             if target is not None and timeout is not None:
                 target = dataclasses.replace(target, timeout=timeout)
             elif target is None and loaded is not None and not (name and store_has(st, name)):
                 # A new experiment without a target is driven by ask/tell only.
                 target = dataclasses.replace(ASK_TELL_TARGET, timeout=timeout)
-            stem = Path(os.fspath(space)).stem if isinstance(space, str | os.PathLike) else None
-            record, created = open_experiment(
+            return open_experiment(
                 st,
                 name,
                 space=loaded,
@@ -503,8 +660,85 @@ class Experiment:
                 priority=priority,
                 lease_timeout=lease_timeout,
                 meta=meta,
-                name_base=stem,
+                name_base=_stem(space),
             )
+
+        return cls._opened(store, opening)
+
+    @classmethod
+    def from_settings(
+        cls, settings: ExperimentSettings, *, store: Store | str | None = None
+    ) -> Experiment:
+        """Create or resume the experiment the command line describes (``hyperdock
+        run``, ``hyperdock supervisor``, ``hyperdock-supervisor``), by :meth:`open`'s
+        rules.
+
+        Unlike :meth:`open`, a new experiment needs a target (``image`` or
+        ``command``): the command line makes no ask/tell experiments. ``timeout`` and
+        ``target_env`` only count with a target.
+
+        Args:
+            settings: What the command line gave.
+            store: As :meth:`open`'s ``store``.
+
+        Raises:
+            ConfigError: neither a config nor a name is given, there is no target for a
+                new experiment, or a setting is invalid or differs from the stored one.
+        """
+        from hyperdock.supervisor import open_experiment
+
+        s = settings
+
+        def opening(st: Store) -> tuple[ExperimentRecord, bool]:
+            loaded, named = _load_space(s.config, s.config_dirs) if s.config else (None, None)
+            meta = _meta(
+                named,
+                s.directions,
+                None,
+                {
+                    "pruner": s.pruner,
+                    "max_time": s.max_time,
+                    "target_loss": s.target_loss,
+                    "max_failures": s.max_failures,
+                },
+            )
+            # Without --name a config creates an experiment, which needs a target.
+            target = (
+                target_from(s.image, s.command, s.timeout, parse_env(s.target_env))
+                if (s.image or s.command or (s.config and not s.name))
+                else None
+            )
+            if not s.name and not s.config:
+                raise ConfigError("give a CONFIG to create an experiment, or --name to resume one")
+            return open_experiment(
+                st,
+                s.name,
+                space=loaded,
+                target=target,
+                sampler=s.sampler,
+                seed=s.seed,
+                max_trials=s.max_trials,
+                max_retries=s.retries,
+                priority=s.priority,
+                lease_timeout=s.lease_timeout,
+                meta=meta,
+                name_base=_stem(s.config),
+            )
+
+        return cls._opened(store, opening)
+
+    @classmethod
+    def _opened(
+        cls,
+        store: Store | str | None,
+        opening: Callable[[Store], tuple[ExperimentRecord, bool]],
+    ) -> Experiment:
+        """The experiment ``opening`` creates or resumes in ``store`` (a store opened
+        here from a URL is closed again when that fails)."""
+        owns = not isinstance(store, Store)
+        st = open_store(store) if not isinstance(store, Store) else store
+        try:
+            record, created = opening(st)
         except BaseException:
             if owns:
                 st.close()

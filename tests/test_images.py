@@ -173,7 +173,7 @@ def test_build_context_holds_only_what_the_images_copy() -> None:
     sent = exclude_paths(str(ROOT), patterns, dockerfile="docker/Dockerfile.worker")
     top = {p.split("/", 1)[0] for p in sent}
     assert top <= {"pyproject.toml", "README.md", "hyperdock", "docker", ".dockerignore"}, top
-    assert {"pyproject.toml", "README.md", "hyperdock/cli.py"} <= sent
+    assert {"pyproject.toml", "README.md", "hyperdock/cli/__init__.py"} <= sent
     assert {"docker/requirements.py", "docker/worker-entrypoint.sh"} <= sent
     assert "docker/template_target.py" in sent
     assert not [p for p in sent if "__pycache__" in p or p.endswith((".pyc", ".db"))]

@@ -225,6 +225,36 @@ def test_resume_follows_the_command_lines_rules(store_url: str) -> None:
     assert names == ["res"]
 
 
+def test_settings_from_the_command_line_open_an_experiment(tmp_path: Path, store_url: str) -> None:
+    """Experiment.from_settings (what run / supervisor call) creates with a target only,
+    then resumes by name keeping what is stored."""
+    from hyperdock.experiment import ExperimentSettings
+
+    config = tmp_path / "quad.py"
+    config.write_text('from hyperdock import hp\nSPACE = {"x": hp.uniform("x", -5, 5)}\n')
+    given = ExperimentSettings(
+        config=str(config),
+        command="python3 t.py --fast",
+        seed=3,
+        timeout=60,
+        target_env=['["A=1", "B=2"]'],
+        directions=("maximize",),
+    )
+    with hyperdock.Experiment.from_settings(given, store=store_url) as exp:
+        assert exp.created and exp.name.startswith("quad-")
+        target = exp.record.target
+        assert target.command == ("python3", "t.py", "--fast") and target.timeout == 60
+        assert target.env == ("A=1", "B=2") and exp.objectives.maximize
+        name = exp.name
+    again = ExperimentSettings(config=None, name=name, max_trials=7)
+    with hyperdock.Experiment.from_settings(again, store=store_url) as exp:
+        assert not exp.created and exp.record.seed == 3 and exp.record.max_trials == 7
+    with pytest.raises(ConfigError, match="give the target"):
+        hyperdock.Experiment.from_settings(ExperimentSettings(config=str(config)), store=store_url)
+    with pytest.raises(ConfigError, match="give a CONFIG"):
+        hyperdock.Experiment.from_settings(ExperimentSettings(), store=store_url)
+
+
 def test_a_tell_for_a_trial_not_running_changes_nothing(store_url: str) -> None:
     with hyperdock.Experiment.open("twice", store=store_url, space=SPACE, seed=1) as exp:
         trial = exp.ask()

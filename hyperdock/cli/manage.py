@@ -1,0 +1,152 @@
+"""The commands that act on a store (``cancel``, ``enqueue``), serve it (``dashboard``),
+and ``completion``."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from hyperdock.cli.common import opened_store
+from hyperdock.cli.options import NAME_HELP, store_option
+from hyperdock.errors import ConfigError, StoreNotFound
+from hyperdock.experiment import Experiment as ApiExperiment
+from hyperdock.experiment import read_points
+from hyperdock.storage import resolve_experiment
+from hyperdock.trial import ExperimentState, TrialState
+
+
+@click.command(epilog="NAME is an experiment's name, a unique start of it, or latest (the newest).")
+@click.argument("name", required=False)
+@click.option("--trial", "trial_ids", type=int, multiple=True, help="Cancel only this trial.")
+@store_option
+def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> None:
+    """Cancel experiment NAME (queued trials are dropped, running ones stopped), or single
+    trials with --trial ID. Running targets stop within one worker heartbeat."""
+    if not name and not trial_ids:
+        raise ConfigError("name an experiment, or give --trial ID")
+    with opened_store(store, create=False) as st:
+        if name:
+            exp = resolve_experiment(st, name)
+            st.set_experiment_state(exp.id, ExperimentState.CANCELLED)
+            running = st.count_trials(exp.id)[TrialState.RUNNING]
+            click.echo(
+                f"Cancelled experiment {exp.name}; {running} running trial(s) are being stopped."
+            )
+        for trial_id in trial_ids:
+            state = st.cancel_trial(trial_id)
+            verb = "is being stopped" if state is TrialState.RUNNING else f"is {state.value}"
+            click.echo(f"Trial {trial_id} {verb}.")
+
+
+@click.command(epilog=NAME_HELP)
+@click.argument("name", required=False)
+@click.option(
+    "--params",
+    "source",
+    required=True,
+    metavar="JSON|FILE",
+    help="A JSON object or list of them, or a file: JSON, or CSV with one column per parameter.",
+)
+@store_option
+def enqueue(name: str | None, source: str, store: str | None) -> None:
+    """Queue known points for experiment NAME: they run before its later trials. Missing
+    parameters are drawn from the space; unknown ones are refused."""
+    points = read_points(source)
+    with opened_store(store, create=False) as st:
+        exp = ApiExperiment(st, resolve_experiment(st, name))
+        queued = exp.enqueue_many(points)
+    ids = ", ".join(str(t.id) for t in queued)
+    click.echo(f"Queued {len(queued)} trial(s) of experiment {exp.name}: {ids}")
+
+
+@click.command()
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: any free one).",
+)
+@click.option(
+    "--token",
+    envvar="HYPERDOCK_TOKEN",
+    default=None,
+    help="Needed by every API request (at least 16 characters; default: a random one, "
+    "printed in the URL). [env HYPERDOCK_TOKEN]",
+)
+@click.option(
+    "--no-token",
+    is_flag=True,
+    help="No token: any local account may read and act (single-user machines; 127.0.0.1 only).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this host name (a proxy's, this machine's DNS "
+    "name); others get 403. Repeatable.",
+)
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Start on a new, empty SQLite store when the file does not exist "
+    "(to create experiments from the dashboard).",
+)
+def dashboard(
+    store: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    no_token: bool,
+    allow_hosts: tuple[str, ...],
+    create: bool,
+) -> None:
+    """Serve the web dashboard: experiments, trials, plots, workers, actions."""
+    from hyperdock.dashboard import check_bind, check_token, new_token, plotly_js, serve
+
+    if no_token and token:
+        raise ConfigError("give either --token (or HYPERDOCK_TOKEN) or --no-token, not both")
+    check_token(token)
+    check_bind(host, token)  # beyond loopback only with a token the user chose
+    generated = token is None and not no_token
+    token = new_token() if generated else token
+    plotly_js()  # refuses at once (ConfigError) when plotly is missing
+    try:
+        opened = opened_store(store, create=create)
+    except StoreNotFound as exc:
+        raise StoreNotFound(f"{exc}; or give --create to start on an empty one") from None
+    with opened as st:
+
+        def ready(url: str) -> None:
+            # A token made here is shown (as Jupyter does); the user's own is not echoed.
+            shown = f"{url}?token={token}" if generated else url
+            click.echo(f"Dashboard on {shown} (store {st.describe()}); Ctrl-C stops it.")
+            if token and not generated:
+                click.echo(f"It needs its token: open {url}?token=… (the --token value).")
+
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(st, host, port, token, ready=ready, allow_hosts=allow_hosts)
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    Enable it with: eval "$(hyperdock completion bash)" (zsh: the same with zsh; fish:
+    hyperdock completion fish | source).
+    """
+    from click.shell_completion import BashComplete, FishComplete, ShellComplete, ZshComplete
+
+    classes: dict[str, type[ShellComplete]] = {
+        "bash": BashComplete,
+        "zsh": ZshComplete,
+        "fish": FishComplete,
+    }
+    root = click.get_current_context().find_root().command  # the hyperdock group
+    script = classes[shell](root, {}, "hyperdock", "_HYPERDOCK_COMPLETE").source()
+    click.echo(script)

@@ -1,0 +1,256 @@
+"""The commands that read a store: ``status``, ``trials``, ``best``, ``export``,
+``workers`` and ``logs``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from hyperdock import logs as logfiles
+from hyperdock.cli.common import opened_store
+from hyperdock.cli.options import NAME_HELP, store_option
+from hyperdock.cli.output import (
+    best_marker_legend,
+    fitted_trials_table,
+    log_json,
+    print_best,
+    status_table,
+    trials_table,
+    workers_table,
+)
+from hyperdock.errors import ConfigError, HyperdockError
+from hyperdock.experiment import best_trial_ids, export_text, status_json, trial_json
+from hyperdock.space import Space
+from hyperdock.storage import resolve_experiment, resolve_trial
+from hyperdock.study import Objectives, varying_params
+from hyperdock.trial import TrialState
+
+
+@click.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def status(store: str | None, as_json: bool) -> None:
+    """List experiments: state, progress, pruned and failed trials, best loss, age and
+    duration (from creation to the last trial's end, or until now while running)."""
+    now = time.time()
+    with opened_store(store, create=False) as st:
+        exps = st.list_experiments()
+        data = [status_json(st, e, now) for e in exps]
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if not data:
+        click.echo("No experiments yet. Start one with: hyperdock run CONFIG --command '…'")
+        return
+    click.echo(status_table(data, now))
+
+
+@click.command(epilog=NAME_HELP)
+@click.argument("name", required=False)
+@store_option
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in TrialState]),
+    help="Only these states.",
+)
+@click.option("--wide", is_flag=True, help="Every parameter, constants too, one column each.")
+@click.option(
+    "--columns",
+    metavar="A,B",
+    default=None,
+    help="Only these parameters, one column each (dotted names for nested ones).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Every field; attempt is 1-based.")
+def trials(
+    name: str | None,
+    store: str | None,
+    states: tuple[str, ...],
+    wide: bool,
+    columns: str | None,
+    as_json: bool,
+) -> None:
+    """List the trials of experiment NAME.
+
+    The table shows the parameters that differ between trials (constants are left out),
+    one column each when they fit the terminal, else together in one PARAMS column. The
+    best trial is marked with *.
+    """
+    with opened_store(store, create=False) as st:
+        exp = resolve_experiment(st, name)
+        every = st.list_trials(exp.id)
+        best_ids = best_trial_ids(st, exp, every)
+    wanted = {TrialState(s) for s in states}
+    rows = [t for t in every if not wanted or t.state in wanted]
+    if as_json:
+        click.echo(json.dumps([trial_json(t) for t in rows], indent=2, sort_keys=True))
+        return
+    if not rows:
+        click.echo(f"No trials{' in these states' if states else ''} in experiment {exp.name}.")
+        return
+    try:
+        space: Space | None = Space.from_json(exp.space)
+    except HyperdockError:
+        space = None
+    varying, every_key = varying_params(space, every)
+    if columns is not None:
+        keys = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [k for k in keys if k not in every_key]
+        if unknown or not keys:
+            raise ConfigError(
+                f"--columns: no parameter {', '.join(unknown) or '(none given)'} in experiment "
+                f"{exp.name}; its parameters are: {', '.join(every_key) or '(none)'}"
+            )
+        click.echo(trials_table(rows, best_ids, keys, split=True))
+    elif wide:
+        click.echo(trials_table(rows, best_ids, every_key, split=True))
+    else:
+        click.echo(fitted_trials_table(rows, best_ids, varying))
+    if best_ids & {t.id for t in rows}:
+        click.echo(best_marker_legend(Objectives.from_meta(exp.meta)))
+
+
+@click.command(epilog=NAME_HELP)
+@click.argument("name", required=False)
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def best(name: str | None, store: str | None, as_json: bool) -> None:
+    """Show the best trial of experiment NAME."""
+    with opened_store(store, create=False) as st:
+        ok = print_best(st, resolve_experiment(st, name), as_json)
+    sys.exit(0 if ok else 1)
+
+
+@click.command(epilog=NAME_HELP)
+@click.argument("name", required=False)
+@store_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File to write (default: standard output).",
+)
+def export(
+    name: str | None, store: str | None, fmt: str, as_json: bool, output: str | None
+) -> None:
+    """Export every trial of experiment NAME as CSV or JSON.
+
+    CSV: one row per trial, times in ISO 8601 UTC (2026-12-02T05:45:30Z), attempt
+    1-based, parameters in params.* columns, the target's extra loss.json keys in data.*
+    columns. JSON: the trials as in trials --json (Unix seconds, attempt 1-based).
+    """
+    if as_json:
+        fmt = "json"
+    with opened_store(store, create=False) as st:
+        exp = resolve_experiment(st, name)
+        rows = st.list_trials(exp.id)
+    text = export_text(exp, rows, fmt)
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command()
+@store_option
+@click.option("--all", "show_all", is_flag=True, help="Also workers that stopped heartbeating.")
+@click.option(
+    "--max-age",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds without a heartbeat after which a worker counts as gone.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def workers(store: str | None, show_all: bool, max_age: float, as_json: bool) -> None:
+    """List workers: host, parallelism, last heartbeat, running trials, and status (why
+    a paused worker runs nothing now: Docker unreachable, results folder not writable)."""
+    with opened_store(store, create=False) as st:
+        found = st.list_workers(max_age=None if show_all else max_age)
+    now = time.time()
+    if as_json:
+        click.echo(json.dumps([w.to_json(now) for w in found], indent=2))
+        return
+    if not found:
+        click.echo("No live workers. Start one with: hyperdock worker --store URL")
+        return
+    click.echo(workers_table(found, now))
+
+
+def _write_out(text: str) -> None:
+    """Write a piece of a log to standard output at once (``logs --follow`` is live)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _note(message: str) -> None:
+    """Say something about the log (not part of it) on standard error."""
+    click.echo(message, err=True)
+
+
+@click.command()
+@click.argument("ref", metavar="TRIAL_ID|NAME")
+@click.argument("number", type=int, required=False)
+@store_option
+@click.option(
+    "--results",
+    envvar="HYPERDOCK_RESULT_DIR",
+    default="results",
+    show_default=True,
+    type=click.Path(),
+    help="Folder of trial folders, to find running trials [env HYPERDOCK_RESULT_DIR].",
+)
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new output until the trial is finished."
+)
+@click.option("--lines", "-n", type=int, default=None, help="Only the last N lines.")
+@click.option(
+    "--json", "as_json", is_flag=True, help='{"trial", "attempt" (1-based), "state", "file", "log"}'
+)
+def logs(
+    ref: str,
+    number: int | None,
+    store: str | None,
+    results: str,
+    follow: bool,
+    lines: int | None,
+    as_json: bool,
+) -> None:
+    """Print the output (log.txt or docker_log.txt) of trial TRIAL_ID.
+
+    Or of a trial of experiment NAME (a unique start of a name, or latest for the
+    newest): trial NUMBER (the # column of hyperdock trials), by default the trial that
+    started last. The output of a running trial (local command or Docker container) is
+    there as it is printed; --follow shows it live.
+    """
+    if follow and as_json:
+        raise ConfigError("--follow and --json do not go together")
+    with opened_store(store, create=False) as st:
+        trial = resolve_trial(st, ref, number)
+        if follow:
+            with contextlib.suppress(KeyboardInterrupt):
+                logfiles.follow(st, trial.id, results, lines, write=_write_out, note=_note)
+            return
+        path = logfiles.log_file(st, trial, results)
+        if path is None:
+            raise logfiles.missing_log(trial, results)
+        if not as_json:
+            if (
+                not logfiles.LogTail(path, lines, _write_out).printed
+                and trial.state is TrialState.RUNNING
+            ):
+                _note(logfiles.no_output_yet(trial))
+            return
+        text = logfiles.read_log(path, lines)
+    click.echo(json.dumps(log_json(trial, path, text), indent=2, sort_keys=True))
