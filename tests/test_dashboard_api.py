@@ -746,6 +746,12 @@ def test_short_tokens_are_refused(tmp_path: Path, token: str) -> None:
         make_dashboard_server(open_store(f"sqlite:///{tmp_path / 'y.db'}"), token=token)
 
 
+@pytest.mark.parametrize("token", [" " * 16, "abcdefgh abcdefgh", "abcdefghabcdefgh\x1b"])
+def test_blank_or_control_character_tokens_are_refused(tmp_path: Path, token: str) -> None:
+    with pytest.raises(ConfigError, match="may not hold spaces or control characters"):
+        make_dashboard_server(open_store(f"sqlite:///{tmp_path / 'y.db'}"), token=token)
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.nip.io", "[::2]"])
 def test_dns_rebinding_is_refused(store: Store, filled: dict[str, Any], host: str) -> None:
     """Issue 12, item 3: a page on a rebound DNS name reads nothing, token or not."""

@@ -90,12 +90,19 @@ def check_token(token: str | None) -> None:
     """Refuse a token too short to be secret.
 
     Raises:
-        ConfigError: ``token`` is shorter than :data:`MIN_TOKEN_LENGTH` characters.
+        ConfigError: ``token`` is shorter than :data:`MIN_TOKEN_LENGTH` characters, or
+            holds white space or control characters (a token of 16 spaces is no secret,
+            and such a token cannot travel in a URL as printed).
     """
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
         raise ConfigError(
             f"the dashboard token must be at least {MIN_TOKEN_LENGTH} characters long "
             f"(got {len(token)}); leave --token out to get a random one"
+        )
+    if token is not None and any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(
+            "the dashboard token may not hold spaces or control characters; "
+            "leave --token out to get a random one"
         )
 
 
