@@ -271,6 +271,7 @@ def space_from_v04(data: Any) -> Space:
         SpaceError: Malformed data, an unknown ``hdock_*`` key or distribution, or a
             distribution that cannot draw with the given arguments.
     """
+    check_shape(data)  # bounded: a huge axis is refused before it is built
     if isinstance(data, list):
         if not data:
             raise SpaceError("the space is an empty list; give at least one object")

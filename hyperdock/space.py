@@ -20,6 +20,7 @@ and converts it to and from JSON. Build nodes with :mod:`hyperdock.hp`; hyperopt
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import random
@@ -170,26 +171,56 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-def _children(obj: Any) -> list[tuple[str, Any]]:
-    """The parts of ``obj`` a walk over a space visits, with how a location names them."""
+def _children(
+    obj: Any,
+) -> list[tuple[Callable[[], str], Any]] | Iterator[tuple[Callable[[], str], Any]]:
+    """The parts of ``obj`` a walk over a space visits, each with a function that names
+    its location (named only when needed: a list of millions of values must not cost
+    millions of strings); empty (a list) for a leaf."""
     match obj:
         case dict():
-            return [(f"[{k!r}]", v) for k, v in obj.items()]
+            return ((functools.partial(_key_name, k), v) for k, v in obj.items()) if obj else []
         case list() | tuple():
-            return [(f"[{i}]", v) for i, v in enumerate(obj)]
+            return (
+                ((functools.partial(_index_name, i), v) for i, v in enumerate(obj)) if obj else []
+            )
         case Choice():
-            return [(f"(option {i} of {obj.label!r})", o) for i, o in enumerate(obj.options)]
+            return [
+                (functools.partial(_option_name_of, obj.label, i), o)
+                for i, o in enumerate(obj.options)
+            ]
         case Union():
-            return [(f"[{i}]", m) for i, m in enumerate(obj.spaces)]
+            return [(functools.partial(_index_name, i), m) for i, m in enumerate(obj.spaces)]
         case GridAxis():
-            return [(f"[{i}]", v) for i, v in enumerate(obj.values)]
+            values = obj.values
+            return (
+                ((functools.partial(_index_name, i), v) for i, v in enumerate(values))
+                if values
+                else []
+            )
     if type(obj).__module__.startswith("hyperopt.") and hasattr(obj, "named_args"):
         # A hyperopt expression: its arguments, and a literal's value.
         parts = [*obj.pos_args, *(v for _, v in obj.named_args)]
         if getattr(obj, "name", None) == "literal":
             parts.append(obj.obj)
-        return [("", p) for p in parts]
+        return [(_no_name, p) for p in parts]
     return []
+
+
+def _key_name(key: Any) -> str:
+    return f"[{key!r}]"
+
+
+def _index_name(i: int) -> str:
+    return f"[{i}]"
+
+
+def _option_name_of(label: str, i: int) -> str:
+    return f"(option {i} of {label!r})"
+
+
+def _no_name() -> str:
+    return ""
 
 
 def check_shape(obj: Any, where: str = "space") -> None:
@@ -202,8 +233,10 @@ def check_shape(obj: Any, where: str = "space") -> None:
     """
     count = 0
     on_path: set[int] = set()
-    # A stack of (location, remaining children) per level: the path from the top.
-    path: list[tuple[str, Any, Iterator[tuple[str, Any]]]] = [(where, obj, iter(_children(obj)))]
+    # A stack of (location, node, remaining children) per level: the path from the top.
+    path: list[tuple[str, Any, Iterator[tuple[Callable[[], str], Any]]]] = [
+        (where, obj, iter(_children(obj)))
+    ]
     on_path.add(id(obj))
     while path:
         location, node, pending = path[-1]
@@ -220,9 +253,9 @@ def check_shape(obj: Any, where: str = "space") -> None:
                 f"e.g. a YAML alias, once per place it appears); make it smaller"
             )
         parts = _children(child)
-        if not parts:
+        if isinstance(parts, list) and not parts:
             continue
-        inner = f"{location}{name}"
+        inner = f"{location}{name()}"
         if id(child) in on_path:
             raise SpaceError(
                 f"{inner} contains itself (a recursive space); a space must be a tree: "

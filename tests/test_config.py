@@ -471,6 +471,33 @@ def test_yaml_billion_laughs_is_refused_at_once(tmp_path: Path) -> None:
     assert "\n" not in str(e.value)
 
 
+def test_a_flat_axis_of_3_million_values_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """The value count is checked on the parsed document, before any axis is built (a
+    6 MB JSON axis took 480 MB more than parsing it before it was refused)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "axis.json"
+    path.write_text(json.dumps({"x": list(range(3_000_000))}))
+    probe = (
+        "import json, resource, sys\n"
+        "from hyperdock.config import load_space\n"
+        "json.loads(open(sys.argv[1]).read())  # what parsing alone costs\n"
+        "parsed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    load_space(sys.argv[1])\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - parsed)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120
+    )
+    message, extra_kb = out.stdout.strip().splitlines()
+    assert message.startswith("SpaceError") and "more than 1,000,000 values" in message
+    assert int(extra_kb) < 100_000, f"{int(extra_kb) // 1024} MB beyond parsing"
+
+
 def test_yaml_that_contains_itself_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "loop.yaml", "a: &x [1, *x]\n")
     with pytest.raises(SpaceError, match="contains itself"):
