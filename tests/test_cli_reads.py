@@ -208,6 +208,22 @@ def test_trials_falls_back_to_one_params_column_on_a_narrow_terminal(two: Path) 
     assert "x=" in out.stdout and "epochs" not in out.stdout
 
 
+def test_the_params_column_is_shortened_to_fit_the_terminal(tmp_path: Path) -> None:
+    import hyperdock
+    from hyperdock import hp
+
+    space = {f"parameter_{i}": hp.uniform(f"parameter_{i}", 0, 1) for i in range(6)}
+    url = f"sqlite:///{tmp_path / 'hyperdock.db'}"
+    with hyperdock.Experiment.open("many", store=url, space=space, sampler="random") as exp:
+        for _ in range(3):
+            exp.tell(exp.ask(), loss=1.0)
+    out = hd("trials", "many", cwd=tmp_path, env={"COLUMNS": "100"})
+    assert out.returncode == 0, out.stderr
+    assert "PARAMS" in _header(out.stdout)
+    assert max(len(line) for line in out.stdout.splitlines()) <= 100, out.stdout
+    assert "parameter_0=" in out.stdout and "…" in out.stdout
+
+
 def test_trials_wide_and_columns(two: Path) -> None:
     wide = hd("trials", "alpha", "--wide", cwd=two, env={"COLUMNS": "70"})
     assert wide.returncode == 0, wide.stderr

@@ -193,11 +193,20 @@ def legacy_budget_line(sup: Any, created: bool, opts: ExperimentSettings) -> str
     )
 
 
+#: Widest PARAMS column of the ``trials`` table, and how narrow it may get to fit.
+_PARAMS_WIDTH = 60
+_MIN_PARAMS_WIDTH = 20
+
+
 def trials_table(
-    rows: Sequence[Trial], best_ids: set[int], keys: Sequence[str], split: bool
+    rows: Sequence[Trial],
+    best_ids: set[int],
+    keys: Sequence[str],
+    split: bool,
+    params_width: int = _PARAMS_WIDTH,
 ) -> str:
     """The ``trials`` table with parameters ``keys``: a column each (``split``) or one
-    PARAMS column."""
+    PARAMS column of at most ``params_width`` characters."""
     now = time.time()
     headers = ["", "ID", "#", "STATE", "LOSS", "TRY", "STARTED", "DURATION"]
     headers += list(keys) if split else ["PARAMS"]
@@ -208,7 +217,7 @@ def trials_table(
             params = [fmt_value(flat[k]) if k in flat else "" for k in keys]
         else:
             shown = ", ".join(f"{k}={fmt_value(flat[k])}" for k in keys if k in flat)
-            params = [short(shown, 60)]
+            params = [short(shown, params_width)]
         body.append(
             [
                 "*" if t.id in best_ids else "",
@@ -242,11 +251,21 @@ def trial_duration(trial: Trial, now: float) -> str:
 
 def fitted_trials_table(rows: Sequence[Trial], best_ids: set[int], keys: Sequence[str]) -> str:
     """The ``trials`` table with a column per parameter in ``keys`` when it fits the
-    terminal, else with them together in one PARAMS column."""
-    text = trials_table(rows, best_ids, keys, split=True)
-    if max(map(len, text.splitlines())) > shutil.get_terminal_size().columns:
-        text = trials_table(rows, best_ids, keys, split=False)
-    return text
+    terminal, else with them together in one PARAMS column, shortened to fit when it can
+    be (down to 20 characters)."""
+    columns = shutil.get_terminal_size().columns
+    split = trials_table(rows, best_ids, keys, split=True)
+    if _width(split) <= columns:
+        return split
+    joined = trials_table(rows, best_ids, keys, split=False)
+    if _width(joined) > columns:  # shorten the PARAMS column by what does not fit
+        fit = max(_MIN_PARAMS_WIDTH, _PARAMS_WIDTH - (_width(joined) - columns))
+        joined = trials_table(rows, best_ids, keys, split=False, params_width=fit)
+    return joined
+
+
+def _width(text: str) -> int:
+    return max(map(len, text.splitlines()), default=0)
 
 
 def best_marker_legend(objectives: Objectives) -> str:
