@@ -1332,17 +1332,28 @@ class Experiment:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def export(self, path: str | os.PathLike[str], format: str = "csv") -> Path:
+    def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
         """Write every trial to ``path`` as ``hyperdock export`` does (``csv`` or
-        ``json``); returns the path."""
+        ``json``; by default ``json`` for a ``.json`` path, else ``csv``); returns the
+        path."""
+        if format is None:
+            format = "json" if Path(path).suffix.lower() == ".json" else "csv"
         text = export_text(self.record, self.trials(), format)
         out = Path(path)
         out.write_text(text)
         return out
 
-    def cancel(self) -> None:
-        """Cancel the experiment: queued trials are cancelled, running ones stopped."""
+    def cancel(self) -> bool:
+        """Cancel the experiment: queued trials are cancelled, running ones stopped.
+
+        Returns:
+            False, changing nothing, when the experiment had ended already (``done``,
+            ``failed`` or ``cancelled``: its outcome stays what it was).
+        """
+        if self.record.state is not ExperimentState.RUNNING:
+            return False
         self.store.set_experiment_state(self.id, ExperimentState.CANCELLED)
+        return True
 
     def delete(self) -> None:
         """Delete the experiment and all its trials from the store."""

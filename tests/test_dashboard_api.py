@@ -396,6 +396,19 @@ def test_delete_experiment(store: Store, filled: dict[str, Any]) -> None:
     assert store.get_experiment("exp").id == filled["exp"]
 
 
+def test_cancelling_an_ended_experiment_is_409_and_changes_nothing(
+    store: Store, filled: dict[str, Any]
+) -> None:
+    app = create_app(store)
+    assert post(app, "/api/experiments/exp/cancel", headers=LOCAL).status == 200
+    again = post(app, "/api/experiments/exp/cancel", headers=LOCAL)
+    assert again.status == 409 and "cancelled already" in again.text
+    exp = store.get_experiment("exp")
+    store.set_experiment_state(exp.id, ExperimentState.DONE)
+    assert post(app, "/api/experiments/exp/cancel", headers=LOCAL).status == 409
+    assert store.get_experiment("exp").state is ExperimentState.DONE
+
+
 def test_clone_experiment(store: Store, filled: dict[str, Any]) -> None:
     app = create_app(store)
     reply = post(app, "/api/experiments/exp/clone", {"name": "exp-2"}, headers=LOCAL)

@@ -375,3 +375,29 @@ def test_clone_copies_the_settings_not_the_run(store_url: str) -> None:
             exp.clone("orig-2")
         with pytest.raises(ConfigError, match="at most 100"):
             exp.clone("x" * 101)
+
+
+def test_cancel_leaves_an_ended_experiment_as_it_ended(tmp_path: Path, store_url: str) -> None:
+    with hyperdock.Experiment.open(
+        "fin", store=store_url, space={"x": hp.choice("x", [1, 2])}, sampler="random"
+    ) as exp:
+        for _ in range(2):
+            exp.tell(exp.ask(), loss=1.0)
+        assert exp.state.value == "done"
+        assert exp.cancel() is False and exp.state.value == "done"
+        out = subprocess.run(
+            [sys.executable, "-m", "hyperdock", "cancel", "fin", "--store", store_url],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "Experiment fin is done already; nothing to cancel."
+        assert exp.state.value == "done"
+
+
+def test_export_picks_the_format_from_the_suffix(tmp_path: Path, store_url: str) -> None:
+    with hyperdock.Experiment.open("ex", store=store_url, space=SPACE, sampler="random") as exp:
+        exp.tell(exp.ask(), loss=2.0)
+        data = json.loads(exp.export(tmp_path / "e.json").read_text())
+        assert data["experiment"] == "ex" and len(data["trials"]) == 1
+        assert (tmp_path / "e.csv").exists() is False
+        assert exp.export(tmp_path / "e.csv").read_text().startswith("id,")

@@ -13,7 +13,7 @@ from hyperdock.errors import ConfigError, StoreNotFound
 from hyperdock.experiment import Experiment as ApiExperiment
 from hyperdock.experiment import read_points
 from hyperdock.storage import resolve_experiment
-from hyperdock.trial import ExperimentState, TrialState
+from hyperdock.trial import TrialState
 
 
 @click.command(epilog="NAME is an experiment's name, a unique start of it, or latest (the newest).")
@@ -28,11 +28,16 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
     with opened_store(store, create=False) as st:
         if name:
             exp = resolve_experiment(st, name)
-            st.set_experiment_state(exp.id, ExperimentState.CANCELLED)
-            running = st.count_trials(exp.id)[TrialState.RUNNING]
-            click.echo(
-                f"Cancelled experiment {exp.name}; {running} running trial(s) are being stopped."
-            )
+            if not ApiExperiment(st, exp).cancel():
+                click.echo(
+                    f"Experiment {exp.name} is {exp.state.value} already; nothing to cancel."
+                )
+            else:
+                running = st.count_trials(exp.id)[TrialState.RUNNING]
+                click.echo(
+                    f"Cancelled experiment {exp.name}; {running} running trial(s) are being "
+                    "stopped."
+                )
         for trial_id in trial_ids:
             state = st.cancel_trial(trial_id)
             verb = "is being stopped" if state is TrialState.RUNNING else f"is {state.value}"

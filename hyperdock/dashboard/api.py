@@ -488,9 +488,12 @@ def list_workers(store: Store) -> list[dict[str, Any]]:
 
 # -- actions ----------------------------------------------------------------------------
 def cancel_experiment(store: Store, name: str) -> dict[str, Any]:
-    """``POST /api/experiments/<name>/cancel``."""
+    """``POST /api/experiments/<name>/cancel``: 409 for an experiment that has ended."""
+    from hyperdock.experiment import Experiment as ApiExperiment
+
     exp = _experiment(store, name)
-    store.set_experiment_state(exp.id, ExperimentState.CANCELLED)
+    if not ApiExperiment(store, exp).cancel():
+        raise ApiError(409, f"experiment {exp.name!r} is {exp.state.value} already")
     return {"ok": True, "experiment": experiment_row(store, store.get_experiment(exp.id))}
 
 
