@@ -505,3 +505,11 @@ def _queued(url: str, name: str) -> int:
             return sum(st.count_trials(st.get_experiment(name).id).values())
     except HyperdockError:
         return 0
+
+
+def test_a_budget_of_one_trial_reads_1_trial(tmp_path: Path) -> None:
+    write(tmp_path / "one.json", '{"x": [1]}')
+    write(tmp_path / "t.py", "import os\nopen(os.environ['HYPERDOCK_LOSS'], 'w').write('1')\n")
+    out = hd("run", "one.json", "--command", f"{PY} t.py", "--name", "one", "-q", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Created experiment one (1 trial, command" in out.stderr

@@ -168,16 +168,20 @@ def opened_line(store: Store, supervisor: Any, created: bool) -> str:
     )
     budget = supervisor.budget
     if created:
-        size = f"{budget} trials" if budget is not None else "no trial limit"
-        return f"Created experiment {exp.name} ({size}, {about})"
+        return f"Created experiment {exp.name} ({_budget(budget)}, {about})"
     done = supervisor.progress().finished
     return f"Resuming experiment {exp.name}: {done}/{budget if budget else '?'} done ({about})"
 
 
+def _budget(budget: int | None) -> str:
+    if budget is None:
+        return "no trial limit"
+    return f"{budget} trial{'s' if budget != 1 else ''}"
+
+
 def legacy_budget_line(sup: Any, created: bool, opts: ExperimentSettings) -> str:
     """The original `--trials N` meant retries, so say what the budget is instead."""
-    budget = sup.budget
-    size = f"{budget} trials" if budget is not None else "no trial limit"
+    size = _budget(sup.budget)
     if opts.max_trials is not None:
         why = "--max-trials"
     elif not created:
