@@ -29,7 +29,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from hyperdock.errors import TargetError
+from hyperdock.errors import ConfigError, TargetError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -66,6 +66,63 @@ class Limits:
     progress_line_bytes: int = 64 * 1024
     progress_read_bytes: int = 1 * _MB
     graphs_bytes: int = 10 * _MB
+
+    @classmethod
+    def parse(cls, spec: str | None) -> Limits:
+        """Limits from ``--file-limits``: ``loss=2MB,progress-line=128KB,graphs=20MB``
+        (any of them; sizes in bytes, or with ``KB``/``MB``/``GB``, powers of 1024);
+        the others keep their defaults. None or empty: the defaults.
+
+        Raises:
+            ConfigError: an unknown name, or a size that is not a positive whole number
+                of bytes up to 1 GB.
+        """
+        if not spec or not spec.strip():
+            return cls()
+        fields: dict[str, int] = {}
+        for item in spec.split(","):
+            name, sep, size = item.strip().partition("=")
+            field = _LIMIT_NAMES.get(name.strip().lower())
+            if not sep or field is None:
+                raise ConfigError(
+                    f"--file-limits: {item.strip()!r} is not NAME=SIZE with NAME one of "
+                    f"{', '.join(_LIMIT_NAMES)} (e.g. loss=2MB,graphs=20MB)"
+                )
+            fields[field] = _parse_size(name.strip(), size.strip())
+        return dataclasses.replace(cls(), **fields)
+
+
+#: ``--file-limits`` names of the :class:`Limits` fields.
+_LIMIT_NAMES = {
+    "loss": "loss_bytes",
+    "progress-line": "progress_line_bytes",
+    "progress-read": "progress_read_bytes",
+    "graphs": "graphs_bytes",
+}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1024,
+    "k": 1024,
+    "mb": _MB,
+    "m": _MB,
+    "gb": 1024 * _MB,
+    "g": 1024 * _MB,
+}
+
+
+def _parse_size(name: str, text: str) -> int:
+    number = text.rstrip("bBkKmMgG")
+    unit = text[len(number) :].strip().lower()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        value = -1.0
+    if not 1 <= value <= 1024 * _MB:  # NaN fails too
+        raise ConfigError(
+            f"--file-limits: {name}={text!r} is not a size from 1 byte to 1GB (e.g. 512KB, 2MB)"
+        )
+    return int(value)
 
 
 #: The limits used when none are given.

@@ -330,6 +330,15 @@ def test_trial_detail_reads_the_folder(store: Store, filled: dict[str, Any]) -> 
     assert data["progress"] == [[1, 2.0], [2, 1.0]]
 
 
+def test_the_graphs_limit_is_configurable(store: Store, filled: dict[str, Any]) -> None:
+    from hyperdock.trialfs import Limits
+
+    app = create_app(store, limits=Limits.parse("graphs=50"))
+    data = call(app, f"/api/trials/{filled['completed']}").data
+    assert data["graphs"] is None
+    assert data["graphs_error"] == "graphs.json is larger than 50 bytes: refused"
+
+
 def test_trial_detail_without_folder(store: Store, filled: dict[str, Any]) -> None:
     data = call(create_app(store), f"/api/trials/{filled['running']}").data
     assert data["state"] == "running"

@@ -73,6 +73,7 @@ def _run(
     *,
     timeout: float = 120,
     limit_memory: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``hyperdock run`` of ATTACKER over ``points`` (one trial each, no retries)."""
     write(tmp_path / "attacker.py", ATTACKER)
@@ -80,7 +81,7 @@ def _run(
     space.write_text(json.dumps([{k: [v] for k, v in p.items()} for p in points]))
     args = [
         "run", str(space), "--name", name, "--command", f"{PY} {tmp_path / 'attacker.py'}",
-        "--retries", "0", "--max-failures", "0", "--sampler", "grid",
+        "--retries", "0", "--max-failures", "0", "--sampler", "grid", *extra,
     ]  # fmt: skip
     preexec = None
     if limit_memory:
@@ -154,6 +155,21 @@ def test_a_loss_json_larger_than_1_mb_is_refused(tmp_path: Path) -> None:
     [row] = _trials(tmp_path, "big")
     assert row["state"] == "failed"
     assert row["error"].startswith("loss.json is larger than 1 MB: refused")
+
+
+def test_file_limits_are_configurable(tmp_path: Path) -> None:
+    """--file-limits (or HYPERDOCK_FILE_LIMITS) sets how much is read: a 2 MB loss.json
+    passes with loss=4MB; a bad spec is one line, exit 2."""
+    done = _run(tmp_path, "roomy", [{"attack": "big", "file": "loss.json"}],
+                extra=("--file-limits", "loss=4MB"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [row] = _trials(tmp_path, "roomy")
+    assert row["state"] == "completed", row["error"]
+    bad = hd("worker", "--file-limits", "loss=lots", "--burst", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "error: --file-limits: loss='lots' is not a size from 1 byte to 1GB (e.g. 512KB, 2MB)"
+    )
 
 
 def test_dev_zero_as_progress_jsonl_is_refused_in_bounded_memory(tmp_path: Path) -> None:

@@ -184,6 +184,68 @@ def test_a_crashed_worker_slot_is_started_again(tmp_path: Path) -> None:
     store.close()
 
 
+class CrashingProgressBeat:
+    """Wraps a store; the first heartbeat the progress reader thread sends (after it saved
+    a trial's progress) raises an unexpected exception, which ends that thread."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.crashed = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "hd-progress" and not self.crashed.is_set():
+            self.crashed.set()
+            raise RuntimeError("unexpected driver error (test)")
+        return self.inner.heartbeat(*args, **kwargs)
+
+
+#: Reports steps 1..30 over about 3 s, then its loss.
+STEPS = """
+import os, time
+import hyperdock
+for step in range(1, 31):
+    hyperdock.report(step, 1.0 / step)
+    time.sleep(0.1)
+open(os.environ["HYPERDOCK_LOSS"], "w").write("0.5")
+"""
+
+
+def test_a_progress_reader_that_died_is_restarted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pruning reads progress: a reader thread killed by a surprise is started again, and
+    every later step still reaches the store."""
+    store = open_store(f"sqlite:///{tmp_path}/hd.db")
+    script = write(tmp_path / "steps.py", STEPS)
+    exp = store.create_experiment(
+        "steps", space={}, target=Target(command=(PY, str(script))),
+        sampler="random", seed=1, max_trials=None,
+    )  # fmt: skip
+    (trial,) = store.add_trials(exp.id, [{}])
+    wrapped: Any = CrashingProgressBeat(store)
+    worker = Worker(
+        wrapped, results_dir=tmp_path / "results", parallelism=1, heartbeat_interval=0.2,
+        poll_interval=0.1, burst=True, sweep_orphans=False,
+    )  # fmt: skip
+    thread = threading.Thread(target=worker.run)
+    with caplog.at_level("ERROR", logger="hyperdock"):
+        thread.start()
+        try:
+            wait_for(lambda: not thread.is_alive(), timeout=120, what="the worker to finish")
+        finally:
+            worker.stop()
+            thread.join(timeout=60)
+    assert wrapped.crashed.is_set()
+    assert "the progress reader thread had stopped; restarted it" in caplog.text
+    assert store.get_trial(trial.id).state is TrialState.COMPLETED
+    steps = [s for s, _ in store.list_progress(exp.id, trial_ids=[trial.id])[trial.id]]
+    assert steps == list(range(1, 31))
+    store.close()
+
+
 def test_run_does_not_wait_for_a_worker_that_died(tmp_path: Path) -> None:
     # The worker cannot start (its results folder is a file): run says so and exits
     # instead of supervising, for ever, trials that nobody will run.

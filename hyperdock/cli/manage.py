@@ -8,12 +8,13 @@ import contextlib
 import click
 
 from hyperdock.cli.common import opened_store
-from hyperdock.cli.options import NAME_HELP, store_option
+from hyperdock.cli.options import NAME_HELP, file_limits_option, store_option
 from hyperdock.errors import ConfigError, StoreNotFound
 from hyperdock.experiment import Experiment as ApiExperiment
 from hyperdock.experiment import read_points
 from hyperdock.storage import resolve_experiment
 from hyperdock.trial import TrialState
+from hyperdock.trialfs import Limits
 
 
 @click.command(epilog="NAME is an experiment's name, a unique start of it, or latest (the newest).")
@@ -101,6 +102,7 @@ def enqueue(name: str | None, source: str, store: str | None) -> None:
     help="Start on a new, empty SQLite store when the file does not exist "
     "(to create experiments from the dashboard).",
 )
+@file_limits_option
 def dashboard(
     store: str | None,
     host: str,
@@ -109,6 +111,7 @@ def dashboard(
     no_token: bool,
     allow_hosts: tuple[str, ...],
     create: bool,
+    file_limits: str | None,
 ) -> None:
     """Serve the web dashboard: experiments, trials, plots, workers, actions."""
     from hyperdock.dashboard import check_bind, check_token, new_token, plotly_js, serve
@@ -117,6 +120,7 @@ def dashboard(
         raise ConfigError("give either --token (or HYPERDOCK_TOKEN) or --no-token, not both")
     check_token(token)
     check_bind(host, token)  # beyond loopback only with a token the user chose
+    limits = Limits.parse(file_limits)
     generated = token is None and not no_token
     token = new_token() if generated else token
     plotly_js()  # refuses at once (ConfigError) when plotly is missing
@@ -134,7 +138,7 @@ def dashboard(
                 click.echo(f"It needs its token: open {url}?token=… (the --token value).")
 
         with contextlib.suppress(KeyboardInterrupt):
-            serve(st, host, port, token, ready=ready, allow_hosts=allow_hosts)
+            serve(st, host, port, token, ready=ready, allow_hosts=allow_hosts, limits=limits)
 
 
 @click.command()

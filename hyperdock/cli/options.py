@@ -155,6 +155,18 @@ def experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+#: ``--file-limits``: how much Hyperdock reads of the files a target writes.
+file_limits_option = click.option(
+    "--file-limits",
+    envvar="HYPERDOCK_FILE_LIMITS",
+    default=None,
+    metavar="NAME=SIZE,…",
+    help="Largest loss.json, progress.jsonl line and graphs.json read from a trial "
+    "folder: loss=1MB,progress-line=64KB,graphs=10MB are the defaults "
+    "[env HYPERDOCK_FILE_LIMITS].",
+)
+
+
 def worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options of ``worker`` and ``hyperdock-worker``."""
     options = [
@@ -211,6 +223,7 @@ def worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Most processes a target container may run at once (0: no limit).",
         ),
+        file_limits_option,
         click.option("--experiment", default=None, help="Only run trials of this experiment."),
         click.option("--burst", is_flag=True, help="Exit when the queue is empty."),
         click.option(

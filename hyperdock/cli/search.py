@@ -20,7 +20,13 @@ from hyperdock.cli.common import (
     signals,
     take_settings,
 )
-from hyperdock.cli.options import experiment_options, notify_option, store_option, worker_options
+from hyperdock.cli.options import (
+    experiment_options,
+    file_limits_option,
+    notify_option,
+    store_option,
+    worker_options,
+)
 from hyperdock.cli.output import legacy_budget_line, opened_line, print_best
 from hyperdock.display import ProgressLine
 from hyperdock.errors import ConfigError, HyperdockError
@@ -28,6 +34,7 @@ from hyperdock.experiment import ExperimentSettings, parse_env, summarize
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.storage import Store
 from hyperdock.trial import Experiment, ExperimentState
+from hyperdock.trialfs import Limits
 
 
 def _check_notify(urls: Sequence[str]) -> None:
@@ -147,6 +154,7 @@ def _worker_runtime_factory(
     show_default=True,
     help="Seconds between worker heartbeats.",
 )
+@file_limits_option
 @notify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -164,6 +172,7 @@ def run(
     pull: str,
     pids_limit: int,
     heartbeat: float,
+    file_limits: str | None,
     notify: tuple[str, ...],
     as_json: bool,
     quiet: bool,
@@ -181,6 +190,7 @@ def run(
     setup_logging(loglevel)
     opts = take_settings({**options, "config": config})
     check_worker_settings(workers, heartbeat)  # before the experiment is stored
+    limits = Limits.parse(file_limits)
     check_results_dir(results)
     env = parse_env(worker_env)
     _check_notify(notify)
@@ -198,6 +208,7 @@ def run(
             experiment_id=exp.id,
             heartbeat_interval=heartbeat,
             poll_interval=1.0,
+            limits=limits,
             runtime_factory=_worker_runtime_factory(
                 data, docker_runtime, False, network, pull, pids_limit
             ),
@@ -338,12 +349,14 @@ def run_worker(
     burst: bool,
     heartbeat: float,
     poll: float,
+    file_limits: str | None = None,
 ) -> None:
     """Run trials until stopped (``worker`` and ``hyperdock-worker``); without ``env``
     the targets' environment comes from ``HYPERDOCK_ENV``."""
     from hyperdock.worker import Worker, check_results_dir, check_worker_settings
 
     check_worker_settings(parallelism, heartbeat, poll)  # before the store is opened
+    limits = Limits.parse(file_limits)
     check_results_dir(results)
     env_values = list(env) or [os.environ.get("HYPERDOCK_ENV", "")]
     with opened_store(store) as st:
@@ -358,6 +371,7 @@ def run_worker(
             heartbeat_interval=heartbeat,
             poll_interval=poll,
             burst=burst,
+            limits=limits,
             runtime_factory=_worker_runtime_factory(
                 data, docker_runtime, privileged, network, pull, pids_limit
             ),

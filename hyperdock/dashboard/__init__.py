@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from hyperdock import trialfs
 from hyperdock.dashboard import api, pages
 from hyperdock.errors import ConfigError, StoreError
 from hyperdock.storage.base import Store
@@ -299,13 +300,15 @@ class DashboardApp:
         *,
         bound_host: str | None = None,
         allow_hosts: Iterable[str] = (),
+        limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
     ) -> None:
         """Serve ``store``; ``token`` (when set) is required by every API request.
         ``bound_host`` and ``allow_hosts`` are the ``Host`` names accepted besides the
         loopback ones (all, when bound to every interface with a token and no
-        ``allow_hosts``)."""
+        ``allow_hosts``); ``limits`` bound what is read of trial folders."""
         self.store = store
         self.token = token or None
+        self.limits = limits
         self._details = _DetailCache()
         names = {name.lower().strip("[]") for name in allow_hosts}
         self._any_host = bound_host in _WILDCARD_HOSTS and not names and bool(self.token)
@@ -478,7 +481,7 @@ class DashboardApp:
         if path == "/api/workers":
             return api.list_workers(self.store)
         if m := re.fullmatch(r"/api/trials/(\d+)", path):
-            return api.trial_detail(self.store, int(m.group(1)))
+            return api.trial_detail(self.store, int(m.group(1)), self.limits)
         if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
             return api.experiment_detail(self.store, urllib.parse.unquote(m.group(1)))
         raise api.ApiError(404, f"no such endpoint: {path}")
@@ -545,6 +548,7 @@ def create_app(
     *,
     bound_host: str | None = None,
     allow_hosts: Iterable[str] = (),
+    limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
 ) -> DashboardApp:
     """The dashboard as a WSGI callable over ``store``.
 
@@ -557,8 +561,9 @@ def create_app(
         bound_host: The address the server listens on: accepted as ``Host``.
         allow_hosts: More ``Host`` names to accept (a reverse proxy's, this
             machine's DNS name); requests for any other name get 403.
+        limits: Largest files read from trial folders (``graphs.json``).
     """
-    return DashboardApp(store, token, bound_host=bound_host, allow_hosts=allow_hosts)
+    return DashboardApp(store, token, bound_host=bound_host, allow_hosts=allow_hosts, limits=limits)
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -587,6 +592,7 @@ def make_dashboard_server(
     token: str | None = None,
     *,
     allow_hosts: Iterable[str] = (),
+    limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
 ) -> WSGIServer:
     """A threading server (not yet serving) for the dashboard; ``port`` 0 picks one.
 
@@ -599,7 +605,7 @@ def make_dashboard_server(
     return make_server(
         host,
         port,
-        create_app(store, token, bound_host=host, allow_hosts=allow_hosts),
+        create_app(store, token, bound_host=host, allow_hosts=allow_hosts, limits=limits),
         server_class=server_class,
         handler_class=_QuietHandler,
     )
@@ -613,19 +619,23 @@ def serve(
     *,
     ready: Callable[[str], None] | None = None,
     allow_hosts: Iterable[str] = (),
+    limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
 ) -> None:
     """Serve the dashboard until interrupted.
 
     Args:
         ready: Called with the dashboard's URL once it listens.
         allow_hosts: More ``Host`` names to answer to (see :func:`create_app`).
+        limits: Largest files read from trial folders (see :func:`create_app`).
 
     Raises:
         ConfigError: binding beyond this machine without a token, a short token, or
             the port is taken.
     """
     try:
-        server = make_dashboard_server(store, host, port, token, allow_hosts=allow_hosts)
+        server = make_dashboard_server(
+            store, host, port, token, allow_hosts=allow_hosts, limits=limits
+        )
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
     shown = f"[{host}]" if ":" in host else host

@@ -331,7 +331,7 @@ def detail_fingerprint(store: Store, name: str) -> tuple[Any, ...]:
     )
 
 
-def _folder_files(folder: Path) -> dict[str, Any]:
+def _folder_files(folder: Path, limits: trialfs.Limits) -> dict[str, Any]:
     """Log tail, graphs.json and out/ listing of a trial folder on this host.
 
     The folder is the target's: every file is read through :mod:`hyperdock.trialfs`
@@ -352,7 +352,7 @@ def _folder_files(folder: Path) -> dict[str, Any]:
             out["log_file"] = name
         break
     try:
-        raw = trialfs.read_bytes(folder, "graphs.json", trialfs.DEFAULT_LIMITS.graphs_bytes)
+        raw = trialfs.read_bytes(folder, "graphs.json", limits.graphs_bytes)
         out["graphs"] = json.loads(raw.decode("utf-8", errors="replace"))
     except FileNotFoundError:
         pass
@@ -381,7 +381,9 @@ def trial_row(trial: Trial, objectives: Objectives) -> dict[str, Any]:
     return row
 
 
-def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
+def trial_detail(
+    store: Store, trial_id: int, limits: trialfs.Limits = trialfs.DEFAULT_LIMITS
+) -> dict[str, Any]:
     """``GET /api/trials/<id>``: the trial, and what its folder holds (if on this host)."""
     trial = _trial(store, trial_id)
     try:
@@ -420,7 +422,7 @@ def trial_detail(store: Store, trial_id: int) -> dict[str, Any]:
         path = Path(folder)
         if path.is_dir():
             out["folder_here"] = True
-            out.update(_folder_files(path))
+            out.update(_folder_files(path, limits))
     return out
 
 
