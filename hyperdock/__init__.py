@@ -23,8 +23,9 @@ from hyperdock.progress import report
 
 if TYPE_CHECKING:
     from hyperdock import hp
-    from hyperdock.experiment import Command, Experiment, Image, list_experiments, run
+    from hyperdock.experiment import Experiment, list_experiments, run
     from hyperdock.storage import open_store
+    from hyperdock.targets import Command, Image
 
 __version__ = "1.0.0.dev0"
 
@@ -42,9 +43,9 @@ __all__ = [
 
 #: Lazily imported names and the module each comes from.
 _LAZY = {
-    "Command": "hyperdock.experiment",
+    "Command": "hyperdock.targets",
     "Experiment": "hyperdock.experiment",
-    "Image": "hyperdock.experiment",
+    "Image": "hyperdock.targets",
     "list_experiments": "hyperdock.experiment",
     "run": "hyperdock.experiment",
     "open_store": "hyperdock.storage",

@@ -14,31 +14,49 @@ what its options gave) is the one place that turns settings into a stored experi
 follows the command line's rules (see :func:`hyperdock.supervisor.open_experiment`): a
 setting left at ``None`` is "not given", a resume keeps what is stored, and an explicit
 setting that differs from the stored one raises :class:`~hyperdock.errors.ConfigError`.
+
+The rest of the API lives by concept, and is importable from here as well:
+:mod:`hyperdock.targets` (:func:`Command`, :func:`Image` and the command line's targets),
+:mod:`hyperdock.results` (the JSON shapes, summaries and exports the command line and the
+dashboard print) and :func:`hyperdock.points.read_points` (``--params``).
+:meth:`Experiment.run` runs on :mod:`hyperdock._running`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import datetime as dt
-import io
-import json
 import logging
 import math
 import os
-import random
-import socket
-import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyperdock.errors import ConfigError, ExperimentExists, HyperdockError, SpaceError
-from hyperdock.points import check_point
+from hyperdock._asktell import (
+    Lease,
+    claim_next,
+    close_if_done,
+    not_running,
+    parse_states,
+    tell_result,
+)
+from hyperdock._running import run_locally
+from hyperdock.errors import ConfigError, ExperimentExists, HyperdockError
+from hyperdock.points import complete_points, read_points
+from hyperdock.results import (
+    best_json,
+    best_trial_ids,
+    experiment_duration,
+    export_text,
+    frame_rows,
+    status_json,
+    summarize,
+    trial_json,
+)
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives, flat_params
+from hyperdock.study import Objectives
+from hyperdock.targets import ASK_TELL_TARGET, Command, Image, parse_env, target_from
 from hyperdock.trial import Experiment as ExperimentRecord
 from hyperdock.trial import ExperimentState, Target, Trial, TrialState
 
@@ -76,131 +94,6 @@ class TrialNotRunning(HyperdockError):
     already, reaped after its lease ran out, or asked by another process)."""
 
 
-# -- targets ------------------------------------------------------------------------------
-def Command(
-    argv: Sequence[str] | str,
-    *,
-    timeout: float | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Target:
-    """A local command as the target: it runs once per trial (see the target contract).
-
-    Args:
-        argv: The command and its arguments (a string is split like a shell would).
-        timeout: Seconds one attempt may run (None: no limit).
-        env: Extra environment for the command.
-
-    Example:
-        >>> hyperdock.Command(["python", "train.py"], timeout=600)
-    """
-    import shlex
-
-    args = tuple(shlex.split(argv)) if isinstance(argv, str) else tuple(str(a) for a in argv)
-    if not args:
-        raise ConfigError("Command() needs a program to run, e.g. Command(['python', 'train.py'])")
-    return Target(command=args, timeout=timeout, env=_env(env))
-
-
-def Image(
-    name: str,
-    *,
-    command: Sequence[str] | str | None = None,
-    timeout: float | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Target:
-    """A Docker image as the target.
-
-    Args:
-        name: The image, e.g. ``"erikgartner/hyperdock-test"``.
-        command: Overrides the image's command (a string is split like a shell would).
-        timeout: Seconds one attempt may run (None: no limit).
-        env: Extra environment for the container.
-    """
-    import shlex
-
-    if not name:
-        raise ConfigError("Image() needs an image name, e.g. Image('erikgartner/hyperdock-test')")
-    argv = None
-    if command is not None:
-        argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(command)
-    return Target(image=name, command=argv, timeout=timeout, env=_env(env))
-
-
-def _env(env: Mapping[str, str] | None) -> tuple[str, ...]:
-    return tuple(f"{k}={v}" for k, v in (env or {}).items())
-
-
-#: The stored target of an experiment driven only by ask/tell (no command, no image).
-ASK_TELL_TARGET = Target()
-
-
-def target_from(
-    image: str | None,
-    command: str | None,
-    timeout: float | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Target:
-    """The target ``--image`` / ``--command`` describe: a Docker image (``command``
-    then overrides its command) or a local command, split like a shell would.
-
-    Args:
-        image: The Docker image, or None.
-        command: The command line, e.g. ``"python train.py --fast"`` (no shell runs it).
-        timeout: Seconds one attempt may run (None: no limit).
-        env: Extra environment for the target.
-
-    Raises:
-        ConfigError: neither is given, the command is empty, or the timeout is not
-            positive.
-    """
-    import shlex
-
-    if not image and not command:
-        raise ConfigError("give the target: --image IMAGE (Docker) or --command 'CMD ARGS'")
-    argv = tuple(shlex.split(command)) if command else None
-    if command is not None and not argv:
-        raise ConfigError("--command is empty")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout}")
-    return Target(image=image or None, command=argv, timeout=timeout, env=_env(env))
-
-
-def parse_env(values: Sequence[str]) -> dict[str, str]:
-    """Environment entries as ``--env``, ``--target-env`` and ``HYPERDOCK_ENV`` give them.
-
-    Args:
-        values: ``KEY=VALUE`` items, each given alone or as a JSON list
-            (``'["A=1", "B=2"]'``, the original ``HYPERDOCK_ENV``); blank ones are
-            skipped.
-
-    Returns:
-        The variables, a later entry winning over an earlier one.
-
-    Raises:
-        ConfigError: a malformed JSON list, or an entry that is not ``KEY=VALUE``.
-    """
-    items: list[str] = []
-    for value in values:
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-            except ValueError as exc:
-                raise ConfigError(f"--env / HYPERDOCK_ENV is not a JSON list: {exc}") from None
-            if not isinstance(parsed, list) or not all(isinstance(i, str) for i in parsed):
-                raise ConfigError('--env / HYPERDOCK_ENV must be a JSON list of "KEY=VALUE"')
-            items += parsed
-        elif text:
-            items.append(text)
-    env = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"environment entry {item!r} is not KEY=VALUE")
-        env[key] = val
-    return env
-
-
 @dataclasses.dataclass(frozen=True)
 class ExperimentSettings:
     """An experiment as ``hyperdock run``, ``hyperdock supervisor`` and the original
@@ -229,251 +122,12 @@ class ExperimentSettings:
     timeout: float | None = None
     priority: int | None = None
     lease_timeout: float | None = None
-    #: ``KEY=VALUE`` items (see :func:`parse_env`), stored with the target.
+    #: ``KEY=VALUE`` items (see :func:`~hyperdock.targets.parse_env`), stored with the target.
     target_env: Sequence[str] = ()
     config_dirs: Sequence[str] = ()
 
 
-# -- JSON shapes and summaries (shared with the CLI) -------------------------------------
-def trial_json(trial: Trial) -> dict[str, Any]:
-    """A trial as ``trials --json`` prints it. ``attempt`` is 1-based (as in the tables):
-    the attempt running, the last one that ended, or for a queued trial the one it
-    starts next; each ``history`` entry's ``attempt`` likewise. Times are Unix seconds."""
-    return {
-        "id": trial.id,
-        "number": trial.number,
-        "state": trial.state.value,
-        "loss": trial.loss,
-        "params": trial.params,
-        "attempt": trial.attempt + 1,
-        "worker": trial.worker_id,
-        "result": trial.result,
-        "data": trial.data,
-        "error": trial.error,
-        "created_at": trial.created_at,
-        "started_at": trial.started_at,
-        "finished_at": trial.finished_at,
-        # The store counts attempts from 0; people (and the tables) from 1.
-        "history": [h | {"attempt": int(h.get("attempt", 0)) + 1} for h in trial.history],
-    }
-
-
-def best_json(trial: Trial, objectives: Objectives) -> dict[str, Any]:
-    """A best trial as ``best --json`` prints it."""
-    out = {
-        "trial": trial.id,
-        "number": trial.number,
-        "attempt": trial.attempt + 1,
-        "loss": trial.loss,
-        "params": trial.params,
-        "folder": trial.folder,
-    }
-    if objectives.multi:
-        values = objectives.values(trial) or []
-        out["values"] = dict(zip(objectives.names, values, strict=False))
-    return out
-
-
-def summarize(
-    store: Store, exp: ExperimentRecord, *, importances_too: bool = True
-) -> dict[str, Any]:
-    """An experiment's state, counts, best trial (or Pareto front) and parameter
-    importances, as ``best --json`` prints them."""
-    from hyperdock.study import importances, pareto_front
-
-    objectives = Objectives.from_meta(exp.meta)
-    counts = store.count_trials(exp.id)
-    summary: dict[str, Any] = {
-        "experiment": exp.name,
-        "state": exp.state.value,
-        "trials": {s.value: n for s, n in counts.items()},
-        "objectives": objectives.to_meta(),
-    }
-    if exp.state is ExperimentState.FAILED:
-        summary["stop_reason"] = exp.meta.get("stop_reason")
-        summary["first_error"] = exp.meta.get("first_error")
-    trials: list[Trial] | None = None
-    if objectives.multi:
-        trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
-        front = pareto_front(trials, objectives)
-        summary["pareto_front"] = [best_json(t, objectives) for t in front]
-        summary["best"] = best_json(front[0], objectives) if front else None
-    else:
-        best = store.best_trial(exp.id, maximize=objectives.maximize)
-        summary["best"] = None if best is None else best_json(best, objectives)
-    summary["importances"] = {}
-    if importances_too and counts[TrialState.COMPLETED] >= 2:
-        if trials is None:
-            trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
-        try:
-            summary["importances"] = importances(Space.from_json(exp.space), objectives, trials)
-        except HyperdockError as exc:
-            log.debug("no importances: %s", exc)
-    return summary
-
-
-def experiment_duration(store: Store, exp: ExperimentRecord, now: float) -> float:
-    """Seconds from the experiment's creation to its last trial's end (to ``now`` while
-    it runs)."""
-    if exp.state is ExperimentState.RUNNING:
-        return now - exp.created_at
-    ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
-    return max(ends, default=exp.created_at) - exp.created_at
-
-
-def status_json(store: Store, exp: ExperimentRecord, now: float) -> dict[str, Any]:
-    """An experiment as ``status --json`` lists it: :func:`summarize`'s fields (without
-    importances) plus its budget, sampler, target, creation time and duration."""
-    from hyperdock.supervisor import budget_of
-
-    return summarize(store, exp, importances_too=False) | {
-        "budget": budget_of(exp),
-        "sampler": exp.sampler,
-        "target": exp.target.describe(),
-        "created_at": exp.created_at,
-        "duration": experiment_duration(store, exp, now),
-    }
-
-
-def best_trial_ids(store: Store, exp: ExperimentRecord, trials: Sequence[Trial]) -> set[int]:
-    """Ids of the best trial (several objectives: the Pareto front among ``trials``)."""
-    from hyperdock.study import pareto_front
-
-    objectives = Objectives.from_meta(exp.meta)
-    if objectives.multi:
-        return {t.id for t in pareto_front(trials, objectives)}
-    best = store.best_trial(exp.id, maximize=objectives.maximize)
-    return set() if best is None else {best.id}
-
-
-def _iso(ts: float | None) -> str:
-    """``2026-12-02T05:45:30Z`` (UTC, whole seconds); empty for None."""
-    if ts is None:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def export_text(exp: ExperimentRecord, rows: Sequence[Trial], fmt: str = "csv") -> str:
-    """Every trial of ``exp`` as ``hyperdock export`` writes it.
-
-    CSV: one row per trial, times in ISO 8601 UTC, attempt 1-based, parameters in
-    ``params.*`` columns, the target's extra loss.json keys in ``data.*`` columns.
-    JSON: the experiment's settings and its trials as in ``trials --json``.
-
-    Raises:
-        ConfigError: ``fmt`` is neither ``csv`` nor ``json``.
-    """
-    if fmt == "json":
-        data = {
-            "experiment": exp.name,
-            "space": exp.space,
-            "target": exp.target.to_json(),
-            "sampler": exp.sampler,
-            "seed": exp.seed,
-            "trials": [trial_json(t) for t in rows],
-        }
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
-    if fmt != "csv":
-        raise ConfigError(f"unknown export format {fmt!r}; use 'csv' or 'json'")
-    flat = []
-    for t in rows:
-        params = {
-            k: json.dumps(v) if isinstance(v, list) else v for k, v in flat_params(t.params).items()
-        }
-        base = {
-            "id": t.id,
-            "number": t.number,
-            "state": t.state.value,
-            "loss": t.loss,
-            "attempt": t.attempt + 1,
-            "worker": t.worker_id,
-            "created_at": _iso(t.created_at),
-            "started_at": _iso(t.started_at),
-            "finished_at": _iso(t.finished_at),
-            "duration": t.duration,
-            "error": t.error,
-        }
-        data = {
-            k: v if isinstance(v, (str, int, float)) or v is None else json.dumps(v)
-            for k, v in t.data.items()
-        }
-        flat.append((base, params, data))
-    keys = sorted({k for _, p, _ in flat for k in p})
-    data_keys = sorted({k for _, _, d in flat for k in d})
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        [*flat[0][0].keys(), *(f"params.{k}" for k in keys), *(f"data.{k}" for k in data_keys)]
-        if flat
-        else ["id", "number", "state", "loss"]
-    )
-    for base, params, data in flat:
-        writer.writerow(
-            [
-                *base.values(),
-                *(params.get(k, "") for k in keys),
-                *(data.get(k, "") for k in data_keys),
-            ]
-        )
-    return buf.getvalue()
-
-
-def _cell(text: str) -> Any:
-    """A CSV cell as a value: JSON when it parses (numbers, lists, true), else the text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def read_points(source: str) -> list[dict[str, Any]]:
-    """Parameter sets for :meth:`Experiment.enqueue` from ``--params``: a JSON object or
-    list of objects, or the path of a file holding one (``.csv``: a header row of
-    parameter names, one point per row; empty cells are left to the space).
-
-    Raises:
-        ConfigError: neither valid JSON nor a readable file, or not objects.
-    """
-    text = source
-    where = "--params"
-    path = Path(source)
-    if not source.lstrip().startswith(("{", "[")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"--params {source!r} is neither JSON nor a readable file ({exc.strerror})"
-            ) from None
-        where = source
-        if path.suffix.lower() == ".csv":
-            rows = list(csv.DictReader(io.StringIO(text)))
-            if not rows:
-                raise ConfigError(f"{where} holds no rows under its header of parameter names")
-            return [
-                {k: _cell(v) for k, v in row.items() if k and v not in ("", None)} for row in rows
-            ]
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where} is not valid JSON: {exc}") from None
-    points = data if isinstance(data, list) else [data]
-    if not points or not all(isinstance(p, dict) for p in points):
-        raise ConfigError(f"{where} must hold a JSON object of parameter values or a list of them")
-    return points
-
-
 # -- the experiment -----------------------------------------------------------------------
-def _states(state: str | TrialState | Iterable[str | TrialState] | None) -> list[TrialState] | None:
-    if state is None:
-        return None
-    items = [state] if isinstance(state, str | TrialState) else list(state)
-    try:
-        return [TrialState(s) for s in items]
-    except ValueError:
-        known = ", ".join(s.value for s in TrialState)
-        raise ConfigError(f"unknown trial state in {items!r}; use one of {known}") from None
-
-
 def _load_space(space: Any, config_dirs: Sequence[str]) -> tuple[Space, dict[str, str] | None]:
     if isinstance(space, Space):
         return space, None
@@ -556,14 +210,7 @@ class Experiment:
         self._owns_store = owns_store
         #: Whether :meth:`open` created the experiment (False: it was resumed).
         self.created = False
-        self._lock = threading.RLock()
-        self._worker_id: str | None = worker_id
-        self._renew = renew
-        self._own_worker = False
-        self._held: set[int] = set()
-        self._stops: set[int] = set()
-        self._beat_stop = threading.Event()
-        self._beat: threading.Thread | None = None
+        self._lease = Lease(store, worker_id, renew)
         self._sup: Supervisor | None = None
 
     # -- opening ------------------------------------------------------------------------
@@ -771,16 +418,7 @@ class Experiment:
 
         Trials asked and not told stay running until their lease runs out.
         """
-        self._beat_stop.set()
-        if self._beat is not None:
-            self._beat.join()
-            self._beat = None
-        if self._worker_id is not None and self._own_worker:
-            try:
-                self.store.unregister_worker(self._worker_id)
-            except HyperdockError as exc:
-                log.warning("could not unregister worker %s: %s", self._worker_id, exc)
-            self._worker_id = None
+        self._lease.close()
         if self._owns_store:
             self.store.close()
             self._owns_store = False
@@ -834,36 +472,6 @@ class Experiment:
             self._sup = Supervisor(self.store, self.record)
         return self._sup
 
-    def _ensure_worker(self) -> str:
-        if self._worker_id is None:
-            wid = f"api-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            self.store.register_worker(
-                wid, host=socket.gethostname(), pid=os.getpid(), parallelism=1, meta={"api": True}
-            )
-            self._worker_id = wid
-            self._own_worker = True
-            self._beat_stop.clear()
-            self._beat = threading.Thread(target=self._heartbeat, name="hd-api-lease", daemon=True)
-            self._beat.start()
-        return self._worker_id
-
-    def _heartbeat(self) -> None:
-        # Renew well within the lease: a third of it, at most every 5 s.
-        interval = min(5.0, max(self._record.lease_timeout / 3, 0.05))
-        while not self._beat_stop.wait(interval):
-            wid = self._worker_id
-            if wid is None:
-                return
-            with self._lock:
-                held = list(self._held)
-            try:
-                stops = self.store.heartbeat(wid, held)
-            except HyperdockError as exc:  # a store outage: the next beat tries again
-                log.warning("heartbeat failed: %s", exc)
-                continue
-            with self._lock:
-                self._stops.update(stops)
-
     def ask(self) -> Trial:
         """Claim the next trial to evaluate: a queued one (see :meth:`enqueue`) or a new
         suggestion of the experiment's sampler, which counts every pending trial.
@@ -878,34 +486,14 @@ class Experiment:
         """
         from hyperdock.storage.retry import reap_unless_recovering
 
-        with self._lock:
-            wid = self._ensure_worker()
+        lease = self._lease
+        with lease.lock:
+            wid = lease.ensure_worker(self._record.lease_timeout)
             sup = self._supervisor()
             reap_unless_recovering(self.store)
-            for _ in range(100):  # another process may take what was queued: try again
-                exp = self.record
-                if exp.state is not ExperimentState.RUNNING:
-                    raise HyperdockError(
-                        f"experiment {exp.name!r} is {exp.state.value}; open it again with a "
-                        "larger max_trials to continue, or start a new one"
-                    )
-                trial = self.store.claim(wid, experiment_id=exp.id)
-                if trial is not None:
-                    self._held.add(trial.id)
-                    return trial
-                created = sum(self.store.count_trials(exp.id).values())
-                sup.experiment = exp
-                budget = sup.budget
-                if budget is not None and created >= budget:
-                    raise HyperdockError(
-                        f"experiment {exp.name!r} has all its {budget} trials; open it with a "
-                        "larger max_trials to ask for more"
-                    )
-                if sup._queue(created, 1) == 0:
-                    raise HyperdockError(
-                        f"experiment {exp.name!r} has no point of its space left to try"
-                    )
-            raise HyperdockError("other processes took every trial queued; ask again")
+            trial = claim_next(self.store, wid, sup, lambda: self.record)
+            lease.held.add(trial.id)
+            return trial
 
     def _trial_id(self, trial: Trial | int) -> int:
         return trial.id if isinstance(trial, Trial) else int(trial)
@@ -940,73 +528,20 @@ class Experiment:
                 store is left unchanged.
         """
         tid = self._trial_id(trial)
-        final = _states(state)
-        assert final is not None
-        st = final[0]
-        if not st.finished:
-            raise ConfigError(f"tell() ends a trial: state must be final, got {st.value!r}")
-        # Extra keys live under "data", as the worker keeps a target's extra loss.json keys.
-        result: dict[str, Any] = {"data": dict(data)} if data else {}
-        objectives = self.objectives
-        if values is not None:
-            if isinstance(values, Mapping):
-                missing = [n for n in objectives.names if n not in values]
-                if missing:
-                    raise ConfigError(f"values lacks objective(s) {', '.join(missing)}")
-                values = [values[n] for n in objectives.names]
-            vals = [float(v) for v in values]
-            if len(vals) != len(objectives.names):
-                raise ConfigError(
-                    f"values has {len(vals)} numbers; the experiment has "
-                    f"{len(objectives.names)} objective(s): {', '.join(objectives.names)}"
-                )
-            result["values"] = vals
-            loss = vals[0] if loss is None else loss
-        elif st is TrialState.COMPLETED and objectives.multi:
-            raise ConfigError(
-                f"the experiment has objectives {', '.join(objectives.names)}; give values="
-            )
-        if loss is not None:
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise ConfigError(f"the loss must be a finite number, got {loss}")
-        if st is TrialState.COMPLETED and loss is None:
-            raise ConfigError("a completed trial needs a loss: tell(trial, loss=...)")
-        with self._lock:
-            wid = self._worker_id
+        st, loss, result = tell_result(self.objectives, state, loss, values, data)
+        lease = self._lease
+        with lease.lock:
+            wid = lease.worker_id
             ok = wid is not None and self.store.finish(
                 tid, wid, state=st, loss=loss, result=result, error=error
             )
             if not ok:
-                raise TrialNotRunning(self._not_running(tid))
-            self._held.discard(tid)
-            self._stops.discard(tid)
-            self._close_if_done()
+                raise TrialNotRunning(not_running(self.store, tid))
+            lease.held.discard(tid)
+            lease.stops.discard(tid)
+            exp = self.record
+            close_if_done(self.store, self._supervisor(), exp)
         return self.store.get_trial(tid)
-
-    def _not_running(self, tid: int) -> str:
-        try:
-            now = self.store.get_trial(tid).state.value
-        except HyperdockError:
-            return f"no trial {tid} in {self.store.describe()}"
-        return (
-            f"trial {tid} is {now}, not running under this experiment's lease (told "
-            "already, or its lease ran out); ask() for another trial"
-        )
-
-    def _close_if_done(self) -> None:
-        """Mark the experiment done once its budget is spent and nothing is pending."""
-        from hyperdock.storage.base import experiment_done_counts
-
-        exp = self.record
-        sup = self._supervisor()
-        sup.experiment = exp
-        budget = sup.budget
-        counts = self.store.count_trials(exp.id)
-        _, active = experiment_done_counts(counts)
-        spent = budget is not None and sum(counts.values()) >= budget
-        if exp.state is ExperimentState.RUNNING and spent and active == 0:
-            self.store.set_experiment_state(exp.id, ExperimentState.DONE)
 
     def report(self, trial: Trial | int, step: int, loss: float) -> bool:
         """Record an intermediate loss of an asked trial.
@@ -1022,13 +557,14 @@ class Experiment:
         value = float(loss)
         if not math.isfinite(value):
             raise ConfigError(f"the loss must be a finite number, got {value}")
-        with self._lock:
-            wid = self._worker_id
-            if wid is not None and not self._renew:
-                self._stops.update(self.store.heartbeat(wid, [tid]))
+        lease = self._lease
+        with lease.lock:
+            wid = lease.worker_id
+            if wid is not None and not lease.renew:
+                lease.stops.update(self.store.heartbeat(wid, [tid]))
             if wid is None or not self.store.add_progress(tid, wid, [(int(step), value)]):
-                raise TrialNotRunning(self._not_running(tid))
-            if tid in self._stops:
+                raise TrialNotRunning(not_running(self.store, tid))
+            if tid in lease.stops:
                 return True
             sup = self._supervisor()
             if sup.pruner is not None:
@@ -1062,26 +598,7 @@ class Experiment:
                 hold (nothing is queued).
         """
         exp = self.record
-        space = Space.from_json(exp.space)
-        filled: list[dict[str, Any]] = []
-        for params in points:
-            prior = space.sample(random.Random(f"hyperdock:{exp.seed}:enqueue:{uuid.uuid4()}"))
-            unknown = sorted(set(params) - set(prior))
-            if unknown:
-                raise ConfigError(
-                    f"experiment {exp.name!r} has no parameter "
-                    f"{', '.join(map(repr, unknown))}; its parameters are "
-                    f"{', '.join(sorted(prior)) or '(none)'}"
-                )
-            point = json.loads(json.dumps({**prior, **dict(params)}))
-            try:
-                check_point(space, point)
-            except SpaceError as exc:
-                where = f"point {len(filled) + 1}: " if len(points) > 1 else ""
-                raise SpaceError(
-                    f"{where}{exc}; nothing was queued (experiment {exp.name!r})"
-                ) from None
-            filled.append(point)
+        filled = complete_points(Space.from_json(exp.space), exp, points)
         added = self.store.add_trials(exp.id, filled)
         if added and exp.state is ExperimentState.DONE:
             self.store.set_experiment_state(exp.id, ExperimentState.RUNNING)
@@ -1195,69 +712,15 @@ class Experiment:
                 setting is invalid.
             HyperdockError: the workers stopped before the experiment ended.
         """
-        from hyperdock.supervisor import Supervisor
-        from hyperdock.worker import (
-            Worker,
-            check_results_dir,
-            check_worker_settings,
-            default_runtime_factory,
-        )
-
-        exp = self.record
-        if not exp.target.image and not exp.target.command:
-            raise ConfigError(
-                f"experiment {exp.name!r} has no target (it is driven by ask/tell): "
-                "evaluate its trials with ask() and tell()"
-            )
-        check_worker_settings(workers, heartbeat)
-        check_results_dir(os.fspath(results))
-        wake = threading.Condition()
-        supervisor = Supervisor(self.store, exp, poll_interval=1.0, wake=wake)
-        worker = Worker(
+        self._record = run_locally(
             self.store,
-            results_dir=os.fspath(results),
-            parallelism=workers,
-            env=dict(env or {}),
-            experiment_id=exp.id,
-            heartbeat_interval=heartbeat,
-            poll_interval=1.0,
-            runtime_factory=default_runtime_factory(),
-            wake=wake,
-            sweep_orphans=exp.target.kind == "docker",
-            on_trial_end=lambda _tid, _state: supervisor.notify(),
+            self.record,
+            workers=workers,
+            progress=progress,
+            results=results,
+            heartbeat=heartbeat,
+            env=env,
         )
-        stop = threading.Event()
-        failed: list[BaseException] = []
-
-        def work() -> None:
-            # The supervisor must not wait for trials that no worker will run.
-            try:
-                worker.run()
-            except BaseException as exc:
-                failed.append(exc)
-            finally:
-                stop.set()
-                supervisor.notify()
-
-        thread = threading.Thread(target=work, name="hd-worker")
-        display = _progress(supervisor, progress)
-        with display:
-            thread.start()
-            try:
-                ended = supervisor.run(stop)
-            finally:
-                worker.stop()
-                thread.join()
-        if failed and isinstance(failed[0], HyperdockError):
-            raise failed[0]
-        if failed:
-            raise HyperdockError(f"the worker stopped on an unexpected error: {failed[0]}")
-        if ended.state is ExperimentState.RUNNING:
-            raise HyperdockError(
-                "the workers stopped before the experiment ended (see the log); run it again "
-                "to resume"
-            )
-        self._record = ended
         return self
 
     # -- reading ------------------------------------------------------------------------
@@ -1283,7 +746,7 @@ class Experiment:
     ) -> list[Trial]:
         """The experiment's trials in creation order, optionally only those in ``state``
         (one state or several)."""
-        return self.store.list_trials(self.id, states=_states(state))
+        return self.store.list_trials(self.id, states=parse_states(state))
 
     def counts(self) -> dict[str, int]:
         """Trials per state (every state, zeros included)."""
@@ -1312,25 +775,7 @@ class Experiment:
                 "to_pandas() needs pandas: pip install 'hyperdock[pandas]' (or pandas)"
             ) from None
         names = self.objectives.names
-        rows = []
-        for t in self.trials():
-            row: dict[str, Any] = {
-                "id": t.id,
-                "number": t.number,
-                "state": t.state.value,
-                "loss": t.loss,
-                "attempt": t.attempt + 1,
-                "started_at": t.started_at,
-                "finished_at": t.finished_at,
-                "duration": t.duration,
-                "error": t.error,
-            }
-            row.update({f"params.{k}": v for k, v in flat_params(t.params).items()})
-            values = t.result.get("values")
-            if len(names) > 1 and isinstance(values, list):
-                row.update({f"values.{n}": v for n, v in zip(names, values, strict=False)})
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(frame_rows(self.trials(), names))
 
     def export(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
         """Write every trial to ``path`` as ``hyperdock export`` does (``csv`` or
@@ -1358,22 +803,6 @@ class Experiment:
     def delete(self) -> None:
         """Delete the experiment and all its trials from the store."""
         self.store.delete_experiment(self.id)
-
-
-class _NoProgress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _progress(supervisor: Supervisor, enabled: bool) -> Any:
-    if not enabled:
-        return _NoProgress()
-    from hyperdock.display import ProgressLine
-
-    return ProgressLine(supervisor, True)
 
 
 def run(

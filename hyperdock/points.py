@@ -1,4 +1,5 @@
-"""Whether a point belongs to a space: the check for points a user queues by hand.
+"""Points a user queues by hand: reading them (:func:`read_points`, ``--params``),
+completing them from the space (:func:`complete_points`) and whether they belong to it.
 
 A sampler only proposes points of its space; a point typed in (``hyperdock enqueue``,
 :meth:`hyperdock.Experiment.enqueue`, a warm start from another experiment) may not be
@@ -15,15 +16,22 @@ one of their options.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
-from collections.abc import Mapping
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from hyperdock.errors import SpaceError
+from hyperdock.errors import ConfigError, SpaceError
 from hyperdock.jsonutil import dumps
 from hyperdock.space import Choice, Dist, GridAxis, Space, Union
+from hyperdock.trial import Experiment as ExperimentRecord
 
-__all__ = ["check_point"]
+__all__ = ["check_point", "complete_points", "read_points"]
 
 #: Relative slack for float comparisons (bounds, multiples of q).
 _EPS = 1e-9
@@ -182,3 +190,84 @@ def _at(where: str) -> str:
 def _show(value: Any) -> str:
     text = dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def complete_points(
+    space: Space, exp: ExperimentRecord, points: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Points given by hand (:meth:`~hyperdock.experiment.Experiment.enqueue`),
+    completed by draws from ``space`` (the sampler's prior) and checked, all or none.
+
+    Args:
+        space: The space of experiment ``exp``.
+        exp: The experiment they are queued in (its seed and, for messages, its name).
+        points: Values of some or all of each point's parameters.
+
+    Raises:
+        ConfigError: a point has a key the space does not have.
+        SpaceError: a value the space cannot hold.
+    """
+    filled: list[dict[str, Any]] = []
+    for params in points:
+        prior = space.sample(random.Random(f"hyperdock:{exp.seed}:enqueue:{uuid.uuid4()}"))
+        unknown = sorted(set(params) - set(prior))
+        if unknown:
+            raise ConfigError(
+                f"experiment {exp.name!r} has no parameter "
+                f"{', '.join(map(repr, unknown))}; its parameters are "
+                f"{', '.join(sorted(prior)) or '(none)'}"
+            )
+        point = json.loads(json.dumps({**prior, **dict(params)}))
+        try:
+            check_point(space, point)
+        except SpaceError as exc:
+            where = f"point {len(filled) + 1}: " if len(points) > 1 else ""
+            raise SpaceError(
+                f"{where}{exc}; nothing was queued (experiment {exp.name!r})"
+            ) from None
+        filled.append(point)
+    return filled
+
+
+def _cell(text: str) -> Any:
+    """A CSV cell as a value: JSON when it parses (numbers, lists, true), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_points(source: str) -> list[dict[str, Any]]:
+    """Parameter sets for :meth:`Experiment.enqueue` from ``--params``: a JSON object or
+    list of objects, or the path of a file holding one (``.csv``: a header row of
+    parameter names, one point per row; empty cells are left to the space).
+
+    Raises:
+        ConfigError: neither valid JSON nor a readable file, or not objects.
+    """
+    text = source
+    where = "--params"
+    path = Path(source)
+    if not source.lstrip().startswith(("{", "[")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"--params {source!r} is neither JSON nor a readable file ({exc.strerror})"
+            ) from None
+        where = source
+        if path.suffix.lower() == ".csv":
+            rows = list(csv.DictReader(io.StringIO(text)))
+            if not rows:
+                raise ConfigError(f"{where} holds no rows under its header of parameter names")
+            return [
+                {k: _cell(v) for k, v in row.items() if k and v not in ("", None)} for row in rows
+            ]
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not valid JSON: {exc}") from None
+    points = data if isinstance(data, list) else [data]
+    if not points or not all(isinstance(p, dict) for p in points):
+        raise ConfigError(f"{where} must hold a JSON object of parameter values or a list of them")
+    return points

@@ -26,8 +26,8 @@ from hyperdock.cli.legacy import (
 from hyperdock.cli.manage import cancel, completion, dashboard, enqueue
 from hyperdock.cli.read import best, export, logs, status, trials, workers
 from hyperdock.cli.search import run, supervisor, worker
-from hyperdock.experiment import parse_env
 from hyperdock.storage import redact_url
+from hyperdock.targets import parse_env
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,7 @@ from hyperdock.cli.common import opened_store
 from hyperdock.cli.options import NAME_HELP, file_limits_option, store_option
 from hyperdock.errors import ConfigError, StoreNotFound
 from hyperdock.experiment import Experiment as ApiExperiment
-from hyperdock.experiment import read_points
+from hyperdock.points import read_points
 from hyperdock.storage import resolve_experiment
 from hyperdock.trial import TrialState
 from hyperdock.trialfs import Limits

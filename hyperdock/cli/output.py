@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from hyperdock.display import fmt_loss
-from hyperdock.experiment import ExperimentSettings, summarize
+from hyperdock.experiment import ExperimentSettings
+from hyperdock.results import summarize
 from hyperdock.storage import Store
 from hyperdock.study import Objectives, flat_params
 from hyperdock.trial import Experiment, ExperimentState, Trial, TrialState, Worker
@@ -281,7 +282,7 @@ def best_marker_legend(objectives: Objectives) -> str:
 
 
 def status_table(data: Sequence[dict[str, Any]], now: float) -> str:
-    """The ``status`` table of experiments as :func:`~hyperdock.experiment.status_json`
+    """The ``status`` table of experiments as :func:`~hyperdock.results.status_json`
     gives them."""
     rows = []
     for d in data:

@@ -24,7 +24,7 @@ from hyperdock.cli.output import (
     workers_table,
 )
 from hyperdock.errors import ConfigError, HyperdockError
-from hyperdock.experiment import best_trial_ids, export_text, status_json, trial_json
+from hyperdock.results import best_trial_ids, export_text, status_json, trial_json
 from hyperdock.space import Space
 from hyperdock.storage import resolve_experiment, resolve_trial
 from hyperdock.study import Objectives, varying_params

@@ -30,9 +30,11 @@ from hyperdock.cli.options import (
 from hyperdock.cli.output import legacy_budget_line, opened_line, print_best
 from hyperdock.display import ProgressLine
 from hyperdock.errors import ConfigError, HyperdockError
-from hyperdock.experiment import ExperimentSettings, parse_env, summarize
+from hyperdock.experiment import ExperimentSettings
+from hyperdock.results import summarize
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.storage import Store
+from hyperdock.targets import parse_env
 from hyperdock.trial import Experiment, ExperimentState
 from hyperdock.trialfs import Limits
 
