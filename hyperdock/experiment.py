@@ -571,14 +571,21 @@ class Experiment:
                 sup._prune()
             return self.store.get_trial(tid).stop_requested
 
-    def enqueue(self, params: Mapping[str, Any]) -> Trial:
+    def enqueue(self, params: Mapping[str, Any], *, front: bool = False) -> Trial:
         """Queue a known point: it is claimed (by :meth:`ask` or the workers of
         :meth:`run`) after the trials queued before it and before every later one, so
-        enqueued before a run, or under ask/tell, it is evaluated first.
+        enqueued before a run, or under ask/tell, it is evaluated first. With ``front``
+        it goes before the trials queued already too (a sampler's suggestions waiting
+        for a free worker).
+
+        Example::
+
+            exp.enqueue({"lr": 0.003, "layers": 4}, front=True)  # a point you trust
 
         Args:
             params: Values of some or all parameters (top-level keys of the space's
                 points); the missing ones are drawn from the space (the sampler's prior).
+            front: Put it at the front of the experiment's queue.
 
         Returns:
             The queued trial.
@@ -588,10 +595,13 @@ class Experiment:
             SpaceError: a value the space cannot hold (out of range, not a multiple of
                 its step, not one of a choice's options).
         """
-        return self.enqueue_many([params])[0]
+        return self.enqueue_many([params], front=front)[0]
 
-    def enqueue_many(self, points: Sequence[Mapping[str, Any]]) -> list[Trial]:
-        """Queue several known points at once (all or none): see :meth:`enqueue`.
+    def enqueue_many(
+        self, points: Sequence[Mapping[str, Any]], *, front: bool = False
+    ) -> list[Trial]:
+        """Queue several known points at once (all or none), in their order: see
+        :meth:`enqueue`.
 
         Raises:
             ConfigError: a point has a key the space does not have, or a value it cannot
@@ -599,7 +609,7 @@ class Experiment:
         """
         exp = self.record
         filled = complete_points(Space.from_json(exp.space), exp, points)
-        added = self.store.add_trials(exp.id, filled)
+        added = self.store.add_trials(exp.id, filled, front=front)
         if added and exp.state is ExperimentState.DONE:
             self.store.set_experiment_state(exp.id, ExperimentState.RUNNING)
         return added

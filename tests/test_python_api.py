@@ -401,3 +401,18 @@ def test_export_picks_the_format_from_the_suffix(tmp_path: Path, store_url: str)
         assert data["experiment"] == "ex" and len(data["trials"]) == 1
         assert (tmp_path / "e.csv").exists() is False
         assert exp.export(tmp_path / "e.csv").read_text().startswith("id,")
+
+
+def test_enqueue_front_goes_before_the_queued_trials(tmp_path: Path, store_url: str) -> None:
+    with hyperdock.Experiment.open("fr", store=store_url, space=SPACE, sampler="random") as exp:
+        waiting = exp.enqueue_many([{"x1": 1.0}, {"x1": 2.0}])  # e.g. suggestions queued
+        trusted = exp.enqueue({"x1": 3.0}, front=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "hyperdock", "enqueue", "fr", "--front", "--store", store_url,
+             "--params", json.dumps([{"x1": 4.0}, {"x1": 5.0}])],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        asked = [exp.ask().params["x1"] for _ in range(5)]
+        assert asked == [4.0, 5.0, 3.0, 1.0, 2.0]
+        assert [t.number for t in waiting] == [0, 1] and trusted.number == 2

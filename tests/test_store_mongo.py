@@ -306,6 +306,28 @@ def test_reopening_keeps_data_and_refuses_newer_schema() -> None:
         MongoStore(client=client, database="hd")
 
 
+def test_a_schema_4_database_gets_queue_ranks() -> None:
+    client = mongomock.MongoClient()
+    with MongoStore(client=client, database="hd") as first:
+        exp = make_experiment(first)
+        old = first.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+    # As a Hyperdock of schema 4 left it: no queue_rank, the queue index without it.
+    trials = client["hd"]["jobs.trials"]
+    trials.update_many({}, {"$unset": {"queue_rank": ""}})
+    trials.drop_index("hd_queue")
+    trials.create_index(
+        [("state", 1), ("exp_state", 1), ("priority", -1), ("_id", 1)], name="hd_queue"
+    )
+    client["hd"]["jobs.meta"].update_one({"_id": "schema_version"}, {"$set": {"value": 4}})
+    with MongoStore(client=client, database="hd") as again:
+        assert again.schema_version() == 5
+        assert "queue_rank" in dict(trials.index_information()["hd_queue"]["key"])
+        assert trials.count_documents({"queue_rank": 0}) == 2
+        (front,) = again.add_trials(exp.id, [{"n": 2}], front=True)
+        order = [again.claim("w") for _ in range(3)]
+        assert [t.id for t in order if t] == [front.id, old[0].id, old[1].id]
+
+
 def test_closed_store_refuses_work(mock_store: MongoStore) -> None:
     mock_store.close()
     with pytest.raises(StoreError, match="closed"):

@@ -299,3 +299,49 @@ def test_no_output_shows_the_password(
     assert "hd_redact" in outputs[0]
     if form == "query":
         assert "Dashboard on" in outputs[-1] and "password=***" in outputs[0]
+
+
+def test_a_schema_4_database_gets_queue_ranks(postgres_url: Callable[[], str]) -> None:
+    import psycopg
+
+    url = postgres_url()
+    with open_store(url) as st:
+        exp = make_experiment(st)
+        old = st.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+    # As a Hyperdock of schema 4 left it: no queue_rank, the queue index without it.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX hd_trials_queue_rank")
+        conn.execute("ALTER TABLE hd_trials DROP COLUMN queue_rank")
+        conn.execute(
+            "CREATE INDEX hd_trials_queue ON hd_trials (priority DESC, id) WHERE state = 'queued'"
+        )
+        conn.execute("UPDATE hd_meta SET value = '4' WHERE key = 'schema_version'")
+    with open_store(url) as st:
+        assert st.schema_version() == SCHEMA_VERSION == 5
+        (front,) = st.add_trials(exp.id, [{"n": 2}], front=True)
+        order = [st.claim("w") for _ in range(3)]
+        assert [t.id for t in order if t] == [front.id, old[0].id, old[1].id]
+
+
+def test_a_claim_takes_one_trial_whatever_plan_the_server_picks(
+    postgres_url: Callable[[], str],
+) -> None:
+    """The claim's 'next queued trial' subquery must run once: planned as the inner side
+    of a nested loop (the plan PostgreSQL picks for a small or unanalyzed table), a
+    rescan skipped the row just claimed and claimed the next one too."""
+    import psycopg
+
+    url = postgres_url()
+    with open_store(url) as st:
+        exp = make_experiment(st)
+        trials = st.add_trials(exp.id, [{"n": i} for i in range(4)])
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Records the table's row count, as VACUUM and CREATE INDEX do: with a small
+            # queue the planner then picks the nested loop (before the fix, the first
+            # claim took all four trials).
+            conn.execute("CREATE INDEX hd_test_counts ON hd_trials (id)")
+        for i, trial in enumerate(trials):
+            claimed = st.claim("w")
+            assert claimed is not None and claimed.id == trial.id
+            states = [t.state for t in st.list_trials(exp.id)]
+            assert states.count(TrialState.RUNNING) == i + 1, states

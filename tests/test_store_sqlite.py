@@ -102,3 +102,25 @@ def test_a_schema_3_database_gets_the_monotonic_lease_clock(tmp_path: Path) -> N
         assert trial is not None
         assert st.heartbeat("new", [trial.id]) == set()
         assert st.reap() == []
+
+
+def test_a_schema_4_database_gets_queue_ranks(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with open_store(f"sqlite:///{path}") as st:
+        exp = make_experiment(st)
+        old = st.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+    # As a Hyperdock of schema 4 left it: no queue_rank, the queue index without it.
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX hd_trials_queue_rank")
+    conn.execute("ALTER TABLE hd_trials DROP COLUMN queue_rank")
+    conn.execute(
+        "CREATE INDEX hd_trials_queue ON hd_trials (priority DESC, id) WHERE state = 'queued'"
+    )
+    conn.execute("UPDATE hd_meta SET value = '4' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as st:
+        assert st.schema_version() == SCHEMA_VERSION == 5
+        (front,) = st.add_trials(exp.id, [{"n": 2}], front=True)
+        order = [st.claim("w") for _ in range(3)]
+        assert [t.id for t in order if t] == [front.id, old[0].id, old[1].id]

@@ -54,14 +54,20 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
     metavar="JSON|FILE",
     help="A JSON object or list of them, or a file: JSON, or CSV with one column per parameter.",
 )
+@click.option(
+    "--front",
+    is_flag=True,
+    help="Before the trials queued already (suggestions waiting for a worker), too.",
+)
 @store_option
-def enqueue(name: str | None, source: str, store: str | None) -> None:
+def enqueue(name: str | None, source: str, front: bool, store: str | None) -> None:
     """Queue known points for experiment NAME: they run before its later trials. Missing
-    parameters are drawn from the space; unknown ones are refused."""
+    parameters are drawn from the space; unknown ones and values the space cannot hold
+    are refused."""
     points = read_points(source)
     with opened_store(store, create=False) as st:
         exp = ApiExperiment(st, resolve_experiment(st, name))
-        queued = exp.enqueue_many(points)
+        queued = exp.enqueue_many(points, front=front)
     ids = ", ".join(str(t.id) for t in queued)
     click.echo(f"Queued {len(queued)} trial(s) of experiment {exp.name}: {ids}")
 

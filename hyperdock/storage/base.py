@@ -9,7 +9,8 @@ States and who changes them:
     * ``queued → running``: only :meth:`Store.claim`, atomically. Two concurrent claims
       never return the same trial; a claim returns ``None`` when nothing is claimable.
       Claims take trials of ``running`` experiments only, highest experiment priority
-      first, then oldest trial first (lowest id).
+      first, then trials queued to the front (``add_trials(front=True)``; a later front
+      batch before an earlier one), then oldest trial first (lowest id).
     * A running trial is leased to the claiming worker. The lease lives while the worker
       heartbeats (:meth:`Store.heartbeat`). Only the lease holder may end the attempt
       (:meth:`Store.finish`, :meth:`Store.release`); a call from a worker that lost the
@@ -69,7 +70,8 @@ from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialSta
 
 #: Bumped whenever the stored layout changes; recorded in every store.
 #: 4: SQLite leases on the machine's monotonic clock (``lease_mono``, ``heartbeat_mono``).
-SCHEMA_VERSION = 4
+#: 5: a trial's place in its experiment's queue (``queue_rank``: front batches).
+SCHEMA_VERSION = 5
 
 
 class Store(abc.ABC):
@@ -148,6 +150,7 @@ class Store(abc.ABC):
         params: Sequence[dict[str, Any]],
         *,
         first_number: int | None = None,
+        front: bool = False,
     ) -> list[Trial]:
         """Queue new trials, numbered after the experiment's existing ones. Atomic.
 
@@ -156,6 +159,8 @@ class Store(abc.ABC):
                 Trials whose numbers exist already are skipped, so repeating a call
                 whose reply was lost (connection dropped after the commit) adds
                 nothing twice.
+            front: Claim these (in their order) before every trial of the experiment
+                queued so far; trials queued later without ``front`` come after them.
 
         Returns:
             The trials created by this call.

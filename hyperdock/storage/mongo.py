@@ -24,10 +24,10 @@ meet in the same collections of the database ``hyperdock``:
 
 MongoDB has no multi-document transactions on a standalone server, so every change of a
 trial is one atomic single-document update whose filter states what the change relies
-on: a claim is one ``find_one_and_update`` on ``state: queued`` (sorted by priority, then
-id); an update that ends an attempt is conditioned on the lease it read (``state:
-running``, ``worker_id``, ``attempt``, ``started_at``) and retried if the document changed
-in between; a reap is conditioned on the stale ``heartbeat_at`` it saw.
+on: a claim is one ``find_one_and_update`` on ``state: queued`` (sorted by priority,
+queue rank, then id); an update that ends an attempt is conditioned on the lease it read
+(``state: running``, ``worker_id``, ``attempt``, ``started_at``) and retried if the
+document changed in between; a reap is conditioned on the stale ``heartbeat_at`` it saw.
 
 :mod:`hyperdock.storage.mongo_base` holds the plumbing underneath: how values are stored
 (as JSON text where MongoDB cannot hold them as a document), the server's clock that
@@ -245,6 +245,7 @@ class MongoStore(MongoBase):
         params: Sequence[dict[str, Any]],
         *,
         first_number: int | None = None,
+        front: bool = False,
     ) -> list[Trial]:
         exp = self._experiments.find_one({"_id": experiment_id})
         if exp is None:
@@ -267,7 +268,10 @@ class MongoStore(MongoBase):
                 break
             first_id = self._next_ids("trials", len(pending))
             now = self._now()
-            docs = [trial_doc(exp, first_id + i, first + i, p, now) for i, p in enumerate(pending)]
+            rank = self._front_rank(experiment_id) if front else 0
+            docs = [
+                trial_doc(exp, first_id + i, first + i, p, now, rank) for i, p in enumerate(pending)
+            ]
             try:
                 self._trials.insert_many(docs, ordered=True)
             except self._errors.BulkWriteError as exc:
@@ -290,6 +294,15 @@ class MongoStore(MongoBase):
         if created:
             self._refresh_copies(experiment_id, [d["_id"] for d in created], exp)
         return [self._trial(d) for d in created]
+
+    def _front_rank(self, experiment_id: int) -> int:
+        """One rank below the lowest of the experiment's queued trials (and below 0)."""
+        low = self._trials.find_one(
+            {"experiment_id": experiment_id, "state": QUEUED},
+            {"queue_rank": 1},
+            sort=[("queue_rank", 1)],
+        )
+        return min(int(low.get("queue_rank", 0)) if low else 0, 0) - 1
 
     def _refresh_copies(self, experiment_id: int, ids: list[int], seen: dict[str, Any]) -> None:
         """Rewrite the experiment's fields copied into new trials if the experiment
@@ -336,7 +349,7 @@ class MongoStore(MongoBase):
                     "finished_at": None,
                 }
             },
-            sort=[("priority", -1), ("_id", 1)],
+            sort=[("priority", -1), ("queue_rank", 1), ("_id", 1)],
             return_document=self._after,
         )
         return self._trial(doc) if doc is not None else None

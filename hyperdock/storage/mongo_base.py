@@ -213,9 +213,15 @@ def guarded(
 
 
 def trial_doc(
-    experiment: dict[str, Any], trial_id: int, number: int, params: dict[str, Any], now: float
+    experiment: dict[str, Any],
+    trial_id: int,
+    number: int,
+    params: dict[str, Any],
+    now: float,
+    queue_rank: int = 0,
 ) -> dict[str, Any]:
-    """A new queued trial's document, with the fields copied from ``experiment``'s."""
+    """A new queued trial's document, with the fields copied from ``experiment``'s;
+    ``queue_rank`` below 0 puts it ahead in its experiment's queue."""
     return {
         "_id": trial_id,
         "experiment_id": experiment["_id"],
@@ -238,6 +244,7 @@ def trial_doc(
         "exp_state": experiment["state"],
         "lease_timeout": float(experiment["lease_timeout"]),
         "max_retries": int(experiment["max_retries"]),
+        "queue_rank": queue_rank,
     }
 
 
@@ -320,13 +327,23 @@ class MongoBase(Store):
                 f"the database was written by a newer Hyperdock (schema {row['value']}, "
                 f"this one knows {SCHEMA_VERSION}); upgrade Hyperdock: pip install -U hyperdock"
             )
-        if row is None or int(row["value"]) < SCHEMA_VERSION:  # nothing to migrate here
+        if row is not None and int(row["value"]) < 5:
+            # Schema 5: trials sort by queue_rank, and a missing field sorts first.
+            self._trials.update_many(
+                {"queue_rank": {"$exists": False}}, {"$set": {"queue_rank": 0}}
+            )
+            queue = self._trials.index_information().get("hd_queue")
+            if queue is not None and "queue_rank" not in dict(queue["key"]):
+                self._trials.drop_index("hd_queue")  # made again below, with queue_rank
+        if row is None or int(row["value"]) < SCHEMA_VERSION:
             self._upsert(self._meta, "schema_version", {"value": SCHEMA_VERSION})
+            self._meta.update_one({"_id": "schema_version"}, {"$max": {"value": SCHEMA_VERSION}})
         for name in ("experiments", "trials"):
             self._upsert(self._counters, name, {"seq": 0})
         self._experiments.create_index([("name", 1)], name="hd_name", unique=True)
         self._trials.create_index(
-            [("state", 1), ("exp_state", 1), ("priority", -1), ("_id", 1)], name="hd_queue"
+            [("state", 1), ("exp_state", 1), ("priority", -1), ("queue_rank", 1), ("_id", 1)],
+            name="hd_queue",
         )
         self._trials.create_index([("state", 1), ("worker_id", 1)], name="hd_running")
         self._trials.create_index(

@@ -42,8 +42,12 @@ TRIAL_COLS = (
 _STATUS_KEY = "hyperdock.status"
 
 
-def schema(id_type: str, float_type: str, ref_type: str = "INTEGER") -> list[str]:
-    """The tables and indexes, in the dialect's id, float and id-reference types."""
+def schema(
+    id_type: str, float_type: str, ref_type: str = "INTEGER", add_queue_rank: Sequence[str] = ()
+) -> list[str]:
+    """The tables and indexes, in the dialect's id, float and id-reference types;
+    ``add_queue_rank`` adds schema 5's column to a table made before it (where the
+    dialect can say so in a statement)."""
     return [
         "CREATE TABLE IF NOT EXISTS hd_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS hd_experiments (
@@ -62,9 +66,13 @@ def schema(id_type: str, float_type: str, ref_type: str = "INTEGER") -> list[str
             history TEXT NOT NULL DEFAULT '[]', created_at {float_type} NOT NULL,
             started_at {float_type}, finished_at {float_type}, heartbeat_at {float_type},
             stop_requested INTEGER NOT NULL DEFAULT 0,
+            queue_rank INTEGER NOT NULL DEFAULT 0,
             UNIQUE (experiment_id, number))""",
-        "CREATE INDEX IF NOT EXISTS hd_trials_queue ON hd_trials (priority DESC, id) "
-        "WHERE state = 'queued'",
+        *add_queue_rank,
+        # Schema 5 orders the queue by queue_rank too (front batches).
+        "DROP INDEX IF EXISTS hd_trials_queue",
+        "CREATE INDEX IF NOT EXISTS hd_trials_queue_rank ON hd_trials "
+        "(priority DESC, queue_rank, id) WHERE state = 'queued'",
         "CREATE INDEX IF NOT EXISTS hd_trials_running ON hd_trials (worker_id) "
         "WHERE state = 'running'",
         # Best trial by loss. Partial, so that only a finished trial adds an entry: a
@@ -138,6 +146,9 @@ class SQLStore(Store):
 
     def _init_schema(self) -> None:
         with self._tx() as cur:
+            # Before the statements (their indexes may need a column an old table lacks)
+            # and after them (a new table gets the columns only migrations add).
+            self._migrate(cur)
             for statement in self._schema_statements():
                 cur.execute(statement)
             self._migrate(cur)
@@ -162,7 +173,9 @@ class SQLStore(Store):
         raise NotImplementedError
 
     def _migrate(self, cur: Any) -> None:
-        """Changes to an existing layout that ``CREATE … IF NOT EXISTS`` cannot make."""
+        """Changes to an existing layout that ``CREATE … IF NOT EXISTS`` cannot make;
+        runs before and after the schema statements (tables may not exist yet): it must
+        be idempotent."""
 
     @staticmethod
     def _experiment(row: Sequence[Any]) -> Experiment:
@@ -350,6 +363,7 @@ class SQLStore(Store):
         params: Sequence[dict[str, Any]],
         *,
         first_number: int | None = None,
+        front: bool = False,
     ) -> list[Trial]:
         with self._tx() as cur:
             row = self._one(
@@ -368,14 +382,24 @@ class SQLStore(Store):
                 self._q("UPDATE hd_experiments SET next_number = ? WHERE id = ?"),
                 (first + len(params), experiment_id),
             )
+            rank = 0
+            if front:  # ahead of everything queued: one rank below the lowest so far
+                low = self._one(
+                    cur,
+                    "SELECT MIN(queue_rank) FROM hd_trials WHERE experiment_id = ? "
+                    "AND state = 'queued'",
+                    (experiment_id,),
+                )
+                rank = min(int(low[0]) if low and low[0] is not None else 0, 0) - 1
             now = self._now(cur)
             sql = self._q(
                 "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
-                f"created_at) VALUES (?, ?, ?, 'queued', ?, ?) RETURNING {TRIAL_COLS}"
+                f"created_at, queue_rank) VALUES (?, ?, ?, 'queued', ?, ?, ?) "
+                f"RETURNING {TRIAL_COLS}"
             )
             trials = []
             for i, p in enumerate(params):
-                cur.execute(sql, (experiment_id, first + i, dumps(p), priority, now))
+                cur.execute(sql, (experiment_id, first + i, dumps(p), priority, now, rank))
                 trials.append(self._trial(cur.fetchone()))
         return trials
 
@@ -393,7 +417,8 @@ class SQLStore(Store):
                 f"stop_requested = 0, finished_at = NULL "
                 f"WHERE id = (SELECT t.id FROM hd_trials t JOIN hd_experiments e "
                 f"ON e.id = t.experiment_id WHERE t.state = 'queued' AND e.state = 'running' "
-                f"{only}ORDER BY t.priority DESC, t.id LIMIT 1{self.claim_lock_sql}) "
+                f"{only}ORDER BY t.priority DESC, t.queue_rank, t.id LIMIT 1"
+                f"{self.claim_lock_sql}) "
                 f"AND state = 'queued' RETURNING {TRIAL_COLS}",
                 args,
             )

@@ -184,11 +184,15 @@ class SQLiteStore(SQLStore):
         return schema("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL")
 
     def _migrate(self, cur: Any) -> None:
-        # Schema 4: the lease clock's columns (see _beat_sql).
-        for table, column in (("hd_trials", "lease_mono"), ("hd_workers", "heartbeat_mono")):
+        # Schema 4: the lease clock's columns (see _beat_sql); schema 5: queue_rank.
+        for table, column, kind in (
+            ("hd_trials", "lease_mono", "REAL"),
+            ("hd_workers", "heartbeat_mono", "REAL"),
+            ("hd_trials", "queue_rank", "INTEGER NOT NULL DEFAULT 0"),
+        ):
             columns = {row[1] for row in self._all(cur, f"PRAGMA table_info({table})")}
-            if column not in columns:
-                cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} REAL")
+            if columns and column not in columns:  # no columns: a new store
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # SQLite has no server, so no clock that every process shares but the machine's
     # monotonic clock: an SQLite store is used by processes of one machine only (WAL

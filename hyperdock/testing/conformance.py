@@ -224,6 +224,35 @@ class StoreConformance:
         order = [store.claim("w") for _ in range(4)]
         assert [t.id for t in order if t] == [b[0].id, a[0].id, a[1].id, c[0].id]
 
+    def test_front_batches_are_claimed_before_the_queue(self, store: Store) -> None:
+        exp = make_experiment(store, "queue")
+        other = make_experiment(store, "other")
+        older = store.add_trials(exp.id, [{"n": 0}, {"n": 1}])
+        first_front = store.add_trials(exp.id, [{"n": 2}, {"n": 3}], front=True)
+        (elsewhere,) = store.add_trials(other.id, [{"n": 4}])
+        (last_front,) = store.add_trials(exp.id, [{"n": 5}], front=True)
+        (after,) = store.add_trials(exp.id, [{"n": 6}])
+        assert [t.number for t in [*first_front, last_front]] == [2, 3, 4]  # numbered as usual
+        order = [store.claim("w", experiment_id=exp.id) for _ in range(6)]
+        assert [t.id for t in order if t] == [
+            last_front.id, *(t.id for t in first_front), *(t.id for t in older), after.id
+        ]  # fmt: skip
+        claimed = store.claim("w")
+        assert claimed is not None and claimed.id == elsewhere.id
+        # A front trial of a low-priority experiment still waits for a higher one's.
+        high = make_experiment(store, "high", priority=5)
+        (urgent,) = store.add_trials(high.id, [{"n": 0}])
+        store.add_trials(exp.id, [{"n": 7}], front=True)
+        claimed = store.claim("w")
+        assert claimed is not None and claimed.id == urgent.id
+        # A retried front trial keeps its place.
+        (again,) = store.add_trials(exp.id, [{"n": 8}], front=True)
+        nxt = store.claim("w", experiment_id=exp.id)
+        assert nxt is not None and nxt.id == again.id
+        assert store.release(again.id, "w", error="boom") is TrialState.QUEUED
+        retried = store.claim("w", experiment_id=exp.id)
+        assert retried is not None and retried.id == again.id
+
     def test_priority_change_reorders_claims(self, store: Store) -> None:
         first = make_experiment(store, "first")
         second = make_experiment(store, "second")
