@@ -212,12 +212,14 @@ def open_file(folder: Path | int, name: str, flags: int = os.O_RDONLY, mode: int
     parts = _parts(name)
     dir_fd = _open_dir(folder, parts[:-1], name)
     try:
-        # Look before opening: a device is never opened (opening some has effects).
+        # Look before opening: a device found here is never opened (opening some has
+        # effects). One swapped in between the look and the open is opened non-blocking,
+        # without becoming a controlling terminal, never read, and closed at once.
         with contextlib.suppress(FileNotFoundError):
             before = os.lstat(parts[-1], dir_fd=dir_fd).st_mode
             if not stat.S_ISREG(before):
                 raise TrialFileError(name, _kind(before))
-        all_flags = flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        all_flags = flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         try:
             fd = os.open(parts[-1], all_flags, mode, dir_fd=dir_fd)
         except OSError as exc:

@@ -453,6 +453,20 @@ def test_create_experiment_v04_space(store: Store) -> None:
     assert exp.space["n"] == XSS
 
 
+@pytest.mark.timeout(60)
+def test_create_experiment_with_a_billion_point_grid(store: Store) -> None:
+    """The grid's size is computed, never enumerated: the list of experiments shows its
+    budget at once."""
+    space = {f"p{i}": list(range(10)) for i in range(9)}  # 10**9 points
+    body = {"name": "huge", "space": json.dumps(space), "command": "x", "max_trials": 3}
+    app = create_app(store)
+    reply = post(app, "/api/experiments", body, headers=LOCAL)
+    assert reply.status == 200, reply.text
+    assert store.get_experiment("huge").max_trials == 3
+    rows = call(app, "/api/experiments").data
+    assert [r["budget"] for r in rows if r["name"] == "huge"] == [3]
+
+
 def test_create_experiment_space_json_form(store: Store) -> None:
     space = {"x": {"$hp": "uniform", "label": "x", "low": 0, "high": 1}}
     body = {"name": "tpe", "space": json.dumps(space), "image": "me/img:1", "max_trials": 7}
