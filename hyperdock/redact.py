@@ -42,12 +42,18 @@ def _split_userinfo(rest: str) -> tuple[str, str] | None:
     return userinfo, rest[len(userinfo) + 1 :]
 
 
+def _query_items(query: str) -> list[str]:
+    """``key=value`` items of a query, with their separators (MongoDB takes ``;`` as
+    well as ``&``) as items of their own."""
+    return re.split(r"([&;])", query)
+
+
 def _redact_query(query: str) -> str:
     parts = []
-    for item in query.split("&"):
+    for item in _query_items(query):
         key, sep, _ = item.partition("=")
         parts.append(f"{key}={MASK}" if sep and _is_secret_key(urllib.parse.unquote(key)) else item)
-    return "&".join(parts)
+    return "".join(parts)
 
 
 def redact_url(url: str) -> str:
@@ -95,7 +101,7 @@ def url_secrets(url: str) -> list[str]:
             if sep:
                 found.add(password)
         query = url.partition("?")[2].partition("#")[0]
-        for item in query.split("&"):
+        for item in _query_items(query):
             key, sep, value = item.partition("=")
             if sep and _is_secret_key(urllib.parse.unquote(key)):
                 found.add(value)

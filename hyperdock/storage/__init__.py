@@ -3,13 +3,15 @@
 URLs:
     * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` (the default,
       ``sqlite:///./hyperdock.db``); a bare file path means the same.
-    * ``postgresql://user:password@host:port/database``
+    * ``postgresql://user:password@host:port/database``, or a libpq keyword/value
+      string (``host=db.lab user=hd dbname=hd``)
     * ``mongodb://…`` and the original ``mongo://host:port/db/collection``
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from hyperdock.errors import ConfigError, StoreNotFound
 from hyperdock.redact import redact_url
@@ -26,6 +28,14 @@ __all__ = [
 ]
 
 DEFAULT_STORE_URL = "sqlite:///./hyperdock.db"
+
+#: A libpq keyword/value connection string starts with one of libpq's keywords. (Taken
+#: for an SQLite file name, it made a file named after it, password included.)
+_LIBPQ_KEYWORDS = re.compile(
+    r"\s*(host|hostaddr|port|dbname|user|password|passfile|service|sslmode|"
+    r"connect_timeout|application_name|options|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -45,6 +55,8 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """
     url = url or os.environ.get("HYPERDOCK_STORE") or DEFAULT_STORE_URL
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if not scheme and _LIBPQ_KEYWORDS.match(url):
+        scheme = "postgresql"
     if scheme in ("", "sqlite", "file"):
         from hyperdock.storage.sqlite import SQLiteStore
 
@@ -60,7 +72,8 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         from hyperdock.storage.postgres import PostgresStore
 
-        # libpq reads postgresql:// and postgres://; drop SQLAlchemy's "+psycopg".
+        # libpq reads postgresql://, postgres:// and keyword strings; drop SQLAlchemy's
+        # "+psycopg".
         return PostgresStore("postgresql:" + url.split(":", 1)[1] if "+" in scheme else url)
     if scheme in ("mongo", "mongodb", "mongodb+srv"):
         from hyperdock.storage.mongo import MongoStore
