@@ -575,3 +575,28 @@ def test_graph_titles_from_the_target_are_plain_text(dash: Dashboard, page: Any)
     assert graph.locator("a").count() == 0  # no link anywhere in the plot
     assert link in graph.locator(".xtitle").text_content()
     assert "<b>y</b>" in graph.locator(".ytitle").text_content()
+
+
+def test_graph_values_from_the_target_are_plain_text(dash: Dashboard, page: Any) -> None:
+    """graphs.json category values (x or y strings) become tick labels and hover text:
+    Plotly renders <a href>, <b> … in them unless they are escaped."""
+    link = '<a href="http://evil.example/">click</a>'
+    graphs = [
+        {"name": "cats", "series": [{"label": "s", "x": [link, "<b>bold</b>", "a &amp; b"],
+                                     "y": [1, 2, 3]}]},
+        {"name": "ys", "series": [{"label": "t", "x": [1, 2], "y": ["<i>low</i>", link]}]},
+    ]  # fmt: skip
+    (Path(dash.ids["folder"]) / "graphs.json").write_text(json.dumps(graphs))
+    page.goto(f"{dash.url}/trials/{dash.ids['completed']}")
+    page.wait_for_function(
+        "() => ['#graph-0 .xtick text', '#graph-1 .ytick text']"
+        ".every((sel) => document.querySelector(sel))"
+    )
+    plots = page.locator("#graphs")
+    assert plots.locator("a").count() == 0  # no link anywhere in the plots
+    assert page.evaluate("document.querySelectorAll('#graphs [*|href]').length") == 0
+    assert plots.locator("b, i").count() == 0
+    xticks = page.locator("#graph-0 .xtick text").all_text_contents()
+    assert xticks == [link, "<b>bold</b>", "a &amp; b"]  # as written, markup and all
+    yticks = page.locator("#graph-1 .ytick text").all_text_contents()
+    assert yticks == ["<i>low</i>", link]

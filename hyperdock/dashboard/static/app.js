@@ -356,6 +356,14 @@
   function escapeText(t) {
     return String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
+  // The values of a data array from an untrusted source, for Plotly: numbers, null and
+  // booleans as they are, anything else as escaped text (strings are category values,
+  // which Plotly shows as tick labels and in hover labels, rendering their markup).
+  function plainValues(values) {
+    if (!Array.isArray(values)) return [];
+    return values.map((v) => (v === null || typeof v === "number" || typeof v === "boolean" ? v
+      : escapeText(typeof v === "string" ? v : JSON.stringify(v))));
+  }
   const plotLayout = (title, extra) => {
     const [head, ...rest] = String(title).split("\n");
     const layout = Object.assign({
@@ -1277,8 +1285,10 @@
             graphs.appendChild(div);
             const series = Array.isArray(g.series) ? g.series : [];
             // graphs.json is the target's: its texts go to Plotly as plain text (Plotly
-            // renders <a href>, <b> … in titles and names otherwise).
-            plot(div, series.map((s) => ({ x: s.x, y: s.y, name: escapeText(s.label || ""), type: "scatter", mode: "lines" })),
+            // renders <a href>, <b> … in titles, names, category ticks and hover labels
+            // otherwise).
+            plot(div, series.map((s) => ({ x: plainValues(s.x), y: plainValues(s.y), name: escapeText(s.label || ""),
+              type: "scatter", mode: "lines" })),
               plotLayout(String(g.name || "graph " + i), { xaxis: { title: { text: escapeText(g.x_axis || "") } }, yaxis: { title: { text: escapeText(g.y_axis || "") } } }));
           });
         } else {
