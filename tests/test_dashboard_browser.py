@@ -600,3 +600,42 @@ def test_graph_values_from_the_target_are_plain_text(dash: Dashboard, page: Any)
     assert xticks == [link, "<b>bold</b>", "a &amp; b"]  # as written, markup and all
     yticks = page.locator("#graph-1 .ytick text").all_text_contents()
     assert yticks == ["<i>low</i>", link]
+
+
+def _boxes_overlap(a: dict[str, float], b: dict[str, float], slack: float = 0.5) -> bool:
+    """Whether two client rectangles intersect (by more than ``slack`` pixels)."""
+    return (
+        min(a["right"], b["right"]) - max(a["left"], b["left"]) > slack
+        and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > slack
+    )
+
+
+_RECT = "(e) => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; }"  # noqa: E501
+
+
+@pytest.mark.parametrize("width", [1280, 640])
+def test_the_toolbar_does_not_cover_the_titles(dash: Dashboard, page: Any, width: int) -> None:
+    """Every plot of the experiment pages: Plotly's toolbar (modebar, top right) and the
+    title (and the detail line under it) do not intersect, wide or narrow."""
+    page.set_viewport_size({"width": width, "height": 900})
+    for name, plots in (
+        ("exp", ["history", "parallel", "importances", "intermediate", "slices-plot"]),
+        ("multi", ["pareto"]),
+    ):
+        page.goto(f"{dash.url}/experiments/{name}")
+        page.wait_for_function(
+            "(ids) => ids.every((id) => { const d = document.getElementById(id);"
+            " return d && d.querySelector('.modebar') && d.querySelector('.gtitle'); })",
+            arg=plots,
+        )
+        for plot in plots:
+            div = page.locator("#" + plot)
+            div.hover()  # the toolbar shows
+            bar = div.locator(".modebar").evaluate(_RECT)
+            assert bar["width"] > 0, plot
+            titles = div.locator(".gtitle, .annotation-text")
+            assert titles.count() >= 1
+            for k in range(titles.count()):
+                box = titles.nth(k).evaluate(_RECT)
+                text = titles.nth(k).text_content()
+                assert not _boxes_overlap(bar, box), (plot, text, bar, box)

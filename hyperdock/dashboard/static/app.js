@@ -386,9 +386,37 @@
     return layout;
   };
 
+  // Plotly's toolbar (modebar) is at the top right, over the title of a plot too narrow
+  // for both: the title then goes below it, the axes down as much (and stay there on
+  // later draws of that plot, which do not move about).
+  const TOOLBAR_ROW = 26;
+  function lowerTitle(layout) {
+    const title = Object.assign({}, layout.title);
+    title.pad = Object.assign({}, title.pad, { t: TOOLBAR_ROW });
+    const margin = Object.assign({}, layout.margin);
+    margin.t = (margin.t || 0) + TOOLBAR_ROW;
+    return Object.assign({}, layout, { title: title, margin: margin });
+  }
+  function titleUnderToolbar(div) {
+    const bar = div.querySelector(".modebar");
+    if (!bar) return false;
+    const b = bar.getBoundingClientRect();
+    return [...div.querySelectorAll(".gtitle")].some((t) => {
+      const r = t.getBoundingClientRect();
+      return r.width > 0 && b.width > 0 && r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom;
+    });
+  }
+
   function plot(div, traces, layout) {
     if (!window.Plotly) return Promise.resolve();
-    return Promise.resolve(window.Plotly.react(div, traces, layout, { displaylogo: false, responsive: true }));
+    const node = typeof div === "string" ? document.getElementById(div) : div;
+    const draw = (l) => Promise.resolve(window.Plotly.react(node, traces, l, { displaylogo: false, responsive: true }));
+    if (node.dataset.titleLow) return draw(lowerTitle(layout));
+    return draw(layout).then(() => {
+      if (!titleUnderToolbar(node)) return undefined;
+      node.dataset.titleLow = "1";
+      return draw(lowerTitle(layout));
+    });
   }
 
   // plotly.js loads after this script (both deferred), so that the first API request
