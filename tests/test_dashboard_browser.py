@@ -380,7 +380,10 @@ def test_constants_get_no_column_axis_or_slice(dash: Dashboard, page: Any, tmp_p
     assert sorted(shown.split(",")) == sorted(k for k in space if k != "epochs")
     headers = page.locator("#trials th").all_inner_texts()
     assert "optimizer" in headers and "epochs" not in headers
-    labels = page.evaluate("document.querySelector('#parallel').layout.xaxis.ticktext")
+    labels = page.evaluate(
+        "document.querySelector('#parallel').layout.annotations"
+        ".filter((a) => a.xref === 'x').map((a) => a.text)"
+    )
     assert len(labels) == 4  # three parameters and the loss, no epochs
     assert all(len(label) <= 14 for label in labels)
     assert "epochs" not in labels
@@ -639,3 +642,64 @@ def test_the_toolbar_does_not_cover_the_titles(dash: Dashboard, page: Any, width
                 box = titles.nth(k).evaluate(_RECT)
                 text = titles.nth(k).text_content()
                 assert not _boxes_overlap(bar, box), (plot, text, bar, box)
+
+
+def _parallel_labels(page: Any, labels: list[str]) -> list[dict[str, Any]]:
+    """The client rectangles of the SVG texts in #parallel that read one of ``labels``."""
+    return list(
+        page.evaluate(
+            """(labels) => [...document.querySelectorAll('#parallel text')]
+                .filter((t) => labels.includes(t.textContent))
+                .map((t) => { const r = t.getBoundingClientRect();
+                  return {text: t.textContent, left: r.left, right: r.right,
+                          top: r.top, bottom: r.bottom}; })""",
+            labels,
+        )
+    )
+
+
+def test_parallel_coordinate_labels_do_not_overlap(dash: Dashboard, page: Any) -> None:
+    """Eight parameters with long-ish names: the axis labels, in the SVG view and in
+    Plotly's WebGL parcoords, do not overlap one another (nor the toolbar)."""
+    from hyperdock import hp
+
+    names = ["learning_rate", "weight_decay", "dropout_rate", "batch_size_log",
+             "hidden_units", "warmup_steps", "momentum_beta", "label_smooth"]  # fmt: skip
+    space = {n: hp.uniform(n, 0, 1) for n in names}
+    runs = [
+        ({n: ((i * (k + 3)) % 11) / 10 for k, n in enumerate(names)}, i / 12) for i in range(12)
+    ]
+    _experiment(dash.store, "wide", space, runs)
+    page.goto(f"{dash.url}/experiments/wide")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#parallel');"
+        " return d && d.data && d.dataset.dimensions; }"
+    )
+    shown = int(page.locator("#parallel").get_attribute("data-dimensions"))
+    assert shown >= 6
+    for view in ("svg", "webgl"):
+        if view == "webgl":
+            page.click("#parallel-switch")
+            page.wait_for_function(
+                "() => document.querySelector('#parallel').dataset.view === 'webgl'"
+                " && document.querySelectorAll('#parallel .axis-title').length > 0"
+            )
+        boxes = _parallel_labels(page, [*names, "loss"])
+        assert len(boxes) == shown, (view, boxes)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not _boxes_overlap(a, b), (view, a, b)
+        bar = page.locator("#parallel .modebar").evaluate(_RECT)
+        for box in boxes:
+            assert not _boxes_overlap(bar, box), (view, box, bar)
+        # the detail line under the axes ("the 7 most important of 8 parameters") is
+        # clear of the axes' numbers
+        texts = page.evaluate(
+            f"[...document.querySelectorAll('#parallel text')]"
+            f".map((t) => [t.textContent, ({_RECT})(t)])"
+        )
+        detail = [box for text, box in texts if text.startswith(f"the {shown - 1} most important")]
+        assert len(detail) == 1, texts
+        for text, box in texts:
+            if box is not detail[0] and box["width"] > 0:
+                assert not _boxes_overlap(detail[0], box), (view, text)
