@@ -703,3 +703,41 @@ def test_parallel_coordinate_labels_do_not_overlap(dash: Dashboard, page: Any) -
         for text, box in texts:
             if box is not detail[0] and box["width"] > 0:
                 assert not _boxes_overlap(detail[0], box), (view, text)
+
+
+def test_intermediate_curves_use_log_y_over_two_decades(dash: Dashboard, page: Any) -> None:
+    """Curves from 1000 down to 0.1 start on a log y axis (the box ticked); curves within
+    a narrow span on a linear one."""
+    from hyperdock import hp
+
+    space = {"x": hp.uniform("x", 0, 1)}
+    wide: list[tuple[dict[str, Any], Any]] = [
+        ({"x": 0.1}, ("pruned", [(1, 1000.0), (2, 30.0), (3, 0.1)])),
+        ({"x": 0.2}, ("pruned", [(1, 500.0), (2, 5.0)])),
+        ({"x": 0.3}, 0.5),
+    ]
+    narrow: list[tuple[dict[str, Any], Any]] = [
+        ({"x": 0.1}, ("pruned", [(1, 3.0), (2, 2.0)])),
+        ({"x": 0.2}, ("pruned", [(1, 2.5), (2, 1.2)])),
+        ({"x": 0.3}, 1.0),
+    ]
+    _experiment(dash.store, "curves-wide", space, wide)
+    _experiment(dash.store, "curves-narrow", space, narrow)
+    y_type = "document.querySelector('#intermediate').layout.yaxis.type"
+    for name, expected in (("curves-wide", "log"), ("curves-narrow", "linear")):
+        page.goto(f"{dash.url}/experiments/{name}")
+        page.wait_for_function(
+            "() => { const d = document.querySelector('#intermediate');"
+            " return d && d.data && d.data.length === 2; }"
+        )
+        assert page.evaluate(y_type) == expected, name
+        assert page.is_checked("#intermediate-logy") == (expected == "log")
+        title = page.evaluate("document.querySelector('#intermediate').layout.yaxis.title.text")
+        assert title == ("loss (log)" if expected == "log" else "loss")
+    # the box switches the wide one to linear
+    page.goto(f"{dash.url}/experiments/curves-wide")
+    page.wait_for_function(
+        f"() => document.querySelector('#intermediate').layout && {y_type} === 'log'"
+    )
+    page.uncheck("#intermediate-logy")
+    page.wait_for_function(f"{y_type} === 'linear'")
