@@ -741,3 +741,28 @@ def test_intermediate_curves_use_log_y_over_two_decades(dash: Dashboard, page: A
     )
     page.uncheck("#intermediate-logy")
     page.wait_for_function(f"{y_type} === 'linear'")
+
+
+def test_markup_in_parameter_values_is_plain_text_in_the_plots(dash: Dashboard, page: Any) -> None:
+    """A choice value holding markup: the slices' ticks and the parallel coordinates'
+    ticks (both views) read it literally, with no link in any plot."""
+    from hyperdock import hp
+
+    link = '<a href="http://evil.example/">x</a>'
+    space = {"opt": hp.choice("opt", ["sgd", link]), "lr": hp.uniform("lr", 0, 1)}
+    runs = [({"opt": ["sgd", link][i % 2], "lr": i / 6}, i / 6) for i in range(6)]
+    _experiment(dash.store, "marked", space, runs)
+    page.goto(f"{dash.url}/experiments/marked")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#slices-plot');"
+        " return d && d.data && d.data.length === 2 && d.querySelector('.xtick text'); }"
+    )
+    assert page.locator("#main .plots a").count() == 0
+    assert page.evaluate("document.querySelectorAll('#main .plots [*|href]').length") == 0
+    ticks = page.locator("#slices-plot .xtick text, #slices-plot .x2tick text").all_text_contents()
+    assert link in ticks
+    assert link in page.locator("#parallel").text_content()
+    page.click("#parallel-switch")
+    page.wait_for_function("document.querySelectorAll('#parallel .axis-title').length > 0")
+    assert page.locator("#parallel a").count() == 0
+    assert link in page.locator("#parallel").text_content()

@@ -1098,8 +1098,8 @@
       const top = Math.max(80, Math.round(64 + rise));
       plot(parDiv, [{
         type: "parcoords", labelangle: angle, labelside: "top",
-        dimensions: dims.map((d) => Object.assign({}, d, { label: escapeText(d.label) },
-          d.ticktext ? { ticktext: d.ticktext.map(escapeText) } : {})),
+        // (its tick texts are plain text already)
+        dimensions: dims.map((d) => Object.assign({}, d, { label: escapeText(d.label) })),
         labelfont: { size: PAR_LABEL_SIZE }, tickfont: { size: 10 },
         line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
       }], plotLayout(parTitle, { showlegend: false, detailAt: "bottom", detailShift: -24, height: 320 + Math.max(0, top - 110),
@@ -1114,7 +1114,7 @@
 
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
-    plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => e[0]), name: "importance" }],
+    plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => escapeText(e[0])), name: "importance" }],
       plotLayout(imp.length ? "Parameter importances" : "Parameter importances\nneed 2+ completed trials", { showlegend: false,
         margin: { l: 20, r: 20, t: 40, b: 40 }, yaxis: { automargin: true } }));
 
@@ -1175,7 +1175,7 @@
           marker: { color: "#bbb" }, text: all.map((r) => "trial " + r.id) },
         { x: front.map((f) => f.values[0]), y: front.map((f) => f.values[1]), mode: "markers", type: "scatter",
           name: "Pareto front", marker: { color: "#c0392b", size: 10 }, text: front.map((f) => "trial " + f.id) },
-      ], plotLayout("Pareto front", { xaxis: { title: { text: names[0] } }, yaxis: { title: { text: names[1] || "" } } }));
+      ], plotLayout("Pareto front", { xaxis: { title: { text: escapeText(names[0]) } }, yaxis: { title: { text: escapeText(names[1] || "") } } }));
     } else {
       paretoDiv.hidden = true;
     }
@@ -1212,13 +1212,14 @@
       const vals = pts.map((r) => r.flat[key]);
       const numeric = vals.every((v) => typeof v === "number");
       const suffix = i ? String(i + 1) : "";
-      const xs = numeric ? vals : vals.map(fmtValue);
+      // (names and values shown as text: Plotly renders their markup otherwise)
+      const xs = numeric ? vals : vals.map((v) => escapeText(fmtValue(v)));
       const cats = numeric ? null : [...new Set(xs)];
       const catIndex = numeric ? null : new Map(cats.map((c, i) => [c, i]));
       const log = numeric && logPaths.has(key) && vals.every((v) => v > 0);
-      const xaxis = { title: { text: key, standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
+      const xaxis = { title: { text: escapeText(key), standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
       if (!dense) {
-        traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: key,
+        traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: escapeText(key),
           xaxis: "x" + suffix, yaxis: "y" + suffix, text: pts.map((r) => "trial " + r.id),
           marker: { color: pts.map((r) => r.number), colorscale: "Blues", size: 5 } });
       } else {
