@@ -270,8 +270,9 @@ def test_many_trials_are_painted_without_a_gpu_and_switch_to_webgl(
     assert slices.get_attribute("data-view") == "painted"
     assert slices.get_attribute("data-points") == str(2 * done)  # x and name, every trial
     assert page.evaluate(_PAINTED_PIXELS, "slices-plot") > 2000
-    assert "1000 of " + str(done) in page.evaluate(
-        "document.querySelector('#parallel').layout.annotations[0].text"
+    assert "1000 of " + str(done) in page.evaluate(  # the detail line (not an axis label)
+        "document.querySelector('#parallel').layout.annotations"
+        ".filter((a) => a.xref === 'paper').map((a) => a.text).join()"
     )
 
     # zooming repaints the image for the new axes
@@ -380,7 +381,10 @@ def test_constants_get_no_column_axis_or_slice(dash: Dashboard, page: Any, tmp_p
     assert sorted(shown.split(",")) == sorted(k for k in space if k != "epochs")
     headers = page.locator("#trials th").all_inner_texts()
     assert "optimizer" in headers and "epochs" not in headers
-    labels = page.evaluate("document.querySelector('#parallel').layout.xaxis.ticktext")
+    labels = page.evaluate(
+        "document.querySelector('#parallel').layout.annotations"
+        ".filter((a) => a.xref === 'x').map((a) => a.text)"
+    )
     assert len(labels) == 4  # three parameters and the loss, no epochs
     assert all(len(label) <= 14 for label in labels)
     assert "epochs" not in labels
@@ -575,3 +579,191 @@ def test_graph_titles_from_the_target_are_plain_text(dash: Dashboard, page: Any)
     assert graph.locator("a").count() == 0  # no link anywhere in the plot
     assert link in graph.locator(".xtitle").text_content()
     assert "<b>y</b>" in graph.locator(".ytitle").text_content()
+
+
+def test_graph_values_from_the_target_are_plain_text(dash: Dashboard, page: Any) -> None:
+    """graphs.json category values (x or y strings) become tick labels and hover text:
+    Plotly renders <a href>, <b> … in them unless they are escaped."""
+    link = '<a href="http://evil.example/">click</a>'
+    graphs = [
+        {"name": "cats", "series": [{"label": "s", "x": [link, "<b>bold</b>", "a &amp; b"],
+                                     "y": [1, 2, 3]}]},
+        {"name": "ys", "series": [{"label": "t", "x": [1, 2], "y": ["<i>low</i>", link]}]},
+    ]  # fmt: skip
+    (Path(dash.ids["folder"]) / "graphs.json").write_text(json.dumps(graphs))
+    page.goto(f"{dash.url}/trials/{dash.ids['completed']}")
+    page.wait_for_function(
+        "() => ['#graph-0 .xtick text', '#graph-1 .ytick text']"
+        ".every((sel) => document.querySelector(sel))"
+    )
+    plots = page.locator("#graphs")
+    assert plots.locator("a").count() == 0  # no link anywhere in the plots
+    assert page.evaluate("document.querySelectorAll('#graphs [*|href]').length") == 0
+    assert plots.locator("b, i").count() == 0
+    xticks = page.locator("#graph-0 .xtick text").all_text_contents()
+    assert xticks == [link, "<b>bold</b>", "a &amp; b"]  # as written, markup and all
+    yticks = page.locator("#graph-1 .ytick text").all_text_contents()
+    assert yticks == ["<i>low</i>", link]
+
+
+def _boxes_overlap(a: dict[str, float], b: dict[str, float], slack: float = 0.5) -> bool:
+    """Whether two client rectangles intersect (by more than ``slack`` pixels)."""
+    return (
+        min(a["right"], b["right"]) - max(a["left"], b["left"]) > slack
+        and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > slack
+    )
+
+
+_RECT = "(e) => { const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width}; }"  # noqa: E501
+
+
+@pytest.mark.parametrize("width", [1280, 640])
+def test_the_toolbar_does_not_cover_the_titles(dash: Dashboard, page: Any, width: int) -> None:
+    """Every plot of the experiment pages: Plotly's toolbar (modebar, top right) and the
+    title (and the detail line under it) do not intersect, wide or narrow."""
+    page.set_viewport_size({"width": width, "height": 900})
+    for name, plots in (
+        ("exp", ["history", "parallel", "importances", "intermediate", "slices-plot"]),
+        ("multi", ["pareto"]),
+    ):
+        page.goto(f"{dash.url}/experiments/{name}")
+        page.wait_for_function(
+            "(ids) => ids.every((id) => { const d = document.getElementById(id);"
+            " return d && d.querySelector('.modebar') && d.querySelector('.gtitle'); })",
+            arg=plots,
+        )
+        for plot in plots:
+            div = page.locator("#" + plot)
+            div.hover()  # the toolbar shows
+            bar = div.locator(".modebar").evaluate(_RECT)
+            assert bar["width"] > 0, plot
+            titles = div.locator(".gtitle, .annotation-text")
+            assert titles.count() >= 1
+            for k in range(titles.count()):
+                box = titles.nth(k).evaluate(_RECT)
+                text = titles.nth(k).text_content()
+                assert not _boxes_overlap(bar, box), (plot, text, bar, box)
+
+
+def _parallel_labels(page: Any, labels: list[str]) -> list[dict[str, Any]]:
+    """The client rectangles of the SVG texts in #parallel that read one of ``labels``."""
+    return list(
+        page.evaluate(
+            """(labels) => [...document.querySelectorAll('#parallel text')]
+                .filter((t) => labels.includes(t.textContent))
+                .map((t) => { const r = t.getBoundingClientRect();
+                  return {text: t.textContent, left: r.left, right: r.right,
+                          top: r.top, bottom: r.bottom}; })""",
+            labels,
+        )
+    )
+
+
+def test_parallel_coordinate_labels_do_not_overlap(dash: Dashboard, page: Any) -> None:
+    """Eight parameters with long-ish names: the axis labels, in the SVG view and in
+    Plotly's WebGL parcoords, do not overlap one another (nor the toolbar)."""
+    from hyperdock import hp
+
+    names = ["learning_rate", "weight_decay", "dropout_rate", "batch_size_log",
+             "hidden_units", "warmup_steps", "momentum_beta", "label_smooth"]  # fmt: skip
+    space = {n: hp.uniform(n, 0, 1) for n in names}
+    runs = [
+        ({n: ((i * (k + 3)) % 11) / 10 for k, n in enumerate(names)}, i / 12) for i in range(12)
+    ]
+    _experiment(dash.store, "wide", space, runs)
+    page.goto(f"{dash.url}/experiments/wide")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#parallel');"
+        " return d && d.data && d.dataset.dimensions; }"
+    )
+    shown = int(page.locator("#parallel").get_attribute("data-dimensions"))
+    assert shown >= 6
+    for view in ("svg", "webgl"):
+        if view == "webgl":
+            page.click("#parallel-switch")
+            page.wait_for_function(
+                "() => document.querySelector('#parallel').dataset.view === 'webgl'"
+                " && document.querySelectorAll('#parallel .axis-title').length > 0"
+            )
+        boxes = _parallel_labels(page, [*names, "loss"])
+        assert len(boxes) == shown, (view, boxes)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not _boxes_overlap(a, b), (view, a, b)
+        bar = page.locator("#parallel .modebar").evaluate(_RECT)
+        for box in boxes:
+            assert not _boxes_overlap(bar, box), (view, box, bar)
+        # the detail line under the axes ("the 7 most important of 8 parameters") is
+        # clear of the axes' numbers
+        texts = page.evaluate(
+            f"[...document.querySelectorAll('#parallel text')]"
+            f".map((t) => [t.textContent, ({_RECT})(t)])"
+        )
+        detail = [box for text, box in texts if text.startswith(f"the {shown - 1} most important")]
+        assert len(detail) == 1, texts
+        for text, box in texts:
+            if box is not detail[0] and box["width"] > 0:
+                assert not _boxes_overlap(detail[0], box), (view, text)
+
+
+def test_intermediate_curves_use_log_y_over_two_decades(dash: Dashboard, page: Any) -> None:
+    """Curves from 1000 down to 0.1 start on a log y axis (the box ticked); curves within
+    a narrow span on a linear one."""
+    from hyperdock import hp
+
+    space = {"x": hp.uniform("x", 0, 1)}
+    wide: list[tuple[dict[str, Any], Any]] = [
+        ({"x": 0.1}, ("pruned", [(1, 1000.0), (2, 30.0), (3, 0.1)])),
+        ({"x": 0.2}, ("pruned", [(1, 500.0), (2, 5.0)])),
+        ({"x": 0.3}, 0.5),
+    ]
+    narrow: list[tuple[dict[str, Any], Any]] = [
+        ({"x": 0.1}, ("pruned", [(1, 3.0), (2, 2.0)])),
+        ({"x": 0.2}, ("pruned", [(1, 2.5), (2, 1.2)])),
+        ({"x": 0.3}, 1.0),
+    ]
+    _experiment(dash.store, "curves-wide", space, wide)
+    _experiment(dash.store, "curves-narrow", space, narrow)
+    y_type = "document.querySelector('#intermediate').layout.yaxis.type"
+    for name, expected in (("curves-wide", "log"), ("curves-narrow", "linear")):
+        page.goto(f"{dash.url}/experiments/{name}")
+        page.wait_for_function(
+            "() => { const d = document.querySelector('#intermediate');"
+            " return d && d.data && d.data.length === 2; }"
+        )
+        assert page.evaluate(y_type) == expected, name
+        assert page.is_checked("#intermediate-logy") == (expected == "log")
+        title = page.evaluate("document.querySelector('#intermediate').layout.yaxis.title.text")
+        assert title == ("loss (log)" if expected == "log" else "loss")
+    # the box switches the wide one to linear
+    page.goto(f"{dash.url}/experiments/curves-wide")
+    page.wait_for_function(
+        f"() => document.querySelector('#intermediate').layout && {y_type} === 'log'"
+    )
+    page.uncheck("#intermediate-logy")
+    page.wait_for_function(f"{y_type} === 'linear'")
+
+
+def test_markup_in_parameter_values_is_plain_text_in_the_plots(dash: Dashboard, page: Any) -> None:
+    """A choice value holding markup: the slices' ticks and the parallel coordinates'
+    ticks (both views) read it literally, with no link in any plot."""
+    from hyperdock import hp
+
+    link = '<a href="http://evil.example/">x</a>'
+    space = {"opt": hp.choice("opt", ["sgd", link]), "lr": hp.uniform("lr", 0, 1)}
+    runs = [({"opt": ["sgd", link][i % 2], "lr": i / 6}, i / 6) for i in range(6)]
+    _experiment(dash.store, "marked", space, runs)
+    page.goto(f"{dash.url}/experiments/marked")
+    page.wait_for_function(
+        "() => { const d = document.querySelector('#slices-plot');"
+        " return d && d.data && d.data.length === 2 && d.querySelector('.xtick text'); }"
+    )
+    assert page.locator("#main .plots a").count() == 0
+    assert page.evaluate("document.querySelectorAll('#main .plots [*|href]').length") == 0
+    ticks = page.locator("#slices-plot .xtick text, #slices-plot .x2tick text").all_text_contents()
+    assert link in ticks
+    assert link in page.locator("#parallel").text_content()
+    page.click("#parallel-switch")
+    page.wait_for_function("document.querySelectorAll('#parallel .axis-title').length > 0")
+    assert page.locator("#parallel a").count() == 0
+    assert link in page.locator("#parallel").text_content()

@@ -364,6 +364,13 @@
     return values.map((v) => (v === null || typeof v === "number" || typeof v === "boolean" ? v
       : escapeText(typeof v === "string" ? v : JSON.stringify(v))));
   }
+  // The width in pixels of ``text`` in Plotly's font at ``size`` px.
+  let measureCtx = null;
+  function textWidth(text, size) {
+    if (!measureCtx) measureCtx = document.createElement("canvas").getContext("2d");
+    measureCtx.font = size + "px \"Open Sans\", verdana, arial, sans-serif";
+    return measureCtx.measureText(String(text)).width;
+  }
   const plotLayout = (title, extra) => {
     const [head, ...rest] = String(title).split("\n");
     const layout = Object.assign({
@@ -373,11 +380,13 @@
       showlegend: true,
     }, extra || {});
     const bottom = layout.detailAt === "bottom";
+    const shift = layout.detailShift;
     delete layout.detailAt;
+    delete layout.detailShift;
     if (rest.length) {
       layout.annotations = (layout.annotations || []).concat([{
         text: escapeText(rest.join(" ")), showarrow: false, xref: "paper", yref: "paper", x: 0, xanchor: "left",
-        y: bottom ? 0 : 1, yanchor: bottom ? "top" : "bottom", yshift: bottom ? -8 : 4, font: { size: 11, color: "#666" },
+        y: bottom ? 0 : 1, yanchor: bottom ? "top" : "bottom", yshift: shift !== undefined ? shift : bottom ? -8 : 4, font: { size: 11, color: "#666" },
       }]);
       const m = Object.assign({}, layout.margin);
       if (bottom) m.b = Math.max(m.b || 0, 40); else m.t = Math.max(m.t || 0, 62);
@@ -386,9 +395,37 @@
     return layout;
   };
 
+  // Plotly's toolbar (modebar) is at the top right, over the title of a plot too narrow
+  // for both: the title then goes below it, the axes down as much (and stay there on
+  // later draws of that plot, which do not move about).
+  const TOOLBAR_ROW = 26;
+  function lowerTitle(layout) {
+    const title = Object.assign({}, layout.title);
+    title.pad = Object.assign({}, title.pad, { t: TOOLBAR_ROW });
+    const margin = Object.assign({}, layout.margin);
+    margin.t = (margin.t || 0) + TOOLBAR_ROW;
+    return Object.assign({}, layout, { title: title, margin: margin });
+  }
+  function titleUnderToolbar(div) {
+    const bar = div.querySelector(".modebar");
+    if (!bar) return false;
+    const b = bar.getBoundingClientRect();
+    return [...div.querySelectorAll(".gtitle")].some((t) => {
+      const r = t.getBoundingClientRect();
+      return r.width > 0 && b.width > 0 && r.left < b.right && b.left < r.right && r.top < b.bottom && b.top < r.bottom;
+    });
+  }
+
   function plot(div, traces, layout) {
     if (!window.Plotly) return Promise.resolve();
-    return Promise.resolve(window.Plotly.react(div, traces, layout, { displaylogo: false, responsive: true }));
+    const node = typeof div === "string" ? document.getElementById(div) : div;
+    const draw = (l) => Promise.resolve(window.Plotly.react(node, traces, l, { displaylogo: false, responsive: true }));
+    if (node.dataset.titleLow) return draw(lowerTitle(layout));
+    return draw(layout).then(() => {
+      if (!titleUnderToolbar(node)) return undefined;
+      node.dataset.titleLow = "1";
+      return draw(lowerTitle(layout));
+    });
   }
 
   // plotly.js loads after this script (both deferred), so that the first API request
@@ -563,10 +600,37 @@
   const SLICE_QUARTERS = ["first quarter", "second quarter", "third quarter", "last quarter"];
   const VIRIDIS = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"];
 
+  const PAR_LABEL_SIZE = 11; // px, parallel coordinates' axis labels
+  const PAR_ROW = 15; // px between rows of staggered labels
+
+  // How many rows centred labels ``widths`` (px) need not to overlap, ``spacing`` px
+  // apart: label j goes on row j % rows (at most 4).
+  function labelRows(widths, spacing) {
+    for (let rows = 1; rows < 4; rows++) {
+      if (widths.every((w, j) => j + rows >= widths.length || (w + widths[j + rows]) / 2 + 8 <= rows * spacing)) return rows;
+    }
+    return 4;
+  }
+
+  // The angle (degrees, negative: rising) for Plotly parcoords' labels ``widths`` (px),
+  // ``spacing`` px apart: level when they fit side by side, else the least slant at which
+  // each one's box stays clear of the next axis' label.
+  function glLabelAngle(widths, spacing) {
+    if (labelRows(widths, spacing) === 1) return 0;
+    const widest = Math.max(0, ...widths);
+    for (const deg of [30, 45, 60, 75]) {
+      const a = deg * Math.PI / 180;
+      if (widest * Math.cos(a) + PAR_LABEL_SIZE * 1.3 * Math.sin(a) + 6 <= spacing) return -deg;
+    }
+    return -90;
+  }
+
   // Parallel coordinates as plain SVG line traces: one axis per dimension (scaled to its
   // own range, labelled at its ends and middle), lines coloured by loss in a few bands
   // (the best drawn last, on top), a colour bar; no WebGL.
-  function parcoordsSVG(dims, color, maximize, title, slant) {
+  // Axis labels are annotations over their axes, on as many staggered rows as they need
+  // not to overlap (``spacing``: pixels between axes).
+  function parcoordsSVG(dims, color, maximize, title, width) {
     const n = dims.length;
     const ranges = dims.map((d) => {
       let lo = Infinity, hi = -Infinity;
@@ -618,21 +682,28 @@
     dims.forEach((d, j) => {
       axes.x.push(j, j, null); axes.y.push(0, 1, null);
       const ticks = d.ticktext
-        ? d.tickvals.map((v, k) => [(v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]), String(d.ticktext[k])])
+        ? d.tickvals.map((v, k) => [(v - ranges[j][0]) / (ranges[j][1] - ranges[j][0]), escapeText(d.ticktext[k])])
         : [0, 0.5, 1].map((q) => [q, shortNumber(ranges[j][0] + q * (ranges[j][1] - ranges[j][0]))]);
       for (const [y, text] of ticks) {
         labels.x.push(j - 0.02); labels.y.push(y); labels.text.push(text);
       }
     });
     traces.push(axes, labels);
+    // between axes: the plot's width less the margins and the colour bar, over n - 0.3
+    const spacing = Math.max(1, width - 60 - (colored ? 60 : 0)) / Math.max(n - 0.3, 1);
+    const rows = labelRows(dims.map((d) => textWidth(d.label, PAR_LABEL_SIZE)), spacing);
+    const annotations = dims.map((d, j) => ({
+      text: escapeText(d.label), x: j, xref: "x", xanchor: "center", y: 1, yref: "paper", yanchor: "bottom",
+      yshift: 4 + PAR_ROW * (rows - 1 - (j % rows)), showarrow: false, font: { size: PAR_LABEL_SIZE, color: "#444" },
+    }));
     return {
       traces: traces,
       layout: plotLayout(title, {
         showlegend: false,
-        xaxis: { tickvals: dims.map((_, j) => j), ticktext: dims.map((d) => d.label), side: "top", showgrid: false, zeroline: false,
-          range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true, tickangle: slant ? -30 : 0, automargin: true },
+        xaxis: { visible: false, range: [-0.5, Math.max(n - 0.8, 0.5)], fixedrange: true },
         yaxis: { visible: false, range: [-0.04, 1.04], fixedrange: true },
-        margin: { l: 40, r: 20, t: slant ? 100 : 70, b: 20 }, detailAt: "bottom",
+        annotations: annotations,
+        margin: { l: 40, r: 20, t: 54 + PAR_ROW * rows, b: 20 }, detailAt: "bottom",
       }),
     };
   }
@@ -1015,28 +1086,35 @@
     if (par.length < done.length) parNotes.push(par.length + " of " + done.length + " trials");
     if (parKeys.length < keys.length) parNotes.push("the " + parKeys.length + " most important of " + keys.length + " parameters");
     const parTitle = "Parallel coordinates" + (parNotes.length ? "\n" + parNotes.join("; ") : "");
-    // slanted labels when they would not fit side by side
-    const widest = Math.max(0, ...dims.map((d) => d.label.length));
-    const slant = dims.length > 1 && widest * 7 > parWidth / dims.length;
     const parDiv = document.getElementById("parallel");
     if (views.parallel) {
+      // Plotly's labels, slanted as much as they need not to overlap (Plotly renders
+      // their markup: escaped); the axes span the plot's width less margins and colour bar
       parDiv.dataset.view = "webgl";
+      const widths = dims.map((d) => textWidth(d.label, PAR_LABEL_SIZE));
+      const angle = glLabelAngle(widths, (parWidth + 60 - 90 - (multi ? 0 : 50)) / Math.max(dims.length - 1, 1));
+      const a = -angle * Math.PI / 180;
+      const rise = Math.max(0, ...widths) * Math.sin(a) + PAR_LABEL_SIZE * 1.3 * Math.cos(a);
+      const top = Math.max(80, Math.round(64 + rise));
       plot(parDiv, [{
-        type: "parcoords", dimensions: dims, labelangle: slant ? -30 : 0, labelside: "top",
-        labelfont: { size: 11 }, tickfont: { size: 10 },
+        type: "parcoords", labelangle: angle, labelside: "top",
+        // (its tick texts are plain text already)
+        dimensions: dims.map((d) => Object.assign({}, d, { label: escapeText(d.label) })),
+        labelfont: { size: PAR_LABEL_SIZE }, tickfont: { size: 10 },
         line: multi ? {} : { color: par.map((r) => r.loss), colorscale: "Viridis", reversescale: !maximize, showscale: true },
-      }], plotLayout(parTitle, { showlegend: false, detailAt: "bottom", margin: { l: 50, r: 40, t: slant ? 110 : 80, b: 30 } }));
+      }], plotLayout(parTitle, { showlegend: false, detailAt: "bottom", detailShift: -24, height: 320 + Math.max(0, top - 110),
+        margin: { l: 50, r: 40, t: top, b: 46 } }));
     } else {
       parDiv.dataset.view = "svg";
       parDiv.dataset.dimensions = String(dims.length);
-      const fig = parcoordsSVG(dims, multi ? null : par.map((r) => r.loss), maximize, parTitle, slant);
+      const fig = parcoordsSVG(dims, multi ? null : par.map((r) => r.loss), maximize, parTitle, parWidth + 60);
       plot(parDiv, fig.traces, fig.layout);
     }
     setSwitch("parallel", true, views.parallel, "Interactive (WebGL: slow without a GPU)");
 
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
-    plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => e[0]), name: "importance" }],
+    plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => escapeText(e[0])), name: "importance" }],
       plotLayout(imp.length ? "Parameter importances" : "Parameter importances\nneed 2+ completed trials", { showlegend: false,
         margin: { l: 20, r: 20, t: 40, b: 40 }, yaxis: { automargin: true } }));
 
@@ -1097,7 +1175,7 @@
           marker: { color: "#bbb" }, text: all.map((r) => "trial " + r.id) },
         { x: front.map((f) => f.values[0]), y: front.map((f) => f.values[1]), mode: "markers", type: "scatter",
           name: "Pareto front", marker: { color: "#c0392b", size: 10 }, text: front.map((f) => "trial " + f.id) },
-      ], plotLayout("Pareto front", { xaxis: { title: { text: names[0] } }, yaxis: { title: { text: names[1] || "" } } }));
+      ], plotLayout("Pareto front", { xaxis: { title: { text: escapeText(names[0]) } }, yaxis: { title: { text: escapeText(names[1] || "") } } }));
     } else {
       paretoDiv.hidden = true;
     }
@@ -1134,13 +1212,14 @@
       const vals = pts.map((r) => r.flat[key]);
       const numeric = vals.every((v) => typeof v === "number");
       const suffix = i ? String(i + 1) : "";
-      const xs = numeric ? vals : vals.map(fmtValue);
+      // (names and values shown as text: Plotly renders their markup otherwise)
+      const xs = numeric ? vals : vals.map((v) => escapeText(fmtValue(v)));
       const cats = numeric ? null : [...new Set(xs)];
       const catIndex = numeric ? null : new Map(cats.map((c, i) => [c, i]));
       const log = numeric && logPaths.has(key) && vals.every((v) => v > 0);
-      const xaxis = { title: { text: key, standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
+      const xaxis = { title: { text: escapeText(key), standoff: 4 }, type: log ? "log" : numeric ? "-" : "category" };
       if (!dense) {
-        traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: key,
+        traces.push({ x: xs, y: pts.map((r) => r.loss), mode: "markers", type: "scatter", name: escapeText(key),
           xaxis: "x" + suffix, yaxis: "y" + suffix, text: pts.map((r) => "trial " + r.id),
           marker: { color: pts.map((r) => r.number), colorscale: "Blues", size: 5 } });
       } else {
