@@ -43,6 +43,7 @@ from hyperdock._asktell import (
 from hyperdock._running import run_locally
 from hyperdock.errors import ConfigError, ExperimentExists, HyperdockError
 from hyperdock.points import complete_points, read_points
+from hyperdock.resources import Resources
 from hyperdock.results import (
     best_json,
     best_trial_ids,
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hyperdock.experiment")
 
 #: Settings an experiment keeps in its meta (what a clone copies; the rest is its run).
-_SETTINGS = ("objectives", "pruner", "max_time", "target_loss", "max_failures")
+_SETTINGS = ("objectives", "pruner", "max_time", "target_loss", "max_failures", "resources")
 
 __all__ = [
     "Command",
@@ -122,6 +123,8 @@ class ExperimentSettings:
     timeout: float | None = None
     priority: int | None = None
     lease_timeout: float | None = None
+    #: ``--cpus-per-trial`` and the other per-trial resources (None: not given).
+    resources: Resources | None = None
     #: ``KEY=VALUE`` items (see :func:`~hyperdock.targets.parse_env`), stored with the target.
     target_env: Sequence[str] = ()
     config_dirs: Sequence[str] = ()
@@ -235,6 +238,7 @@ class Experiment:
         max_time: float | None = None,
         target_loss: float | None = None,
         max_failures: int | None = None,
+        resources: Resources | None = None,
         config_dirs: Sequence[str] = (),
     ) -> Experiment:
         """Create experiment ``name``, or resume it when it exists.
@@ -268,6 +272,8 @@ class Experiment:
             max_time: Seconds after which no new trial starts.
             target_loss: Stop starting trials once a loss this good is reached.
             max_failures: Trials in a row that may fail before the experiment stops.
+            resources: What each trial may use (:class:`~hyperdock.resources.Resources`:
+                CPUs, memory, shared memory, GPUs), honoured by every worker.
             config_dirs: Folders searched for a config module named by ``space``.
 
         Raises:
@@ -288,6 +294,7 @@ class Experiment:
                     "max_time": max_time,
                     "target_loss": target_loss,
                     "max_failures": max_failures,
+                    "resources": resources.to_meta() if resources is not None else None,
                 },
             )
             if target is not None and timeout is not None:
@@ -347,6 +354,7 @@ class Experiment:
                     "max_time": s.max_time,
                     "target_loss": s.target_loss,
                     "max_failures": s.max_failures,
+                    "resources": s.resources.to_meta() if s.resources is not None else None,
                 },
             )
             # Without --name a config creates an experiment, which needs a target.

@@ -28,6 +28,7 @@ from hyperdock.errors import (
 from hyperdock.finite import FinitePoints
 from hyperdock.jsonutil import dumps
 from hyperdock.pruners import PrunerSpec, make_pruner
+from hyperdock.resources import Resources
 from hyperdock.samplers import Sampler, default_sampler, make_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store, experiment_done_counts
@@ -481,6 +482,12 @@ def _check_settings(exp: Experiment, given: dict[str, Any], target: Target | Non
         want_o, have_o = (Objectives.from_meta(m) for m in (meta, stored_meta))
         if want_o != have_o:
             clashes.append(f"objectives {want_o.describe()} (it has {have_o.describe()})")
+    if "resources" in meta:
+        want_r, have_r = (Resources.from_meta(m) for m in (meta, stored_meta))
+        if want_r != have_r:
+            clashes.append(
+                f"resources {want_r.describe() or 'none'} (it has {have_r.describe() or 'none'})"
+            )
     for key, option in (("max_time", "--max-time"), ("target_loss", "--target-loss")):
         if key in meta and meta[key] != stored_meta.get(key):
             old = stored_meta.get(key)

@@ -50,6 +50,7 @@ from hyperdock.errors import (
 )
 from hyperdock.jsonutil import dumps
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
+from hyperdock.resources import GpuPool, Resources
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
 from hyperdock.storage.base import Store
 from hyperdock.storage.retry import (
@@ -82,6 +83,10 @@ Report = Callable[[], "TrialState | None"]
 
 #: Most trials one worker runs at once: each slot is a thread and a running target.
 MAX_PARALLELISM = 1024
+#: Runtimes that run on this host, where the worker hands out its own GPUs.
+LOCAL_KINDS = ("process", "docker")
+#: ``--launcher`` values: where attempts run.
+LAUNCHERS = ("local", "slurm")
 #: Longest --heartbeat / --poll: a worker that waits longer looks dead to everyone.
 MAX_INTERVAL = 3600.0
 
@@ -218,8 +223,10 @@ class Worker:
         runtimes: Runtime per target kind; built lazily with defaults when missing.
         runtime_factory: Builds a runtime for a kind ("process", "docker") on first use.
         env: Extra environment for targets (``HYPERDOCK_ENV``).
-        gpus: GPUs for Docker targets: "all" or "0,1"; with several ids and
-            ``parallelism`` > 1, each slot gets its own share.
+        gpus: GPUs for Docker targets: "all" or "0,1". An experiment with
+            ``--gpus-per-trial N`` gets N of them per trial (a trial waits for free
+            ones); otherwise, with several ids and ``parallelism`` > 1, each slot gets
+            its own share.
         experiment_id: Only run trials of this experiment.
         heartbeat_interval: Seconds between heartbeats.
         poll_interval: Longest wait between claims when the queue is empty.
@@ -267,6 +274,7 @@ class Worker:
         self._runtimes: dict[str, Runtime] = {}
         self._env = dict(env or {})
         self._gpu_slots = _split_gpus(gpus, parallelism)
+        self._gpu_pool = GpuPool.parse(gpus)
         self._experiment_id = experiment_id
         self._heartbeat_interval = heartbeat_interval
         self._poll_interval = poll_interval
@@ -576,8 +584,35 @@ class Worker:
         return state
 
     def _attempt(self, trial: Trial, slot: int) -> Report:
-        """Prepare the trial folder, run the target; return how to report the result."""
+        """Run the trial's target (or adopt the run a lost worker left on a cluster
+        engine); return how to report the result."""
         exp = self._experiment(trial.experiment_id)
+        runtime = self._runtime(exp.target.kind)
+        adopted = runtime.adopt(trial.id, trial.attempt) if trial.attempt else None
+        if adopted is not None and adopted.folder is not None:
+            return self._follow(trial, exp, adopted, adopted.folder)
+        resources = Resources.from_meta(exp.meta)
+        gpus: list[str] | None = None
+        if self._gpu_pool is not None and resources.gpus and runtime.kind in LOCAL_KINDS:
+            gpus = self._gpu_pool.acquire(resources, self._stopping)
+            if gpus is None:  # the worker is stopping
+                return functools.partial(self._release, trial, "worker stopped")
+        try:
+            return self._start(trial, exp, runtime, slot, resources, gpus)
+        finally:
+            if gpus:
+                self._gpu_pool.release(gpus)  # type: ignore[union-attr]
+
+    def _start(
+        self,
+        trial: Trial,
+        exp: Experiment,
+        runtime: Runtime,
+        slot: int,
+        resources: Resources,
+        gpus: list[str] | None,
+    ) -> Report:
+        """Prepare a new attempt folder, start the target and follow it."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
         trial_dir = self.results_dir / f"{slugify(exp.name)}-{trial.id}"
         folder = trial_dir / stamp
@@ -605,11 +640,13 @@ class Worker:
             timeout=exp.target.timeout,
             env=env,
             labels={"hyperdock.worker": self.id},
-            gpus=self._gpu_slots[slot] if self._gpu_slots else None,
+            gpus=",".join(gpus) if gpus else (self._gpu_slots[slot] if self._gpu_slots else None),
+            attempt=trial.attempt,
+            resources=resources,
         )
         base: dict[str, Any] = {"folder": str(folder), "worker": self.id}
         try:
-            execution = self._runtime(exp.target.kind).start(ctx)
+            execution = runtime.start(ctx)
         except HostError as exc:
             return self._host_report(trial, exc, base)
         except OSError as exc:
@@ -624,9 +661,21 @@ class Worker:
             return functools.partial(
                 self._release, trial, str(exc), retry=exc.retryable, result=base
             )
+        return self._follow(trial, exp, execution, folder)
+
+    def _follow(self, trial: Trial, exp: Experiment, execution: Execution, folder: Path) -> Report:
+        """Wait for a started (or adopted) run; return how to report its result."""
+        base: dict[str, Any] = {"folder": str(folder), "worker": self.id}
+        if execution.job is not None:
+            base["launcher"] = dict(execution.job)
         with self._lock:
             self._running[trial.id] = execution
+            self._folders[trial.id] = folder
             pending_stop = trial.id in self._stop_reasons
+        with self._progress_lock:
+            self._progress.setdefault(
+                trial.id, ProgressReader(folder / PROGRESS_FILE, self._limits)
+            )
         if pending_stop:
             execution.stop(self._stop_grace)
         try:
@@ -965,10 +1014,28 @@ def default_runtime_factory(
     data_dir: str | None = None,
     env: Mapping[str, str] | None = None,
     docker_options: Mapping[str, Any] | None = None,
+    launcher: str = "local",
+    launcher_options: Mapping[str, Any] | None = None,
 ) -> Callable[[str], Runtime]:
-    """A factory building the process or Docker runtime on first use."""
+    """A factory building, on first use, the runtime for a target kind (``process``,
+    ``docker``) on ``launcher``: ``local`` (a process or a Docker container here) or
+    ``slurm`` (a job for either kind).
+
+    Raises:
+        ConfigError: an unknown launcher.
+    """
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"--launcher must be one of {', '.join(LAUNCHERS)}, not {launcher!r}")
+    options = dict(launcher_options or {})
 
     def build(kind: str) -> Runtime:
+        if launcher == "slurm":
+            from hyperdock.runtimes.slurm import SlurmRuntime
+
+            docker_runtime = (docker_options or {}).get("docker_runtime")
+            return SlurmRuntime(
+                data_dir=data_dir, env=env, docker_runtime=docker_runtime, **options
+            )
         if kind == "docker":
             from hyperdock.runtimes.docker import DockerRuntime
 

@@ -8,6 +8,7 @@ Sections (add new fixtures to the matching section, or start a new one):
   ``docker_labels``. Images are built locally (``tests/images/``); nothing is pulled.
 * PostgreSQL: ``postgres_admin_url`` (HYPERDOCK_TEST_POSTGRES_URL), ``postgres_url``
   (a factory of fresh, empty databases), ``postgres_cluster`` (restart the local server).
+* Slurm: ``slurm_conf`` (the one-node cluster ``.ci/slurm/up.sh`` starts; SLURM_CONF).
 """
 
 from __future__ import annotations
@@ -337,3 +338,26 @@ def dashboard_image(docker_client: Any, python_base_image: str) -> str:
 def template_image(docker_client: Any, python_base_image: str) -> str:
     """``hyperdock-test-template:dev``, the target template of docker/Dockerfile.template."""
     return _hyperdock_image(docker_client, python_base_image, "template")
+
+
+# -- Slurm ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> str:
+    """The ``slurm.conf`` of a running one-node cluster with two (fake) GPUs, exported as
+    ``SLURM_CONF`` for this process and the ones it starts."""
+    import subprocess
+
+    conf = os.environ.get("SLURM_CONF") or "/tmp/hyperdock-slurm/slurm.conf"
+    hint = "start it with 'bash .ci/slurm/up.sh' (.ci/run does) or set SLURM_CONF"
+    if not Path(conf).exists():
+        unavailable("Slurm", f"no {conf}; {hint}")
+    os.environ["SLURM_CONF"] = conf
+    try:
+        out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        unavailable("Slurm", f"scontrol ping failed ({exc}); {hint}")
+    if "UP" not in out.stdout:
+        unavailable("Slurm", f"the controller is down ({out.stdout.strip()}); {hint}")
+    return conf

@@ -19,6 +19,7 @@ import click
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError
 from hyperdock.experiment import Experiment as ApiExperiment
 from hyperdock.experiment import ExperimentSettings
+from hyperdock.resources import Resources
 from hyperdock.storage import Store, open_store
 from hyperdock.trial import Experiment
 
@@ -87,7 +88,20 @@ def signals(handler: Callable[[], None]) -> Iterator[None]:
 def take_settings(options: dict[str, Any]) -> ExperimentSettings:
     """Pop the experiment's settings out of a command's keyword arguments."""
     names = [f.name for f in dataclasses.fields(ExperimentSettings)]
-    return ExperimentSettings(**{n: options.pop(n) for n in names if n in options})
+    given = {
+        key: options.pop(option, None)
+        for key, option in (
+            ("cpus", "cpus_per_trial"),
+            ("memory", "memory_per_trial"),
+            ("gpus", "gpus_per_trial"),
+            ("trials_per_gpu", "trials_per_gpu"),
+            ("shm_size", "shm_size"),
+        )
+    }
+    resources = Resources.build(**given) if any(v is not None for v in given.values()) else None
+    return ExperimentSettings(
+        **{n: options.pop(n) for n in names if n in options}, resources=resources
+    )
 
 
 def open_settings(store: Store, settings: ExperimentSettings) -> tuple[Experiment, bool]:

@@ -135,6 +135,28 @@ def experiment_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds without a heartbeat before a running trial is retried "
             f"[default: {DEFAULT_LEASE_TIMEOUT:g}].",
         ),
+        click.option("--cpus-per-trial", type=float, default=None, help="CPUs each trial may use."),
+        click.option(
+            "--memory-per-trial",
+            default=None,
+            metavar="SIZE",
+            help="Memory each trial may use, e.g. 8g.",
+        ),
+        click.option(
+            "--gpus-per-trial",
+            type=int,
+            default=None,
+            help="GPUs each trial gets: from the worker's --gpus, or the cluster's.",
+        ),
+        click.option(
+            "--trials-per-gpu",
+            type=int,
+            default=None,
+            help="Trials that share one GPU (with --gpus-per-trial 1).",
+        ),
+        click.option(
+            "--shm-size", default=None, metavar="SIZE", help="/dev/shm of target containers."
+        ),
         click.option(
             "--target-env",
             "target_env",
@@ -167,9 +189,48 @@ file_limits_option = click.option(
 )
 
 
+def launcher_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Where a worker runs attempts (``worker`` and ``run``)."""
+    options = [
+        click.option(
+            "--launcher",
+            type=click.Choice(["local", "slurm"]),
+            default="local",
+            show_default=True,
+            envvar="HYPERDOCK_LAUNCHER",
+            help="Where attempts run: here (a process or a Docker container), or as "
+            "Slurm jobs (sbatch) [env HYPERDOCK_LAUNCHER].",
+        ),
+        click.option(
+            "--slurm-arg",
+            "slurm_args",
+            multiple=True,
+            metavar="ARG",
+            help="More sbatch options, e.g. --slurm-arg=--partition=gpu (repeatable).",
+        ),
+        click.option(
+            "--slurm-template",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="A job script header (#SBATCH lines, module load …) for every job.",
+        ),
+        click.option(
+            "--container-engine",
+            type=click.Choice(["docker", "apptainer"]),
+            default="docker",
+            show_default=True,
+            help="What runs image targets inside Slurm jobs.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options of ``worker`` and ``hyperdock-worker``."""
     options = [
+        launcher_options,
         click.option(
             "--parallelism", type=int, default=1, show_default=True, help="Trials run at once."
         ),

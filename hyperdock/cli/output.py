@@ -214,9 +214,13 @@ def trials_table(
     PARAMS column of at most ``params_width`` characters."""
     now = time.time()
     headers = ["", "ID", "#", "STATE", "LOSS", "TRY", "STARTED", "DURATION"]
+    # A cluster launcher's job of each trial's last attempt (Slurm job id, Job name).
+    jobs = [str((t.result or {}).get("launcher", {}).get("job_id", "")) for t in rows]
+    if any(jobs):
+        headers.append("JOB")
     headers += list(keys) if split else ["PARAMS"]
     body = []
-    for t in rows:
+    for t, job in zip(rows, jobs, strict=True):
         flat = flat_params(t.params)
         if split:
             params = [fmt_value(flat[k]) if k in flat else "" for k in keys]
@@ -233,6 +237,7 @@ def trials_table(
                 t.attempt + 1,
                 fmt_time(t.started_at),
                 trial_duration(t, now),
+                *([job] if any(jobs) else []),
                 *params,
                 short((t.error or "").splitlines()[0] if t.error else "", 50),
             ]

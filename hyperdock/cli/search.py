@@ -23,6 +23,7 @@ from hyperdock.cli.common import (
 from hyperdock.cli.options import (
     experiment_options,
     file_limits_option,
+    launcher_options,
     notify_option,
     store_option,
     worker_options,
@@ -82,9 +83,27 @@ def _worker_runtime_factory(
     network: str | None,
     pull: str,
     pids_limit: int,
+    launcher: str = "local",
+    slurm_args: Sequence[str] = (),
+    slurm_template: str | None = None,
+    container_engine: str = "docker",
 ) -> Callable[[str], Any]:
-    """The worker's runtimes as the Docker options given configure them."""
+    """The worker's runtimes as the launcher and Docker options given configure them."""
     from hyperdock.worker import default_runtime_factory
+
+    launcher_options: dict[str, Any] = {}
+    if launcher == "slurm":
+        template = None
+        if slurm_template:
+            try:
+                template = Path(slurm_template).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read --slurm-template {slurm_template}: {exc}") from None
+        launcher_options = {
+            "sbatch_args": list(slurm_args),
+            "template": template,
+            "container_engine": container_engine,
+        }
 
     docker_options: dict[str, Any] = {
         "privileged": privileged,
@@ -98,6 +117,8 @@ def _worker_runtime_factory(
     return default_runtime_factory(
         data_dir=str(Path(data_dir).resolve()) if data_dir else None,
         docker_options=docker_options,
+        launcher=launcher,
+        launcher_options=launcher_options,
     )
 
 
@@ -157,6 +178,7 @@ def _worker_runtime_factory(
     help="Seconds between worker heartbeats.",
 )
 @file_limits_option
+@launcher_options
 @notify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -175,6 +197,10 @@ def run(
     pids_limit: int,
     heartbeat: float,
     file_limits: str | None,
+    launcher: str,
+    slurm_args: tuple[str, ...],
+    slurm_template: str | None,
+    container_engine: str,
     notify: tuple[str, ...],
     as_json: bool,
     quiet: bool,
@@ -212,10 +238,19 @@ def run(
             poll_interval=1.0,
             limits=limits,
             runtime_factory=_worker_runtime_factory(
-                data, docker_runtime, False, network, pull, pids_limit
+                data,
+                docker_runtime,
+                False,
+                network,
+                pull,
+                pids_limit,
+                launcher,
+                slurm_args,
+                slurm_template,
+                container_engine,
             ),
             wake=wake,
-            sweep_orphans=exp.target.kind == "docker",
+            sweep_orphans=exp.target.kind == "docker" and launcher == "local",
             on_trial_end=lambda _tid, _state: supervisor.notify(),
         )
         stop = threading.Event()
@@ -352,6 +387,10 @@ def run_worker(
     heartbeat: float,
     poll: float,
     file_limits: str | None = None,
+    launcher: str = "local",
+    slurm_args: Sequence[str] = (),
+    slurm_template: str | None = None,
+    container_engine: str = "docker",
 ) -> None:
     """Run trials until stopped (``worker`` and ``hyperdock-worker``); without ``env``
     the targets' environment comes from ``HYPERDOCK_ENV``."""
@@ -375,8 +414,18 @@ def run_worker(
             burst=burst,
             limits=limits,
             runtime_factory=_worker_runtime_factory(
-                data, docker_runtime, privileged, network, pull, pids_limit
+                data,
+                docker_runtime,
+                privileged,
+                network,
+                pull,
+                pids_limit,
+                launcher,
+                slurm_args,
+                slurm_template,
+                container_engine,
             ),
+            sweep_orphans=launcher == "local",
         )
         with signals(worker.stop):
             worker.run()

@@ -1,4 +1,7 @@
-"""The runtime contract: how a worker starts one target run and waits for it.
+"""The runtime (launcher) contract: how a worker starts one target run and waits for it.
+
+A runtime is where an attempt runs: a local process or Docker container (the ``local``
+launcher), a Slurm job, a Kubernetes Job. The worker is the same for all of them.
 
 A :class:`Runtime` turns a prepared trial folder into a running target and returns an
 :class:`Execution` handle. The folder already holds ``params.json`` and an empty
@@ -21,6 +24,10 @@ Rules:
       (containers are removed, process groups are killed), and the target's full log
       is in ``RunOutcome.log_file``.
     * Runtimes are thread-safe: one runtime serves all of a worker's slots.
+    * A runtime whose runs outlive the worker (a cluster engine's jobs) records what
+      identifies the run in :attr:`Execution.job` (stored with the attempt's result)
+      and finds it again with :meth:`Runtime.adopt`: a worker that takes over the trial
+      of a lost worker waits for that run instead of starting the trial again.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
+
+from hyperdock.resources import Resources
 
 #: Processes a target container may run at once unless told otherwise: enough for any
 #: data loader, few enough that a fork bomb in a target cannot exhaust the host's pids.
@@ -50,6 +59,8 @@ class RunContext:
         labels: Key/value tags for the run (container labels for Docker).
         gpus: GPUs for this run: ``"all"``, or a comma-separated list of device ids;
             ``None`` for none.
+        attempt: The attempt's number (0 for the first), for the engine's records.
+        resources: What the run may use (the experiment's per-trial resources).
     """
 
     trial_id: int
@@ -61,6 +72,8 @@ class RunContext:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     gpus: str | None = None
+    attempt: int = 0
+    resources: Resources = dataclasses.field(default_factory=Resources)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +97,12 @@ class RunOutcome:
 
 class Execution(abc.ABC):
     """A running target; returned by :meth:`Runtime.start`."""
+
+    #: What identifies the run on its engine (``{"kind": "slurm", "job_id": "12"}``),
+    #: stored as the attempt's ``result["launcher"]``; None for local runs.
+    job: dict[str, str] | None = None
+    #: The attempt's trial folder (an adopted run's is the one it was started in).
+    folder: Path | None = None
 
     @abc.abstractmethod
     def wait(self) -> RunOutcome:
@@ -111,6 +130,12 @@ class Runtime(abc.ABC):
     def describe(self) -> str:
         """One line for logs: what this runtime runs."""
         return self.kind
+
+    def adopt(self, trial_id: int, attempt: int) -> Execution | None:
+        """The run of an earlier attempt of trial ``trial_id`` that the engine still
+        holds (its worker is gone), when no later attempt was started; None otherwise
+        (and always for runtimes whose runs end with their worker)."""
+        return None
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Check that this host can run targets now (e.g. the Docker engine answers).

@@ -352,6 +352,10 @@ class DockerRuntime(Runtime):
             runtime=self.docker_runtime,
             device_requests=device_requests,
             pids_limit=self.pids_limit,
+            # The experiment's per-trial resources (--cpus-per-trial …).
+            nano_cpus=int(ctx.resources.cpus * 1e9) if ctx.resources.cpus else None,
+            mem_limit=ctx.resources.memory,
+            shm_size=ctx.resources.shm_size,
             # A privileged container may gain anything anyway; otherwise setuid
             # binaries in the image do not lift the target's privileges.
             security_opt=None if self.privileged else ["no-new-privileges"],
