@@ -42,6 +42,7 @@ from typing import Any
 from hyperdock import trialfs
 from hyperdock.errors import (
     ConfigError,
+    ExperimentNotFound,
     HostError,
     HyperdockError,
     LossFileError,
@@ -882,6 +883,7 @@ class Worker:
                 if last_beat - last_sweep > ORPHAN_SWEEP_INTERVAL:
                     last_sweep = last_beat
                     self.kill_orphans()
+                    self.stop_unwanted_jobs()
                 self.beat()
             except HyperdockError as exc:
                 if isinstance(exc, StoreConnectionError):
@@ -936,6 +938,42 @@ class Worker:
                 continue
             log.info("trial %d: %s requested; stopping its target", trial_id, reason)
             execution.stop(self._stop_grace)
+
+    def stop_unwanted_jobs(self) -> list[str]:
+        """Stop cluster jobs (of any worker of this store) whose trial ended, was
+        cancelled or deleted while their worker was gone: nobody would collect them.
+        Jobs of trials still queued or running are left to be adopted."""
+
+        try:
+            known = {w.id for w in self.store.list_workers()}  # a killed worker stays
+        except HyperdockError:
+            return []
+
+        def wanted(trial_id: int, worker_id: str) -> bool | None:
+            if worker_id not in known:
+                return None  # another store's job on the same cluster
+            try:
+                return self.store.get_trial(trial_id).state in (
+                    TrialState.QUEUED,
+                    TrialState.RUNNING,
+                )
+            except ExperimentNotFound:  # the store's "no such trial" too
+                return False
+
+        if getattr(self._runtime_factory, "launcher", "local") != "local":
+            with contextlib.suppress(HyperdockError):
+                self._runtime("process")  # a cluster launcher's one runtime, built now
+        with self._lock:
+            runtimes = list(self._runtimes.values())
+        stopped: list[str] = []
+        for runtime in runtimes:
+            try:
+                stopped += runtime.stop_unwanted(wanted)
+            except HyperdockError as exc:
+                log.debug("no sweep of %s: %s", runtime.kind, exc)
+        for what in stopped:
+            log.warning("stopped %s: its trial is over and its worker is gone", what)
+        return stopped
 
     def kill_orphans(self) -> list[str]:
         """Kill target containers on this Docker engine that no live worker holds.
@@ -1044,4 +1082,5 @@ def default_runtime_factory(
 
         return ProcessRuntime(env=env, data_dir=data_dir)
 
+    build.launcher = launcher  # type: ignore[attr-defined]
     return build

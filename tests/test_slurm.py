@@ -226,3 +226,42 @@ def test_a_trial_folder_the_nodes_cannot_see_is_said_clearly(proj: Path) -> None
     assert outcome.exit_code == NOT_SHARED_EXIT
     text = (folder / "log.txt").read_text()
     assert "is not visible on" in text and "file system the worker and every" in text
+
+
+def test_jobs_of_a_killed_worker_whose_trials_were_cancelled_are_stopped(proj: Path) -> None:
+    """Nobody will collect them: the next worker of the store stops them (and leaves
+    jobs of workers it does not know alone)."""
+    url = f"sqlite:///{proj / 'hyperdock.db'}"
+    sup = spawn(
+        "supervisor", "space.json", "--command",
+        f"{PY} {proj / 't.py'} {proj / 'events.jsonl'} 300", "--name", "gone",
+        "--max-trials", "2", "--store", url, cwd=proj, log=proj / "sup.log",
+    )  # fmt: skip
+    first = spawn("worker", "--launcher", "slurm", "--parallelism", "2", "--store", url,
+                  cwd=proj, log=proj / "worker1.log")  # fmt: skip
+    stranger = subprocess.run(
+        ["sbatch", "--parsable", "--job-name=hd-1", '--comment={"hd":1,"trial":1,"worker":"x"}',
+         f"--output={proj / 'stranger.txt'}", "--wrap", "sleep 300"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    second = None
+    try:
+        wait_for(
+            lambda: (proj / "events.jsonl").exists()
+            and len(_events(proj / "events.jsonl")) == 2,
+            120, "both jobs to start",
+        )  # fmt: skip
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert hd("cancel", "gone", "--store", url, cwd=proj).returncode == 0
+        second = spawn("worker", "--launcher", "slurm", "--store", url, "--heartbeat", "0.5",
+                       cwd=proj, log=proj / "worker2.log")  # fmt: skip
+        wait_for(lambda: len([j for j in _queue() if "RUNNING" in j]) == 1, 60,
+                 "the cancelled trials' jobs to be stopped")  # fmt: skip
+        assert "stopped Slurm job" in (proj / "worker2.log").read_text()
+        state = subprocess.run(["squeue", "-h", "-j", stranger, "-o", "%T"],
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        assert state == "RUNNING"  # not this store's
+    finally:
+        subprocess.run(["scancel", stranger], check=False)
+        stop_all([p for p in (sup, first, second) if p is not None])

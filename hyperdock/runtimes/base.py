@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from hyperdock.resources import Resources
@@ -130,6 +131,14 @@ class Runtime(abc.ABC):
     def describe(self) -> str:
         """One line for logs: what this runtime runs."""
         return self.kind
+
+    def stop_unwanted(self, wanted: Callable[[int, str], bool | None]) -> list[str]:
+        """Stop the runs on this engine whose trial nobody will collect any more (it
+        ended, was cancelled or deleted while their worker was gone): those for which
+        ``wanted(trial_id, worker_id)`` is False (None: the worker is not of this
+        store, leave it alone); return what was stopped. Runtimes whose runs end with
+        their worker have none."""
+        return []
 
     def adopt(self, trial_id: int, attempt: int) -> Execution | None:
         """The run of an earlier attempt of trial ``trial_id`` that the engine still

@@ -30,7 +30,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -408,6 +408,17 @@ class SlurmRuntime(Runtime):
             return None
         log.info("trial %d: adopting Slurm job %s (%s)", trial_id, latest.job_id, latest.state)
         return SlurmExecution(self, latest.job_id, Path(latest.meta["folder"]), None)
+
+    def stop_unwanted(self, wanted: Callable[[int, str], bool | None]) -> list[str]:
+        stopped = []
+        for job in self.list_jobs():
+            trial = job.meta.get("trial")
+            if job.ended or job.meta.get("hd") != 1 or not isinstance(trial, int):
+                continue
+            if wanted(trial, str(job.meta.get("worker", ""))) is False:
+                self.cancel(job.job_id, "KILL")
+                stopped.append(f"Slurm job {job.job_id} (trial {trial})")
+        return stopped
 
     def _resource_args(self, ctx: RunContext) -> list[str]:
         args = []
