@@ -1,0 +1,161 @@
+"""Per-trial overhead of a cluster launcher against the engine's own bare submission loop,
+measured in the same run, and the worker's CPU while many jobs are in flight.
+
+Slurm (a running cluster: ``bash .ci/slurm/up.sh``, ``SLURM_CONF`` exported):
+    * bare:      a loop of ``sbatch --wait`` of the same one-line script, one at a time;
+    * hyperdock: ``hyperdock run space.json --command … --launcher slurm`` (one trial at a
+                 time, the random sampler, a durable SQLite store), end to end.
+    * in flight: ``hyperdock worker --launcher slurm --parallelism 50`` holding 50 jobs
+                 that sleep; the worker's CPU time over their run, as a share of one core.
+
+Usage: ``python bench/launchers.py [--trials 30] [--in-flight 50] [--sleep 20]``.
+Prints a table with the ratio and writes ``bench/out/launchers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = 'echo 0.5 > "$HYPERDOCK_LOSS"'
+
+
+def bare_slurm(n: int, work: Path) -> float:
+    """``sbatch --wait`` of the same script, n times in a row."""
+    script = work / "bare.sh"
+    script.write_text(f"#!/bin/sh\nHYPERDOCK_LOSS={work}/bare-loss.json\n{SCRIPT}\n")
+    start = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(
+            ["sbatch", "--wait", "--quiet", f"--output={work}/bare.out", str(script)],
+            check=True,
+        )
+        json.loads((work / "bare-loss.json").read_text())
+    return time.perf_counter() - start
+
+
+def hyperdock_slurm(n: int, work: Path) -> float:
+    (work / "space.json").write_text(json.dumps({"x": list(range(n))}))
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hyperdock",
+            "run",
+            "space.json",
+            "--command",
+            f"sh -c '{SCRIPT}'",
+            "--launcher",
+            "slurm",
+            "--sampler",
+            "random",
+            "--max-trials",
+            str(n),
+            "--store",
+            f"sqlite:///{work}/hd.db",
+            "-q",
+            "--name",
+            "bench",
+        ],
+        cwd=work,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def in_flight(jobs: int, sleep: float, work: Path) -> dict[str, float]:
+    """CPU of one worker holding ``jobs`` Slurm jobs that each sleep ``sleep`` s."""
+    (work / "wide.json").write_text(json.dumps({"x": list(range(jobs))}))
+    store = f"sqlite:///{work}/wide.db"
+    sup = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperdock",
+            "supervisor",
+            "wide.json",
+            "--command",
+            f"sh -c 'sleep {sleep}; {SCRIPT}'",
+            "--name",
+            "wide",
+            "--store",
+            store,
+            "--max-trials",
+            str(jobs),
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hyperdock",
+            "worker",
+            "--launcher",
+            "slurm",
+            "--parallelism",
+            str(jobs),
+            "--store",
+            store,
+            "--burst",
+            "--loglevel",
+            "warning",
+        ],
+        cwd=work,
+    )
+    start = time.perf_counter()
+    _, status, usage = os.wait4(worker.pid, 0)  # the worker's own CPU time
+    wall = time.perf_counter() - start
+    worker.returncode = os.waitstatus_to_exitcode(status)
+    sup.wait(timeout=120)
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--in-flight", type=int, default=50)
+    parser.add_argument("--sleep", type=float, default=20.0)
+    args = parser.parse_args()
+    if not os.environ.get("SLURM_CONF"):
+        sys.exit("export SLURM_CONF (bash .ci/slurm/up.sh prints it)")
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bare = bare_slurm(args.trials, work)
+        hd = hyperdock_slurm(args.trials, work)
+        results["slurm"] = {
+            "trials": args.trials,
+            "bare_s_per_trial": bare / args.trials,
+            "hyperdock_s_per_trial": hd / args.trials,
+            "ratio": hd / bare,
+        }
+        print(f"Slurm, {args.trials} trials one at a time (per trial):")
+        print(f"  sbatch --wait loop   {bare / args.trials:7.3f} s")
+        print(f"  hyperdock slurm      {hd / args.trials:7.3f} s   ratio {hd / bare:.3f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        flight = in_flight(args.in_flight, args.sleep, Path(tmp))
+        share = flight["cpu_s"] / flight["wall_s"]
+        results["in_flight"] = {"jobs": args.in_flight, **flight, "core_share": share}
+        print(
+            f"{args.in_flight} jobs in flight for {flight['wall_s']:.1f} s: the worker "
+            f"used {flight['cpu_s']:.2f} s of CPU = {share:.1%} of one core"
+        )
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    (out / "launchers.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
