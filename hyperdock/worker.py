@@ -87,7 +87,7 @@ MAX_PARALLELISM = 1024
 #: Runtimes that run on this host, where the worker hands out its own GPUs.
 LOCAL_KINDS = ("process", "docker")
 #: ``--launcher`` values: where attempts run.
-LAUNCHERS = ("local", "slurm")
+LAUNCHERS = ("local", "slurm", "kubernetes")
 #: Longest --heartbeat / --poll: a worker that waits longer looks dead to everyone.
 MAX_INTERVAL = 3600.0
 
@@ -1056,8 +1056,8 @@ def default_runtime_factory(
     launcher_options: Mapping[str, Any] | None = None,
 ) -> Callable[[str], Runtime]:
     """A factory building, on first use, the runtime for a target kind (``process``,
-    ``docker``) on ``launcher``: ``local`` (a process or a Docker container here) or
-    ``slurm`` (a job for either kind).
+    ``docker``) on ``launcher``: ``local`` (a process or a Docker container here),
+    ``slurm`` (a job for either kind) or ``kubernetes`` (a Job; images only).
 
     Raises:
         ConfigError: an unknown launcher.
@@ -1074,6 +1074,10 @@ def default_runtime_factory(
             return SlurmRuntime(
                 data_dir=data_dir, env=env, docker_runtime=docker_runtime, **options
             )
+        if launcher == "kubernetes":
+            from hyperdock.runtimes.kubernetes import KubernetesRuntime
+
+            return KubernetesRuntime(env=env, data_dir=data_dir, **options)
         if kind == "docker":
             from hyperdock.runtimes.docker import DockerRuntime
 

@@ -194,12 +194,12 @@ def launcher_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--launcher",
-            type=click.Choice(["local", "slurm"]),
+            type=click.Choice(["local", "slurm", "kubernetes"]),
             default="local",
             show_default=True,
             envvar="HYPERDOCK_LAUNCHER",
-            help="Where attempts run: here (a process or a Docker container), or as "
-            "Slurm jobs (sbatch) [env HYPERDOCK_LAUNCHER].",
+            help="Where attempts run: here (a process or a Docker container), as Slurm "
+            "jobs (sbatch), or as Kubernetes Jobs (images) [env HYPERDOCK_LAUNCHER].",
         ),
         click.option(
             "--slurm-arg",
@@ -213,6 +213,37 @@ def launcher_options(f: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(exists=True, dir_okay=False),
             default=None,
             help="A job script header (#SBATCH lines, module load …) for every job.",
+        ),
+        click.option(
+            "--namespace",
+            default="default",
+            show_default=True,
+            help="Kubernetes namespace of the trials' Jobs.",
+        ),
+        click.option(
+            "--k8s-volume",
+            default=None,
+            metavar="pvc:CLAIM|hostPath:DIR",
+            help="The volume holding --results, mounted at /hyperdock in every pod.",
+        ),
+        click.option(
+            "--k8s-data-volume",
+            default=None,
+            metavar="pvc:CLAIM|hostPath:DIR",
+            help="The volume mounted read-only at /data in every pod.",
+        ),
+        click.option(
+            "--k8s-pod-template",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="A YAML pod (or pod spec) merged under Hyperdock's fields: node "
+            "selectors, tolerations, service account, image pull secrets.",
+        ),
+        click.option(
+            "--k8s-pull-policy",
+            type=click.Choice(["Always", "IfNotPresent", "Never"]),
+            default=None,
+            help="imagePullPolicy of the trials' containers [default: the cluster's].",
         ),
         click.option(
             "--container-engine",

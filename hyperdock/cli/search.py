@@ -76,6 +76,73 @@ def _notify_error(store: Store, exp: Experiment, notify: Sequence[str], exc: Exc
     notify_all(notify, summary | {"event": "failed", "error": str(exc) or type(exc).__name__})
 
 
+#: The launcher options (``launcher_options``) by their keyword names.
+LAUNCHER_KEYS = (
+    "launcher",
+    "slurm_args",
+    "slurm_template",
+    "container_engine",
+    "namespace",
+    "k8s_volume",
+    "k8s_data_volume",
+    "k8s_pod_template",
+    "k8s_pull_policy",
+)
+
+
+def take_launcher(options: dict[str, Any]) -> dict[str, Any]:
+    """Pop the launcher options out of a command's keyword arguments."""
+    return {key: options.pop(key) for key in LAUNCHER_KEYS if key in options}
+
+
+def _read(path: str, option: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {option} {path}: {exc}") from None
+
+
+def _launcher_settings(launch: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of the chosen launcher's runtime."""
+    launcher = launch.get("launcher", "local")
+    if launcher == "slurm":
+        template = launch.get("slurm_template")
+        return {
+            "sbatch_args": list(launch.get("slurm_args") or ()),
+            "template": _read(template, "--slurm-template") if template else None,
+            "container_engine": launch.get("container_engine") or "docker",
+        }
+    if launcher == "kubernetes":
+        import yaml
+
+        from hyperdock.runtimes.kubernetes import parse_volume
+
+        if parse_volume(launch.get("k8s_volume"), "--k8s-volume") is None:
+            raise ConfigError(
+                "--launcher kubernetes needs --k8s-volume pvc:CLAIM (a claim holding "
+                "--results) or hostPath:DIR (one-node clusters)"
+            )
+        parse_volume(launch.get("k8s_data_volume"), "--k8s-data-volume")
+
+        template = launch.get("k8s_pod_template")
+        pod = None
+        if template:
+            try:
+                pod = yaml.safe_load(_read(template, "--k8s-pod-template"))
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--k8s-pod-template {template}: invalid YAML: {exc}") from None
+            if not isinstance(pod, dict):
+                raise ConfigError(f"--k8s-pod-template {template} must hold a pod or pod spec")
+        return {
+            "namespace": launch.get("namespace") or "default",
+            "volume": launch.get("k8s_volume"),
+            "data_volume": launch.get("k8s_data_volume"),
+            "pod_template": pod,
+            "image_pull_policy": launch.get("k8s_pull_policy"),
+        }
+    return {}
+
+
 def _worker_runtime_factory(
     data_dir: str | None,
     docker_runtime: str | None,
@@ -83,28 +150,14 @@ def _worker_runtime_factory(
     network: str | None,
     pull: str,
     pids_limit: int,
-    launcher: str = "local",
-    slurm_args: Sequence[str] = (),
-    slurm_template: str | None = None,
-    container_engine: str = "docker",
+    launch: dict[str, Any] | None = None,
 ) -> Callable[[str], Any]:
     """The worker's runtimes as the launcher and Docker options given configure them."""
     from hyperdock.worker import default_runtime_factory
 
-    launcher_options: dict[str, Any] = {}
-    if launcher == "slurm":
-        template = None
-        if slurm_template:
-            try:
-                template = Path(slurm_template).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"cannot read --slurm-template {slurm_template}: {exc}") from None
-        launcher_options = {
-            "sbatch_args": list(slurm_args),
-            "template": template,
-            "container_engine": container_engine,
-        }
-
+    launch = launch or {}
+    launcher_options = _launcher_settings(launch)
+    launcher = launch.get("launcher", "local")
     docker_options: dict[str, Any] = {
         "privileged": privileged,
         "pull": pull,
@@ -197,10 +250,6 @@ def run(
     pids_limit: int,
     heartbeat: float,
     file_limits: str | None,
-    launcher: str,
-    slurm_args: tuple[str, ...],
-    slurm_template: str | None,
-    container_engine: str,
     notify: tuple[str, ...],
     as_json: bool,
     quiet: bool,
@@ -216,6 +265,7 @@ def run(
     from hyperdock.worker import Worker, check_results_dir, check_worker_settings
 
     setup_logging(loglevel)
+    launch = take_launcher(options)
     opts = take_settings({**options, "config": config})
     check_worker_settings(workers, heartbeat)  # before the experiment is stored
     limits = Limits.parse(file_limits)
@@ -244,13 +294,10 @@ def run(
                 network,
                 pull,
                 pids_limit,
-                launcher,
-                slurm_args,
-                slurm_template,
-                container_engine,
+                launch,
             ),
             wake=wake,
-            sweep_orphans=exp.target.kind == "docker" and launcher == "local",
+            sweep_orphans=exp.target.kind == "docker" and launch.get("launcher") == "local",
             on_trial_end=lambda _tid, _state: supervisor.notify(),
         )
         stop = threading.Event()
@@ -387,10 +434,7 @@ def run_worker(
     heartbeat: float,
     poll: float,
     file_limits: str | None = None,
-    launcher: str = "local",
-    slurm_args: Sequence[str] = (),
-    slurm_template: str | None = None,
-    container_engine: str = "docker",
+    **launch: Any,
 ) -> None:
     """Run trials until stopped (``worker`` and ``hyperdock-worker``); without ``env``
     the targets' environment comes from ``HYPERDOCK_ENV``."""
@@ -420,12 +464,9 @@ def run_worker(
                 network,
                 pull,
                 pids_limit,
-                launcher,
-                slurm_args,
-                slurm_template,
-                container_engine,
+                launch,
             ),
-            sweep_orphans=launcher == "local",
+            sweep_orphans=launch.get("launcher", "local") == "local",
         )
         with signals(worker.stop):
             worker.run()
