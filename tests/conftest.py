@@ -9,6 +9,8 @@ Sections (add new fixtures to the matching section, or start a new one):
 * PostgreSQL: ``postgres_admin_url`` (HYPERDOCK_TEST_POSTGRES_URL), ``postgres_url``
   (a factory of fresh, empty databases), ``postgres_cluster`` (restart the local server).
 * Slurm: ``slurm_conf`` (the one-node cluster ``.ci/slurm/up.sh`` starts; SLURM_CONF).
+* Kubernetes: ``k8s_cluster`` (the one-node cluster of ``.ci/k8s/up.sh``, found through
+  HYPERDOCK_K8S_DIR), ``k8s_busybox_image`` (``busybox_image`` imported into it).
 """
 
 from __future__ import annotations
@@ -256,6 +258,158 @@ def postgres_cluster(postgres_admin_url: str) -> Iterator[PostgresCluster]:
     yield cluster
     if not cluster.online():
         cluster.ctl("start")
+
+
+# -- Kubernetes ---------------------------------------------------------------------
+# A real one-node cluster (v1.20.2 built from Debian's source package), started by
+# .ci/k8s/up.sh inside its own network namespace; its API server is forwarded to
+# 127.0.0.1 of the host. Nothing can be pulled: images are imported from the host's
+# Docker engine into the cluster's containerd, and pods use imagePullPolicy: Never.
+
+#: Where up.sh writes the cluster's state unless HYPERDOCK_K8S_DIR names another place.
+DEFAULT_K8S_DIR = "/tmp/hyperdock-k8s"
+
+#: The extended resource ``K8sCluster.set_gpu_capacity`` advertises on the node.
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class K8sCluster:
+    """The test cluster, as the ``k8s_cluster`` fixture yields it.
+
+    Attributes:
+        kubeconfig: Path of an admin kubeconfig (server ``https://127.0.0.1:PORT``).
+        namespace: A namespace made for this test session (deleted afterwards).
+        node: Name of the one node.
+        containerd: Unix socket of the cluster's containerd (for ``import_image``).
+    """
+
+    def __init__(self, kubeconfig: str, node: str, containerd: str) -> None:
+        from kubernetes import client, config
+
+        self.kubeconfig, self.node, self.containerd = kubeconfig, node, containerd
+        self.namespace = ""
+        self.api_client: Any = config.new_client_from_config(config_file=kubeconfig)
+        self.core: Any = client.CoreV1Api(self.api_client)
+        self.batch: Any = client.BatchV1Api(self.api_client)
+        self._imported: set[str] = set()
+        self._namespaces: list[str] = []
+
+    def new_namespace(self, prefix: str = "hd-test") -> str:
+        """Create a fresh namespace (``PREFIX-<random>``), deleted when the session ends."""
+        from kubernetes import client
+
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        self._namespaces.append(name)
+        return name
+
+    def import_image(self, name: str) -> str:
+        """Copy image ``name`` from the host's Docker engine into the cluster's containerd
+        (``docker save NAME | ctr -n k8s.io images import -``); once per session.
+
+        Returns ``name``, usable as a pod's ``image`` with ``imagePullPolicy: Never``
+        (``NAME:TAG`` means ``docker.io/library/NAME:TAG`` to both).
+        """
+        import subprocess
+
+        import docker.client
+
+        if name in self._imported:
+            return name
+        docker_client = docker.client.DockerClient.from_env()
+        try:
+            import_command = ["images", "import", "-"]
+            ctr = subprocess.Popen(
+                ["ctr", "--address", self.containerd, "--namespace", "k8s.io", *import_command],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            assert ctr.stdin is not None
+            try:
+                for chunk in docker_client.api.get_image(name):
+                    ctr.stdin.write(chunk)
+            finally:
+                ctr.stdin.close()
+            output = ctr.stdout.read().decode(errors="replace") if ctr.stdout else ""
+            if ctr.wait(timeout=120) != 0:
+                raise RuntimeError(f"ctr images import of {name} failed: {output.strip()}")
+        finally:
+            docker_client.close()
+        self._imported.add(name)
+        return name
+
+    def set_gpu_capacity(self, count: int | None) -> None:
+        """Advertise ``count`` ``nvidia.com/gpu`` on the node (capacity and allocatable),
+        as a device plugin would; ``None`` removes the resource.
+
+        The scheduler then counts them: pods asking for more stay Pending with
+        "Insufficient nvidia.com/gpu". Nothing is attached to the containers.
+        """
+        value = None if count is None else str(count)
+        body = {"status": {"capacity": {GPU_RESOURCE: value}, "allocatable": {GPU_RESOURCE: value}}}
+        self.core.patch_node_status(self.node, body)
+
+    def close(self) -> None:
+        """Delete the session's namespaces, take the GPUs away, close the client."""
+        from kubernetes.client.exceptions import ApiException
+
+        for name in self._namespaces:
+            try:
+                self.core.delete_namespace(name, propagation_policy="Background")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        self.set_gpu_capacity(None)
+        self.api_client.close()
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of ``path`` (the ``cluster.env`` that up.sh writes)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster() -> Iterator[K8sCluster]:
+    """The one-node Kubernetes cluster of ``.ci/k8s/up.sh`` (HYPERDOCK_K8S_DIR, default
+    /tmp/hyperdock-k8s), with a fresh namespace for the session.
+
+    Skips the test when the cluster is not running or the ``kubernetes`` client is missing
+    (fails when ``CI=true``).
+    """
+    directory = Path(os.environ.get("HYPERDOCK_K8S_DIR") or DEFAULT_K8S_DIR)
+    start = "run .ci/k8s/build.sh and .ci/k8s/up.sh as root (.ci/run does)"
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError as exc:
+        unavailable("the kubernetes client", f"{exc}; pip install -e '.[test]'")
+    env_file = directory / "cluster.env"
+    if not env_file.exists():
+        unavailable("the Kubernetes test cluster", f"{env_file} does not exist; {start}")
+    env = _read_env_file(env_file)
+    try:
+        cluster = K8sCluster(
+            env["HYPERDOCK_K8S_KUBECONFIG"],
+            env["HYPERDOCK_K8S_NODE"],
+            env["HYPERDOCK_K8S_CONTAINERD"],
+        )
+        cluster.core.read_node(cluster.node, _request_timeout=10)
+    except Exception as exc:
+        cause = " ".join(str(exc).split())[:300]
+        unavailable("the Kubernetes test cluster", f"cannot reach it ({cause}); {start}")
+    cluster.namespace = cluster.new_namespace()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def k8s_busybox_image(k8s_cluster: K8sCluster, busybox_image: str) -> str:
+    """``busybox_image`` imported into the cluster (use it with imagePullPolicy: Never)."""
+    try:
+        return k8s_cluster.import_image(busybox_image)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 # -- Hyperdock images ---------------------------------------------------------------
