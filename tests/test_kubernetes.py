@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 #: Writes its own marker and its loss from params.json (x), after SLEEP seconds.
 TARGET = (
     "sh -c 'echo trial $HYPERDOCK_TRIAL_ID started; echo $HYPERDOCK_TRIAL_ID "
-    ">> /hyperdock/started; sleep SLEEP; "
+    ">> /hyperdock/started; date +%s > /hyperdock/span; sleep SLEEP; "
+    "date +%s >> /hyperdock/span; "
     "sed -e s/[^0-9]//g /hyperdock/params.json > /hyperdock/loss.json'"
 )
 
@@ -69,7 +70,7 @@ def test_image_targets_run_as_jobs(proj: Path, k8s_cluster: Any, k8s_busybox_ima
         assert t["result"]["launcher"]["kind"] == "kubernetes"
         log = (Path(t["result"]["folder"]) / "docker_log.txt").read_text()
         assert f"trial {t['id']} started" in log
-    assert _jobs(k8s_cluster) == []  # ended Jobs are deleted
+    wait_for(lambda: _jobs(k8s_cluster) == [], 60, "ended Jobs to be deleted")
 
 
 def test_a_trial_waits_for_a_gpu_then_runs(
@@ -102,9 +103,11 @@ def test_a_trial_waits_for_a_gpu_then_runs(
         stop_all([run])
     trials = _trials(proj, "gpu")
     assert [t["state"] for t in trials] == ["completed", "completed"]
-    # One GPU: the two trials ran one after the other.
-    (a, b) = sorted(trials, key=lambda t: t["started_at"])
-    assert a["finished_at"] <= b["finished_at"]
+    # One GPU: the two pods ran one after the other.
+    spans = sorted(
+        [int(x) for x in (Path(t["result"]["folder"]) / "span").read_text().split()] for t in trials
+    )
+    assert spans[0][1] <= spans[1][0], spans
 
 
 def test_cancel_deletes_the_job(proj: Path, k8s_cluster: Any, k8s_busybox_image: str) -> None:
@@ -139,7 +142,7 @@ def test_an_image_that_does_not_exist_fails_with_the_engines_reason(
     (trial,) = _trials(proj, "noimg")
     assert trial["state"] == "failed"
     assert "the image cannot be pulled (ErrImageNeverPull)" in trial["error"]
-    assert _jobs(k8s_cluster) == []
+    wait_for(lambda: _jobs(k8s_cluster) == [], 60, "the Job to be deleted")
 
 
 def test_a_command_target_is_refused(proj: Path, k8s_cluster: Any) -> None:

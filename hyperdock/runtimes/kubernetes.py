@@ -200,6 +200,7 @@ class KubernetesExecution(Execution):
         """Copy the pod's output into the trial folder while it runs."""
         if self._log_fd is None:
             return
+        core, namespace = self.runtime.core, self.runtime.namespace
         with open(self._log_fd, "ab", buffering=0) as out:
             while not self._ended.is_set():
                 pod = self.runtime.pod_of(self.name)
@@ -207,16 +208,23 @@ class KubernetesExecution(Execution):
                     self._ended.wait(self.runtime.poll_interval)
                     continue
                 try:
-                    stream = self.runtime.core.read_namespaced_pod_log(
-                        pod.metadata.name, self.runtime.namespace, follow=True,
-                        _preload_content=False,
-                    )  # fmt: skip
+                    stream = core.read_namespaced_pod_log(
+                        pod.metadata.name, namespace, follow=True, _preload_content=False
+                    )
                     for chunk in stream.stream(4096):
                         out.write(chunk)
                     return
                 except Exception as exc:  # the pod went away: what was read is kept
                     log.debug("log of job %s: %s", self.name, exc)
                     self._ended.wait(self.runtime.poll_interval)
+            # It ended before its output could be followed (a short target): read it all.
+            pod = self.runtime.pod_of(self.name)
+            if pod is not None:
+                with contextlib.suppress(Exception):
+                    data = core.read_namespaced_pod_log(
+                        pod.metadata.name, namespace, _preload_content=False
+                    ).data
+                    out.write(data)
 
     def wait(self) -> RunOutcome:
         rt = self.runtime
