@@ -213,6 +213,7 @@ open(os.environ["HYPERDOCK_LOSS"], "w").write("0.5")
 """
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_progress_reader_that_died_is_restarted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

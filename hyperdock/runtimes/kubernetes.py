@@ -13,7 +13,7 @@ The experiment's resources become requests and limits (``nvidia.com/gpu`` for GP
 YAML pod or pod spec) is merged under Hyperdock's fields: node selectors, tolerations,
 service accounts, image pull secrets.
 
-One poller thread reads the pods of every tracked Job with a single list call a second.
+One watcher thread follows the pods of every tracked Job through a single watch.
 The pod's output is streamed into ``docker_log.txt`` while it runs. Stop, cancel and
 prune delete the Job with foreground propagation (the pod gets SIGTERM and its grace
 period). A pod that cannot be scheduled fails the attempt with the scheduler's reason
@@ -79,20 +79,24 @@ def parse_volume(spec: str | None, option: str) -> tuple[str, str] | None:
 
 
 class _PodState:
-    """What the poller saw of one Job's pod."""
+    """What the watcher saw of one Job's pod."""
 
-    __slots__ = ("exit_code", "message", "phase", "since", "waiting")
+    __slots__ = ("exit_code", "message", "phase", "pod", "running", "since", "waiting")
 
     def __init__(self) -> None:
         self.phase = "Pending"
+        self.pod = ""  # the pod's name, once seen
+        self.running = threading.Event()  # set once the pod has left Pending
         self.exit_code: int | None = None
         self.waiting = ""  # the container's waiting reason, or "Unschedulable"
         self.message = ""
         self.since = time.monotonic()
 
 
-class _Poller:
-    """Reads the pods of every tracked Job with one list call a second."""
+class _Watcher:
+    """Follows the pods of every tracked Job through one watch of the namespace's
+    Hyperdock pods (no polling: a pod's end is seen as it happens); after a broken or
+    expired watch it lists them once and watches again."""
 
     def __init__(self, runtime: KubernetesRuntime) -> None:
         self._runtime = runtime
@@ -107,7 +111,7 @@ class _Poller:
             event = self._events.setdefault(job, threading.Event())
             self._states.setdefault(job, _PodState())
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="hd-k8s-poll", daemon=True)
+                self._thread = threading.Thread(target=self._loop, name="hd-k8s-watch", daemon=True)
                 self._thread.start()
         return event
 
@@ -123,36 +127,46 @@ class _Poller:
     def close(self) -> None:
         self._closed.set()
 
+    def _see(self, pod: Any) -> None:
+        job = (pod.metadata.labels or {}).get("job-name")
+        with self._lock:
+            state = self._states.get(job or "")
+            if state is not None and _observe(state, pod):
+                self._events[job or ""].set()
+
     def _loop(self) -> None:
-        while not self._closed.wait(self._runtime.poll_interval):
-            with self._lock:
-                if not self._events:
-                    continue
+        from kubernetes import watch
+
+        rt = self._runtime
+        selector = f"{MANAGED}=1"
+        while not self._closed.is_set():
             try:
-                pods = self._runtime.core.list_namespaced_pod(
-                    self._runtime.namespace, label_selector=f"{MANAGED}=1", _request_timeout=30
-                ).items
-            except Exception as exc:  # never let the poller die: every wait depends on it
-                log.warning(
-                    "cannot list the pods of namespace %s: %s", self._runtime.namespace, exc
+                listed = rt.core.list_namespaced_pod(
+                    rt.namespace, label_selector=selector, _request_timeout=30
                 )
-                continue
-            seen: dict[str, Any] = {}
-            for pod in pods:
-                job = (pod.metadata.labels or {}).get("job-name")
-                if job:
-                    seen[job] = pod
-            with self._lock:
-                for job, event in self._events.items():
-                    pod = seen.get(job)
-                    if pod is not None and _observe(self._states[job], pod):
-                        event.set()
+                for pod in listed.items:
+                    self._see(pod)
+                version = listed.metadata.resource_version
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    rt.core.list_namespaced_pod, rt.namespace, label_selector=selector,
+                    resource_version=version, timeout_seconds=60, _request_timeout=90,
+                )  # fmt: skip
+                for event in stream:
+                    self._see(event["object"])
+                    if self._closed.is_set():
+                        return
+            except Exception as exc:  # never let the watcher die: every wait depends on it
+                log.warning("watching the pods of namespace %s: %s", rt.namespace, exc)
+                self._closed.wait(rt.poll_interval)
 
 
 def _observe(state: _PodState, pod: Any) -> bool:
     """Update ``state`` from ``pod``; True once the pod has ended."""
     status = pod.status
+    state.pod = pod.metadata.name
     state.phase = status.phase or "Pending"
+    if state.phase != "Pending":
+        state.running.set()
     for cs in status.container_statuses or []:
         if cs.state.terminated is not None:
             state.exit_code = int(cs.state.terminated.exit_code)
@@ -201,15 +215,14 @@ class KubernetesExecution(Execution):
         if self._log_fd is None:
             return
         core, namespace = self.runtime.core, self.runtime.namespace
+        state = self.runtime.poller.state(self.name)
         with open(self._log_fd, "ab", buffering=0) as out:
             while not self._ended.is_set():
-                pod = self.runtime.pod_of(self.name)
-                if pod is None or (pod.status.phase or "Pending") == "Pending":
-                    self._ended.wait(self.runtime.poll_interval)
+                if not state.running.wait(1.0):
                     continue
                 try:
                     stream = core.read_namespaced_pod_log(
-                        pod.metadata.name, namespace, follow=True, _preload_content=False
+                        state.pod, namespace, follow=True, _preload_content=False
                     )
                     for chunk in stream.stream(4096):
                         out.write(chunk)
@@ -218,11 +231,10 @@ class KubernetesExecution(Execution):
                     log.debug("log of job %s: %s", self.name, exc)
                     self._ended.wait(self.runtime.poll_interval)
             # It ended before its output could be followed (a short target): read it all.
-            pod = self.runtime.pod_of(self.name)
-            if pod is not None:
+            if state.pod:
                 with contextlib.suppress(Exception):
                     data = core.read_namespaced_pod_log(
-                        pod.metadata.name, namespace, _preload_content=False
+                        state.pod, namespace, _preload_content=False
                     ).data
                     out.write(data)
 
@@ -330,7 +342,7 @@ class KubernetesRuntime(Runtime):
         self._kubeconfig = kubeconfig
         self._api: Any = None
         self._lock = threading.Lock()
-        self.poller = _Poller(self)
+        self.poller = _Watcher(self)
 
     def describe(self) -> str:
         assert self.volume is not None
@@ -379,15 +391,6 @@ class KubernetesRuntime(Runtime):
             raise HostError(
                 f"cannot reach the Kubernetes API ({exc})", summary="Kubernetes unreachable"
             ) from None
-
-    def pod_of(self, job: str) -> Any:
-        """The pod of Job ``job``, or None."""
-        with contextlib.suppress(Exception):
-            pods = self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"job-name={job}", _request_timeout=15
-            ).items
-            return pods[0] if pods else None
-        return None
 
     def delete(self, job: str, *, grace: float) -> None:
         """Delete Job ``job`` and its pod (foreground): SIGTERM, then ``grace`` s."""
