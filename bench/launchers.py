@@ -103,6 +103,20 @@ def in_flight(jobs: int, sleep: float, work: Path) -> dict[str, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # The worker exits once the queue is empty (--burst): start it when all are queued.
+    from hyperdock.storage import open_store
+    from hyperdock.trial import TrialState
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with open_store(store, create=False) as st:
+                counts = st.count_trials(st.get_experiment("wide").id)
+            if counts[TrialState.QUEUED] >= jobs:
+                break
+        except Exception:  # not created yet
+            pass
+        time.sleep(0.2)
     worker = subprocess.Popen(
         [
             sys.executable,

@@ -767,3 +767,20 @@ def test_markup_in_parameter_values_is_plain_text_in_the_plots(dash: Dashboard, 
     page.wait_for_function("document.querySelectorAll('#parallel .axis-title').length > 0")
     assert page.locator("#parallel a").count() == 0
     assert link in page.locator("#parallel").text_content()
+
+
+def test_the_trial_page_names_the_cluster_job(dash: Dashboard, page: Any) -> None:
+    exp = dash.store.create_experiment(
+        "slurmed", space={"x": [1]}, target=Target(command=("true",)), sampler="grid",
+        seed=0, max_trials=1,
+    )  # fmt: skip
+    (trial,) = dash.store.add_trials(exp.id, [{"x": 1}])
+    assert dash.store.claim("w-slurm", experiment_id=exp.id) is not None
+    dash.store.finish(
+        trial.id, "w-slurm", state=TrialState.COMPLETED, loss=1.0,
+        result={"launcher": {"kind": "slurm", "job_id": "4242"}},
+    )  # fmt: skip
+    page.goto(f"{dash.url}/trials/{trial.id}")
+    row = page.locator("table.kv tr", has_text="job")
+    row.first.wait_for(state="visible")
+    assert row.first.inner_text().split() == ["job", "slurm", "4242"]

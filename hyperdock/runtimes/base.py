@@ -44,6 +44,18 @@ from hyperdock.resources import Resources
 DEFAULT_PIDS_LIMIT = 4096
 
 
+def trial_env(folder: str, trial_id: int) -> dict[str, str]:
+    """The variables that tell a target where its files are: the trial folder as the
+    target sees it (``/hyperdock`` in a container) and the files in it."""
+    return {
+        "HYPERDOCK_DIR": folder,
+        "HYPERDOCK_PARAMS": f"{folder}/params.json",
+        "HYPERDOCK_LOSS": f"{folder}/loss.json",
+        "HYPERDOCK_PROGRESS": f"{folder}/progress.jsonl",
+        "HYPERDOCK_TRIAL_ID": str(trial_id),
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """Everything a runtime needs to run one attempt of one trial.

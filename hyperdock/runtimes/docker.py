@@ -47,6 +47,7 @@ from hyperdock.runtimes.base import (
     RunContext,
     RunOutcome,
     Runtime,
+    trial_env,
 )
 
 __all__ = [
@@ -311,13 +312,7 @@ class DockerRuntime(Runtime):
         trial = str(ctx.trial_id)
         environment = dict(self.env)
         environment.update(ctx.env)
-        environment.update(
-            HYPERDOCK_DIR=CONTAINER_DIR,
-            HYPERDOCK_PARAMS=f"{CONTAINER_DIR}/params.json",
-            HYPERDOCK_LOSS=f"{CONTAINER_DIR}/loss.json",
-            HYPERDOCK_PROGRESS=f"{CONTAINER_DIR}/progress.jsonl",
-            HYPERDOCK_TRIAL_ID=trial,
-        )
+        environment.update(trial_env(CONTAINER_DIR, ctx.trial_id))
         mounts = [
             docker.types.Mount(
                 CONTAINER_DIR, str(self.volume_map(ctx.folder.absolute())), type="bind"

@@ -37,7 +37,7 @@ from typing import Any
 
 from hyperdock import trialfs
 from hyperdock.errors import ConfigError, HostError, TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
+from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime, trial_env
 
 __all__ = ["KubernetesExecution", "KubernetesRuntime"]
 
@@ -496,15 +496,7 @@ class KubernetesRuntime(Runtime):
         assert self.volume is not None
         # The attempt's folder relative to the results folder: <experiment-trial>/<stamp>.
         relative = f"{folder.parent.name}/{folder.name}"
-        env = {
-            **self.env,
-            **ctx.env,
-            "HYPERDOCK_DIR": "/hyperdock",
-            "HYPERDOCK_PARAMS": "/hyperdock/params.json",
-            "HYPERDOCK_LOSS": "/hyperdock/loss.json",
-            "HYPERDOCK_PROGRESS": "/hyperdock/progress.jsonl",
-            "HYPERDOCK_TRIAL_ID": str(ctx.trial_id),
-        }
+        env = {**self.env, **ctx.env, **trial_env("/hyperdock", ctx.trial_id)}
         volume, sub = self._mount(self.volume, relative, "hyperdock")
         mounts: list[dict[str, Any]] = [{"name": "hyperdock", "mountPath": "/hyperdock"}]
         if sub:

@@ -42,7 +42,7 @@ from typing import IO, Literal
 
 from hyperdock import trialfs
 from hyperdock.errors import TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
+from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime, trial_env
 
 #: Name of the target's log in the trial folder.
 LOG_NAME = "log.txt"
@@ -495,13 +495,7 @@ class ProcessRuntime(Runtime):
             )
         folder = ctx.folder
         env = {**os.environ, **self._env, **ctx.env}
-        env.update(
-            HYPERDOCK_DIR=str(folder),
-            HYPERDOCK_PARAMS=str(folder / "params.json"),
-            HYPERDOCK_LOSS=str(folder / "loss.json"),
-            HYPERDOCK_PROGRESS=str(folder / "progress.jsonl"),
-            HYPERDOCK_TRIAL_ID=str(ctx.trial_id),
-        )
+        env.update(trial_env(str(folder), ctx.trial_id))
         if self._data_dir:
             env["HYPERDOCK_DATA_DIR"] = self._data_dir
         containment = self._contain().attempt(ctx.trial_id)

@@ -37,7 +37,7 @@ from typing import Any
 
 from hyperdock import trialfs
 from hyperdock.errors import ConfigError, HostError, TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
+from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime, trial_env
 
 __all__ = ["LOG_NAME", "NOT_SHARED_EXIT", "SlurmExecution", "SlurmJob", "SlurmRuntime"]
 
@@ -451,13 +451,7 @@ class SlurmRuntime(Runtime):
         if ctx.image:
             lines.append(self._container_line(ctx, folder, env))
         else:
-            env.update(
-                HYPERDOCK_DIR=str(folder),
-                HYPERDOCK_PARAMS=str(folder / "params.json"),
-                HYPERDOCK_LOSS=str(folder / "loss.json"),
-                HYPERDOCK_PROGRESS=str(folder / "progress.jsonl"),
-                HYPERDOCK_TRIAL_ID=str(ctx.trial_id),
-            )
+            env.update(trial_env(str(folder), ctx.trial_id))
             if self.data_dir:
                 env["HYPERDOCK_DATA_DIR"] = self.data_dir
             lines += [f"export {k}={q(v)}" for k, v in sorted(env.items())]
@@ -466,14 +460,7 @@ class SlurmRuntime(Runtime):
 
     def _container_line(self, ctx: RunContext, folder: Path, env: dict[str, str]) -> str:
         q = shlex.quote
-        inner = {
-            **env,
-            "HYPERDOCK_DIR": "/hyperdock",
-            "HYPERDOCK_PARAMS": "/hyperdock/params.json",
-            "HYPERDOCK_LOSS": "/hyperdock/loss.json",
-            "HYPERDOCK_PROGRESS": "/hyperdock/progress.jsonl",
-            "HYPERDOCK_TRIAL_ID": str(ctx.trial_id),
-        }
+        inner = {**env, **trial_env("/hyperdock", ctx.trial_id)}
         image = ctx.image or ""
         command = " ".join(q(a) for a in ctx.command or [])
         if self.container_engine == "apptainer":

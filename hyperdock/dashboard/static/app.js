@@ -1314,7 +1314,10 @@
         lastState = t.state;
       }
       clear(info);
+      // A cluster launcher's job of the last attempt (Slurm job id, Kubernetes Job name).
+      const launched = (t.result && t.result.launcher) || null;
       info.appendChild(kvTable({
+        ...(launched ? { job: launched.kind + " " + (launched.job_id || launched.job || "?") } : {}),
         state: t.state + (t.stop_requested && t.state === "running" ? " (stop requested)" : ""),
         loss: t.values && t.values.length > 1 ? t.values.map(fmtNum).join(", ") : fmtNum(t.loss),
         number: t.number,
