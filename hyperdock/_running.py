@@ -28,6 +28,9 @@ def run_locally(
     results: str | os.PathLike[str],
     heartbeat: float,
     env: Mapping[str, str] | None,
+    launcher: str = "local",
+    launcher_options: Mapping[str, Any] | None = None,
+    gpus: str | None = None,
 ) -> ExperimentRecord:
     """Run ``exp``'s target on ``workers`` local trial slots until the experiment is
     over; see :meth:`hyperdock.experiment.Experiment.run` for the arguments.
@@ -65,9 +68,12 @@ def run_locally(
         experiment_id=exp.id,
         heartbeat_interval=heartbeat,
         poll_interval=1.0,
-        runtime_factory=default_runtime_factory(),
+        runtime_factory=default_runtime_factory(
+            launcher=launcher, launcher_options=launcher_options
+        ),
+        gpus=gpus,
         wake=wake,
-        sweep_orphans=exp.target.kind == "docker",
+        sweep_orphans=exp.target.kind == "docker" and launcher == "local",
         on_trial_end=lambda _tid, _state: supervisor.notify(),
     )
     stop = threading.Event()

@@ -710,10 +710,18 @@ class Experiment:
         results: str | os.PathLike[str] = "results",
         heartbeat: float = 5.0,
         env: Mapping[str, str] | None = None,
+        launcher: str = "local",
+        launcher_options: Mapping[str, Any] | None = None,
+        gpus: str | None = None,
     ) -> Experiment:
-        """Run the experiment's target on local workers until it is over (what
-        ``hyperdock run`` does): a supervisor and ``workers`` trial slots in this
-        process.
+        """Run the experiment's target until it is over (what ``hyperdock run``
+        does): a supervisor and a worker with ``workers`` trial slots in this process,
+        the trials running here or, with ``launcher``, as cluster jobs.
+
+        Example::
+
+            exp.run(workers=50, launcher="slurm",
+                    launcher_options={"sbatch_args": ["--partition=gpu"]})
 
         Args:
             workers: Trials run at once.
@@ -721,6 +729,15 @@ class Experiment:
             results: Folder for the trial folders.
             heartbeat: Seconds between worker heartbeats.
             env: Extra environment for the targets of this run.
+            launcher: ``local`` (a process or container here), ``slurm`` (an sbatch job
+                per attempt) or ``kubernetes`` (a Job per attempt of an image target).
+            launcher_options: Keyword arguments of the launcher's runtime
+                (:class:`~hyperdock.runtimes.slurm.SlurmRuntime`: ``sbatch_args``,
+                ``template``, ``container_engine``;
+                :class:`~hyperdock.runtimes.kubernetes.KubernetesRuntime`:
+                ``namespace``, ``volume``, ``pod_template`` …).
+            gpus: This machine's GPUs for local Docker targets (``"0,1,2,3"``), shared
+                out by the experiment's ``gpus`` per trial.
 
         Returns:
             The experiment (read :attr:`best`, :meth:`trials` …).
@@ -738,6 +755,9 @@ class Experiment:
             results=results,
             heartbeat=heartbeat,
             env=env,
+            launcher=launcher,
+            launcher_options=launcher_options,
+            gpus=gpus,
         )
         return self
 
@@ -831,6 +851,8 @@ def run(
     workers: int = 1,
     progress: bool = False,
     results: str | os.PathLike[str] = "results",
+    launcher: str = "local",
+    launcher_options: Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> Experiment:
     """Create (or resume, with ``name=``) an experiment and run it on local workers: the
@@ -843,6 +865,7 @@ def run(
         workers: Trials run at once.
         progress: Draw the progress line on standard error.
         results: Folder for the trial folders.
+        launcher, launcher_options: Where trials run (see :meth:`Experiment.run`).
         **settings: Any other :meth:`Experiment.open` keyword (``name``, ``store``,
             ``sampler``, ``max_trials`` …).
 
@@ -857,7 +880,13 @@ def run(
     else:
         raise ConfigError("hyperdock.run() needs a target: command=[...] or image='name'")
     exp = Experiment.open(space=space, target=target, **settings)
-    return exp.run(workers, progress=progress, results=results)
+    return exp.run(
+        workers,
+        progress=progress,
+        results=results,
+        launcher=launcher,
+        launcher_options=launcher_options,
+    )
 
 
 def list_experiments(store: Store | str | None = None) -> list[Experiment]:

@@ -265,3 +265,18 @@ def test_jobs_of_a_killed_worker_whose_trials_were_cancelled_are_stopped(proj: P
     finally:
         subprocess.run(["scancel", stranger], check=False)
         stop_all([p for p in (sup, first, second) if p is not None])
+
+
+def test_the_python_api_runs_trials_as_slurm_jobs(proj: Path) -> None:
+    import hyperdock
+
+    exp = hyperdock.run(
+        {"x": hyperdock.hp.choice("x", [3, 5])},
+        command=[PY, str(proj / "t.py"), str(proj / "events.jsonl"), "0"],
+        store=f"sqlite:///{proj / 'api.db'}", name="api", workers=2,
+        results=proj / "results", launcher="slurm",
+        launcher_options={"sbatch_args": ["--job-name=ignored"]},
+    )  # fmt: skip
+    trials = exp.trials()
+    assert sorted(t.loss for t in trials if t.loss is not None) == [3, 5]
+    assert all(t.result["launcher"]["kind"] == "slurm" for t in trials)
