@@ -30,15 +30,21 @@ TARGET = (
 
 
 @pytest.fixture
+def ns(k8s_cluster: Any) -> str:
+    """A namespace of this test's own: its Jobs and pods are the only ones there."""
+    return str(k8s_cluster.new_namespace("hd-launch"))
+
+
+@pytest.fixture
 def proj(tmp_path: Path, k8s_cluster: Any, k8s_busybox_image: str) -> Path:
     (tmp_path / "space.json").write_text(json.dumps({"x": [1, 2, 3, 4]}))
     (tmp_path / "results").mkdir()
     return tmp_path
 
 
-def _k8s_args(proj: Path, cluster: Any) -> list[str]:
+def _k8s_args(proj: Path, ns: str) -> list[str]:
     return [
-        "--launcher", "kubernetes", "--namespace", cluster.namespace,
+        "--launcher", "kubernetes", "--namespace", ns,
         "--k8s-volume", f"hostPath:{proj / 'results'}", "--k8s-pull-policy", "Never",
     ]  # fmt: skip
 
@@ -53,15 +59,17 @@ def _trials(cwd: Path, name: str) -> list[dict[str, Any]]:
     return list(json.loads(out.stdout))
 
 
-def _jobs(cluster: Any) -> list[Any]:
-    return list(cluster.batch.list_namespaced_job(cluster.namespace).items)
+def _jobs(cluster: Any, ns: str) -> list[Any]:
+    return list(cluster.batch.list_namespaced_job(ns).items)
 
 
-def test_image_targets_run_as_jobs(proj: Path, k8s_cluster: Any, k8s_busybox_image: str) -> None:
+def test_image_targets_run_as_jobs(
+    proj: Path, ns: str, k8s_cluster: Any, k8s_busybox_image: str
+) -> None:
     out = hd(
         "run", "space.json", "--image", k8s_busybox_image, "--command",
         TARGET.replace("SLEEP", "0"), "--name", "jobs", "--workers", "4", "-q",
-        *_k8s_args(proj, k8s_cluster), cwd=proj, env=_env(k8s_cluster), timeout=300,
+        *_k8s_args(proj, ns), cwd=proj, env=_env(k8s_cluster), timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     trials = _trials(proj, "jobs")
@@ -70,11 +78,11 @@ def test_image_targets_run_as_jobs(proj: Path, k8s_cluster: Any, k8s_busybox_ima
         assert t["result"]["launcher"]["kind"] == "kubernetes"
         log = (Path(t["result"]["folder"]) / "docker_log.txt").read_text()
         assert f"trial {t['id']} started" in log
-    wait_for(lambda: _jobs(k8s_cluster) == [], 60, "ended Jobs to be deleted")
+    wait_for(lambda: _jobs(k8s_cluster, ns) == [], 60, "ended Jobs to be deleted")
 
 
 def test_a_trial_waits_for_a_gpu_then_runs(
-    proj: Path, k8s_cluster: Any, k8s_busybox_image: str
+    proj: Path, ns: str, k8s_cluster: Any, k8s_busybox_image: str
 ) -> None:
     k8s_cluster.set_gpu_capacity(0)
     url = f"sqlite:///{proj / 'hyperdock.db'}"
@@ -82,18 +90,18 @@ def test_a_trial_waits_for_a_gpu_then_runs(
         "run", "space.json", "--image", k8s_busybox_image, "--command",
         TARGET.replace("SLEEP", "1"), "--name", "gpu", "--max-trials", "2",
         "--gpus-per-trial", "1", "--workers", "2", "--store", url, "-q",
-        *_k8s_args(proj, k8s_cluster), cwd=proj, env=_env(k8s_cluster),
+        *_k8s_args(proj, ns), cwd=proj, env=_env(k8s_cluster),
         log=proj / "run.log",
     )  # fmt: skip
     try:
 
         def unschedulable() -> bool:
-            pods = k8s_cluster.core.list_namespaced_pod(k8s_cluster.namespace).items
+            pods = k8s_cluster.core.list_namespaced_pod(ns).items
             conditions = [c for p in pods for c in (p.status.conditions or [])]
             return sum("Insufficient nvidia.com/gpu" in (c.message or "") for c in conditions) == 2
 
         wait_for(unschedulable, 120, "the pods to wait for a GPU")
-        pods = k8s_cluster.core.list_namespaced_pod(k8s_cluster.namespace).items
+        pods = k8s_cluster.core.list_namespaced_pod(ns).items
         limits = [p.spec.containers[0].resources.limits for p in pods]
         assert all(lim["nvidia.com/gpu"] == "1" for lim in limits)
         k8s_cluster.set_gpu_capacity(1)
@@ -110,19 +118,21 @@ def test_a_trial_waits_for_a_gpu_then_runs(
     assert spans[0][1] <= spans[1][0], spans
 
 
-def test_cancel_deletes_the_job(proj: Path, k8s_cluster: Any, k8s_busybox_image: str) -> None:
+def test_cancel_deletes_the_job(
+    proj: Path, ns: str, k8s_cluster: Any, k8s_busybox_image: str
+) -> None:
     url = f"sqlite:///{proj / 'hyperdock.db'}"
     run = spawn(
         "run", "space.json", "--image", k8s_busybox_image, "--command",
         TARGET.replace("SLEEP", "300"), "--name", "long", "--max-trials", "1",
-        "--store", url, "-q", *_k8s_args(proj, k8s_cluster), cwd=proj,
+        "--store", url, "-q", *_k8s_args(proj, ns), cwd=proj,
         env=_env(k8s_cluster), log=proj / "run.log",
     )  # fmt: skip
     try:
         wait_for(lambda: any(proj.glob("results/*/*/started")), 120, "the pod to start")
-        assert _jobs(k8s_cluster)
+        assert _jobs(k8s_cluster, ns)
         assert hd("cancel", "long", "--store", url, cwd=proj).returncode == 0
-        wait_for(lambda: _jobs(k8s_cluster) == [], 60, "the Job to be deleted")
+        wait_for(lambda: _jobs(k8s_cluster, ns) == [], 60, "the Job to be deleted")
         run.wait(timeout=60)
     finally:
         stop_all([run])
@@ -131,24 +141,24 @@ def test_cancel_deletes_the_job(proj: Path, k8s_cluster: Any, k8s_busybox_image:
 
 
 def test_an_image_that_does_not_exist_fails_with_the_engines_reason(
-    proj: Path, k8s_cluster: Any
+    proj: Path, ns: str, k8s_cluster: Any
 ) -> None:
     out = hd(
         "run", "space.json", "--image", "hyperdock-no-such-image:1", "--name", "noimg",
-        "--max-trials", "1", "--retries", "0", "-q", *_k8s_args(proj, k8s_cluster),
+        "--max-trials", "1", "--retries", "0", "-q", *_k8s_args(proj, ns),
         cwd=proj, env=_env(k8s_cluster), timeout=300,
     )  # fmt: skip
     assert out.returncode == 1, out.stderr
     (trial,) = _trials(proj, "noimg")
     assert trial["state"] == "failed"
     assert "the image cannot be pulled (ErrImageNeverPull)" in trial["error"]
-    wait_for(lambda: _jobs(k8s_cluster) == [], 60, "the Job to be deleted")
+    wait_for(lambda: _jobs(k8s_cluster, ns) == [], 60, "the Job to be deleted")
 
 
-def test_a_command_target_is_refused(proj: Path, k8s_cluster: Any) -> None:
+def test_a_command_target_is_refused(proj: Path, ns: str, k8s_cluster: Any) -> None:
     out = hd(
         "run", "space.json", "--command", "true", "--name", "cmd", "--max-trials", "1",
-        "--retries", "0", "-q", *_k8s_args(proj, k8s_cluster), cwd=proj,
+        "--retries", "0", "-q", *_k8s_args(proj, ns), cwd=proj,
         env=_env(k8s_cluster), timeout=120,
     )  # fmt: skip
     assert out.returncode == 1
@@ -157,7 +167,7 @@ def test_a_command_target_is_refused(proj: Path, k8s_cluster: Any) -> None:
 
 
 def test_a_new_worker_adopts_the_jobs_of_a_killed_worker(
-    proj: Path, k8s_cluster: Any, k8s_busybox_image: str
+    proj: Path, ns: str, k8s_cluster: Any, k8s_busybox_image: str
 ) -> None:
     url = f"sqlite:///{proj / 'hyperdock.db'}"
     sup = spawn(
@@ -166,14 +176,14 @@ def test_a_new_worker_adopts_the_jobs_of_a_killed_worker(
         "--store", url, cwd=proj, log=proj / "sup.log",
     )  # fmt: skip
     args = ["worker", "--parallelism", "4", "--store", url, "--heartbeat", "0.5"]
-    first = spawn(*args, *_k8s_args(proj, k8s_cluster), cwd=proj, env=_env(k8s_cluster),
+    first = spawn(*args, *_k8s_args(proj, ns), cwd=proj, env=_env(k8s_cluster),
                   log=proj / "worker1.log")  # fmt: skip
     second = None
     try:
         wait_for(lambda: len(list(proj.glob("results/*/*/started"))) >= 2, 120, "two pods")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
-        second = spawn(*args, *_k8s_args(proj, k8s_cluster), cwd=proj,
+        second = spawn(*args, *_k8s_args(proj, ns), cwd=proj,
                        env=_env(k8s_cluster), log=proj / "worker2.log")  # fmt: skip
         assert sup.wait(timeout=300) == 0, (proj / "sup.log").read_text()
     finally:
