@@ -62,7 +62,7 @@ Times are Unix seconds (float). Ids are integers, unique in the store.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hyperdock.errors import ConfigError, ExperimentNotFound
@@ -247,6 +247,60 @@ class Store(abc.ABC):
         limit: int | None = None,
     ) -> list[Trial]:
         """Trials of an experiment in creation order, optionally filtered."""
+
+    def list_trials_page(
+        self,
+        experiment_id: int,
+        *,
+        limit: int,
+        offset: int = 0,
+        newest_first: bool = True,
+        states: Iterable[TrialState] | None = None,
+    ) -> list[Trial]:
+        """One page of an experiment's trials: ``limit`` trials after skipping
+        ``offset``, newest first (highest id) unless ``newest_first`` is False.
+
+        Backends answer with an indexed query whose cost does not grow with the
+        experiment (this default reads every trial: correct, slow).
+        """
+        trials = self.list_trials(experiment_id, states=states)
+        if newest_first:
+            trials.reverse()
+        return trials[offset : offset + limit] if limit > 0 else []
+
+    def iter_trials(
+        self,
+        experiment_id: int,
+        *,
+        batch: int = 1000,
+        states: Iterable[TrialState] | None = None,
+    ) -> Iterator[Trial]:
+        """Every trial of an experiment in creation order, read ``batch`` at a time
+        (keyset pagination on the id: memory stays constant however many there are)."""
+        wanted = list(states) if states is not None else None
+        last: int | None = None
+        while True:
+            page = self.list_trials(experiment_id, states=wanted, since_id=last, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1].id
+
+    def best_trials(self, experiment_id: int, n: int, *, maximize: bool = False) -> list[Trial]:
+        """The ``n`` completed trials with the lowest (``maximize``: highest) loss, best
+        first, lowest id on ties. Backends use an index on the loss (this default
+        reads every completed trial)."""
+        done = self.list_trials(experiment_id, states=[TrialState.COMPLETED])
+        done = [t for t in done if t.loss is not None]
+        sign = -1.0 if maximize else 1.0
+        done.sort(key=lambda t: (sign * (t.loss or 0.0), t.id))
+        return done[: max(n, 0)]
+
+    def trials_by_number(self, experiment_id: int, numbers: Iterable[int]) -> list[Trial]:
+        """The trials of an experiment with these numbers (``Trial.number``), in number
+        order; numbers with no trial are left out."""
+        wanted = set(numbers)
+        return [t for t in self.list_trials(experiment_id) if t.number in wanted]
 
     @abc.abstractmethod
     def count_trials(self, experiment_id: int) -> dict[TrialState, int]:
