@@ -10,8 +10,9 @@ Command line: ``hyperdock run space.py --command 'python train.py'``. Python::
     trial = exp.ask()
     exp.tell(trial, loss=(trial.params["x"] - 1) ** 2)
 
-:func:`report` in a target reports intermediate losses (early stopping). Everything but
-:func:`report` is imported on first use, so ``import hyperdock`` in a target stays fast.
+:func:`report` in a target reports intermediate losses (early stopping);
+:func:`checkpoint_dir` is where it saves what a later attempt resumes from. Everything but
+these is imported on first use, so ``import hyperdock`` in a target stays fast.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hyperdock.checkpoint import checkpoint_dir
 from hyperdock.progress import report
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ __all__ = [
     "Experiment",
     "Image",
     "__version__",
+    "checkpoint_dir",
     "hp",
     "list_experiments",
     "open_store",

@@ -59,7 +59,7 @@ def run_locally(
     check_worker_settings(workers, heartbeat)
     check_results_dir(os.fspath(results))
     wake = threading.Condition()
-    supervisor = Supervisor(store, exp, poll_interval=1.0, wake=wake)
+    supervisor = Supervisor(store, exp, poll_interval=1.0, wake=wake, results_dir=results)
     worker = Worker(
         store,
         results_dir=os.fspath(results),

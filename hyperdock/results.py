@@ -45,6 +45,7 @@ def trial_json(trial: Trial) -> dict[str, Any]:
         "loss": trial.loss,
         "params": trial.params,
         "attempt": trial.attempt + 1,
+        "resumed_from": trial.resumed_from,
         "worker": trial.worker_id,
         "result": trial.result,
         "data": trial.data,

@@ -11,17 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 import random
 import threading
 import time
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from hyperdock.artifacts.retention import prune_checkpoints
 from hyperdock.errors import (
     ConfigError,
     ExperimentExists,
     ExperimentNotFound,
+    HyperdockError,
     SpaceError,
     StoreConnectionError,
 )
@@ -95,6 +99,9 @@ class Supervisor:
             experiment's lease timeout).
         wake: Condition notified after trials are queued (in-process workers wait on it);
             also waited on, so workers can wake the supervisor when a trial ends.
+        results_dir: The results folder of this process's workers (``hyperdock run``):
+            the checkpoints ``--keep-checkpoints`` does not keep are deleted there too
+            when the experiment is done.
     """
 
     def __init__(
@@ -105,8 +112,10 @@ class Supervisor:
         poll_interval: float = 1.0,
         reap_interval: float | None = None,
         wake: threading.Condition | None = None,
+        results_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         check_poll(poll_interval)
+        self.results_dir = Path(results_dir).absolute() if results_dir is not None else None
         self.store = store
         self.experiment = experiment
         self.poll_interval = poll_interval
@@ -204,6 +213,10 @@ class Supervisor:
             self.store.set_experiment_state(exp.id, ExperimentState.DONE)
             self.experiment = self.store.get_experiment(exp.id)
             log.info("experiment %s is done: %d trials", exp.name, created)
+            try:
+                prune_checkpoints(self.store, self.experiment, results_dir=self.results_dir)
+            except HyperdockError as exc:  # the experiment is done all the same
+                log.warning("experiment %s: checkpoints not pruned: %s", exp.name, exc)
             return True
         return False
 

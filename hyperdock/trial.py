@@ -210,6 +210,15 @@ class Trial:
         return {k: v for k, v in self.result.items() if k not in RESULT_KEYS}
 
     @property
+    def resumed_from(self) -> int | None:
+        """The step the last attempt resumed from, as its ``loss.json`` said
+        (``"resumed_from": 5``: it found a checkpoint of step 5); None if it did not."""
+        step = self.data.get("resumed_from")
+        if isinstance(step, bool) or not isinstance(step, int | float) or step < 0:
+            return None
+        return int(step) if float(step).is_integer() else None
+
+    @property
     def folder(self) -> str | None:
         """Host path of the last attempt's trial folder, as the worker recorded it."""
         folder = self.result.get("folder")

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from hyperdock import trialfs
+from hyperdock.artifacts.checkpoints import CheckpointSync
+from hyperdock.artifacts.settings import DataSettings
 from hyperdock.errors import (
     ConfigError,
     ExperimentNotFound,
@@ -241,6 +243,8 @@ class Worker:
             (their intermediate losses go to the store for the pruner).
         limits: How much of the files a target writes is read at most (loss.json,
             progress lines).
+        data: Trial-data settings (artifact store, checkpoint sync) for every
+            experiment, in place of those stored with each.
     """
 
     def __init__(
@@ -263,6 +267,7 @@ class Worker:
         sweep_orphans: bool = True,
         progress_interval: float = 1.0,
         limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
+        data: DataSettings | None = None,
     ) -> None:
         check_worker_settings(parallelism, heartbeat_interval, poll_interval)
         self.store = store
@@ -306,6 +311,9 @@ class Worker:
         self._fault_lock = threading.Lock()
         # Slots whose thread died of an exception, for run() to start again.
         self._crashed: queue.Queue[int] = queue.Queue()
+        self._data = data
+        # Trials' checkpoint folders: restored before, synced while and after they run.
+        self._checkpoints = CheckpointSync(self._data_settings)
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -351,6 +359,7 @@ class Worker:
             self._reports.put(None)
             reporter.join()
             beat.join(timeout=5)
+            self._checkpoints.close()
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
             for runtime in self._runtimes.values():
@@ -430,6 +439,10 @@ class Worker:
             exp = self.store.get_experiment(experiment_id)
             self._experiments[experiment_id] = exp
         return exp
+
+    def _data_settings(self, exp: Experiment) -> DataSettings:
+        """The trial-data settings of ``exp`` as this worker sees them."""
+        return self._data if self._data is not None else DataSettings.from_meta(exp.meta)
 
     def _runtime(self, kind: str) -> Runtime:
         with self._lock:
@@ -622,8 +635,28 @@ class Worker:
             folder.mkdir()
             (folder / "out").mkdir()
             trialfs.write_new(folder, "params.json", dumps(trial.params).encode())
+            checkpoint = self._checkpoints.prepare(exp, trial, trial_dir)
         except OSError as exc:  # read-only, full, gone: the host's fault
             raise _folder_fault(self.results_dir, exc) from None
+        try:
+            return self._run_attempt(trial, exp, runtime, slot, resources, gpus, folder, checkpoint)
+        finally:
+            # Before the result is saved: the experiment may end with it, and its
+            # checkpoints be pruned (--keep-checkpoints).
+            self._checkpoints.finish(trial.id)
+
+    def _run_attempt(
+        self,
+        trial: Trial,
+        exp: Experiment,
+        runtime: Runtime,
+        slot: int,
+        resources: Resources,
+        gpus: list[str] | None,
+        folder: Path,
+        checkpoint: Path,
+    ) -> Report:
+        """Start the target in the prepared attempt ``folder`` and follow it."""
         with self._lock:
             self._folders[trial.id] = folder
         with self._progress_lock:
@@ -644,6 +677,7 @@ class Worker:
             gpus=",".join(gpus) if gpus else (self._gpu_slots[slot] if self._gpu_slots else None),
             attempt=trial.attempt,
             resources=resources,
+            checkpoint=checkpoint,
         )
         base: dict[str, Any] = {"folder": str(folder), "worker": self.id}
         try:

@@ -234,7 +234,7 @@ def trials_table(
                 t.number,
                 t.state.value,
                 fmt_loss(t.loss),
-                t.attempt + 1,
+                fmt_attempt(t),
                 fmt_time(t.started_at),
                 trial_duration(t, now),
                 *([job] if any(jobs) else []),
@@ -248,6 +248,12 @@ def trials_table(
     if not any(r[0] for r in body):  # no best trial among these rows: no marker column
         return table(headers[1:], [r[1:] for r in body], right=(0, 1, 3, 4, 6))
     return table(headers, body, right=(1, 2, 4, 5, 7))
+
+
+def fmt_attempt(trial: Trial) -> str:
+    """The last attempt's number, and the step it resumed from (a checkpoint) if any."""
+    step = trial.resumed_from
+    return f"{trial.attempt + 1}" + ("" if step is None else f" (resumed from step {step})")
 
 
 def trial_duration(trial: Trial, now: float) -> str:

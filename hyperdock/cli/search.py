@@ -275,7 +275,7 @@ def run(
     with opened_store(store) as st:
         exp, created = open_settings(st, opts)
         wake = threading.Condition()
-        supervisor = Supervisor(st, exp, poll_interval=1.0, wake=wake)
+        supervisor = Supervisor(st, exp, poll_interval=1.0, wake=wake, results_dir=results)
         click.echo(opened_line(st, supervisor, created), err=True)
         worker = Worker(
             st,

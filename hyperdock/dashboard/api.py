@@ -403,6 +403,8 @@ def trial_detail(
                 for h in trial.history
             ],
             "attempts": trial.attempt + (0 if trial.state is TrialState.QUEUED else 1),
+            # the step the last attempt resumed from (its loss.json's "resumed_from")
+            "resumed_from": trial.resumed_from,
             "heartbeat_at": trial.heartbeat_at,
             "folder": None,
             "folder_here": False,

@@ -33,27 +33,52 @@ Rules:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from hyperdock.checkpoint import CHECKPOINT_ENV, CONTAINER_CHECKPOINT
 from hyperdock.resources import Resources
+
+#: Name of the checkpoint folder: in the trial's folder (beside its attempts' folders)
+#: on the host, and in the attempt's folder where a container mounts it.
+CHECKPOINT_NAME = "checkpoint"
 
 #: Processes a target container may run at once unless told otherwise: enough for any
 #: data loader, few enough that a fork bomb in a target cannot exhaust the host's pids.
 DEFAULT_PIDS_LIMIT = 4096
 
 
-def trial_env(folder: str, trial_id: int) -> dict[str, str]:
+def trial_env(folder: str, trial_id: int, checkpoint: str | None = None) -> dict[str, str]:
     """The variables that tell a target where its files are: the trial folder as the
-    target sees it (``/hyperdock`` in a container) and the files in it."""
-    return {
+    target sees it (``/hyperdock`` in a container), the files in it and, when there is
+    one, the checkpoint folder all attempts of the trial share."""
+    env = {
         "HYPERDOCK_DIR": folder,
         "HYPERDOCK_PARAMS": f"{folder}/params.json",
         "HYPERDOCK_LOSS": f"{folder}/loss.json",
         "HYPERDOCK_PROGRESS": f"{folder}/progress.jsonl",
         "HYPERDOCK_TRIAL_ID": str(trial_id),
     }
+    if checkpoint is not None:
+        env[CHECKPOINT_ENV] = checkpoint
+    return env
+
+
+def container_checkpoint(ctx: RunContext) -> str | None:
+    """Where a container sees the checkpoint folder of ``ctx`` (None: it has none).
+
+    The attempt's folder is mounted at ``/hyperdock`` and the checkpoint folder over
+    ``/hyperdock/checkpoint``: the mount point is made here, by the worker, so that the
+    engine does not create it (as root) in the attempt's folder.
+    """
+    if ctx.checkpoint is None:
+        return None
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(ctx.folder / CHECKPOINT_NAME)
+    return CONTAINER_CHECKPOINT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +99,9 @@ class RunContext:
             ``None`` for none.
         attempt: The attempt's number (0 for the first), for the engine's records.
         resources: What the run may use (the experiment's per-trial resources).
+        checkpoint: Host path of the trial's checkpoint folder, shared by all its
+            attempts (``/hyperdock/checkpoint`` in a container,
+            ``HYPERDOCK_CHECKPOINT_DIR`` for a command); None for none.
     """
 
     trial_id: int
@@ -87,6 +115,7 @@ class RunContext:
     gpus: str | None = None
     attempt: int = 0
     resources: Resources = dataclasses.field(default_factory=Resources)
+    checkpoint: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,7 @@ from hyperdock.runtimes.base import (
     RunContext,
     RunOutcome,
     Runtime,
+    container_checkpoint,
     trial_env,
 )
 
@@ -312,12 +313,20 @@ class DockerRuntime(Runtime):
         trial = str(ctx.trial_id)
         environment = dict(self.env)
         environment.update(ctx.env)
-        environment.update(trial_env(CONTAINER_DIR, ctx.trial_id))
+        checkpoint = container_checkpoint(ctx)
+        environment.update(trial_env(CONTAINER_DIR, ctx.trial_id, checkpoint))
         mounts = [
             docker.types.Mount(
                 CONTAINER_DIR, str(self.volume_map(ctx.folder.absolute())), type="bind"
             )
         ]
+        if checkpoint is not None and ctx.checkpoint is not None:
+            # Over the attempt's folder: the same folder for every attempt of the trial.
+            mounts.append(
+                docker.types.Mount(
+                    checkpoint, str(self.volume_map(ctx.checkpoint.absolute())), type="bind"
+                )
+            )
         if self.data_dir is not None:
             mounts.append(
                 docker.types.Mount(

@@ -37,7 +37,14 @@ from typing import Any
 
 from hyperdock import trialfs
 from hyperdock.errors import ConfigError, HostError, TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime, trial_env
+from hyperdock.runtimes.base import (
+    Execution,
+    RunContext,
+    RunOutcome,
+    Runtime,
+    container_checkpoint,
+    trial_env,
+)
 
 __all__ = ["KubernetesExecution", "KubernetesRuntime"]
 
@@ -496,12 +503,23 @@ class KubernetesRuntime(Runtime):
         assert self.volume is not None
         # The attempt's folder relative to the results folder: <experiment-trial>/<stamp>.
         relative = f"{folder.parent.name}/{folder.name}"
-        env = {**self.env, **ctx.env, **trial_env("/hyperdock", ctx.trial_id)}
+        checkpoint = container_checkpoint(ctx)
+        env = {**self.env, **ctx.env, **trial_env("/hyperdock", ctx.trial_id, checkpoint)}
         volume, sub = self._mount(self.volume, relative, "hyperdock")
         mounts: list[dict[str, Any]] = [{"name": "hyperdock", "mountPath": "/hyperdock"}]
         if sub:
             mounts[0]["subPath"] = sub
         volumes = [volume]
+        if checkpoint is not None and ctx.checkpoint is not None:
+            # The trial's checkpoint folder (beside its attempts' folders) over the
+            # attempt's: the same for every attempt of the trial.
+            shared = f"{ctx.checkpoint.parent.name}/{ctx.checkpoint.name}"
+            ckpt_volume, ckpt_sub = self._mount(self.volume, shared, "checkpoint")
+            if ckpt_sub:
+                mounts.append({"name": "hyperdock", "mountPath": checkpoint, "subPath": ckpt_sub})
+            else:
+                volumes.append(ckpt_volume)
+                mounts.append({"name": "checkpoint", "mountPath": checkpoint})
         if self.data_volume is not None:
             data, _ = self._mount(self.data_volume, "", "data")
             if "hostPath" in data:

@@ -495,7 +495,8 @@ class ProcessRuntime(Runtime):
             )
         folder = ctx.folder
         env = {**os.environ, **self._env, **ctx.env}
-        env.update(trial_env(str(folder), ctx.trial_id))
+        checkpoint = str(ctx.checkpoint) if ctx.checkpoint is not None else None
+        env.update(trial_env(str(folder), ctx.trial_id, checkpoint))
         if self._data_dir:
             env["HYPERDOCK_DATA_DIR"] = self._data_dir
         containment = self._contain().attempt(ctx.trial_id)

@@ -37,7 +37,14 @@ from typing import Any
 
 from hyperdock import trialfs
 from hyperdock.errors import ConfigError, HostError, TargetError
-from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime, trial_env
+from hyperdock.runtimes.base import (
+    Execution,
+    RunContext,
+    RunOutcome,
+    Runtime,
+    container_checkpoint,
+    trial_env,
+)
 
 __all__ = ["LOG_NAME", "NOT_SHARED_EXIT", "SlurmExecution", "SlurmJob", "SlurmRuntime"]
 
@@ -451,7 +458,8 @@ class SlurmRuntime(Runtime):
         if ctx.image:
             lines.append(self._container_line(ctx, folder, env))
         else:
-            env.update(trial_env(str(folder), ctx.trial_id))
+            checkpoint = str(ctx.checkpoint.absolute()) if ctx.checkpoint is not None else None
+            env.update(trial_env(str(folder), ctx.trial_id, checkpoint))
             if self.data_dir:
                 env["HYPERDOCK_DATA_DIR"] = self.data_dir
             lines += [f"export {k}={q(v)}" for k, v in sorted(env.items())]
@@ -460,11 +468,20 @@ class SlurmRuntime(Runtime):
 
     def _container_line(self, ctx: RunContext, folder: Path, env: dict[str, str]) -> str:
         q = shlex.quote
-        inner = {**env, **trial_env("/hyperdock", ctx.trial_id)}
+        checkpoint = container_checkpoint(ctx)
+        inner = {**env, **trial_env("/hyperdock", ctx.trial_id, checkpoint)}
         image = ctx.image or ""
         command = " ".join(q(a) for a in ctx.command or [])
+        # The trial's checkpoint folder over the attempt's: shared by all its attempts.
+        shared = (
+            f"{q(str(ctx.checkpoint.absolute()))}:{checkpoint}"
+            if checkpoint is not None and ctx.checkpoint is not None
+            else None
+        )
         if self.container_engine == "apptainer":
             binds = f"--bind {q(str(folder))}:/hyperdock"
+            if shared:
+                binds += f" --bind {shared}"
             if self.data_dir:
                 binds += f" --bind {q(self.data_dir)}:/data:ro"
             envs = " ".join(f"--env {q(f'{k}={v}')}" for k, v in sorted(inner.items()))
@@ -476,6 +493,7 @@ class SlurmRuntime(Runtime):
             f"--name hyperdock-{ctx.trial_id}-$SLURM_JOB_ID",
             f"--label hyperdock.trial={ctx.trial_id}",
             f"-v {q(str(folder))}:/hyperdock",
+            *([f"-v {shared}"] if shared else []),
             "--security-opt no-new-privileges",
         ]
         if self.data_dir:

@@ -1321,7 +1321,7 @@
         state: t.state + (t.stop_requested && t.state === "running" ? " (stop requested)" : ""),
         loss: t.values && t.values.length > 1 ? t.values.map(fmtNum).join(", ") : fmtNum(t.loss),
         number: t.number,
-        attempts: t.attempts,
+        attempts: String(t.attempts) + (t.resumed_from != null ? " (resumed from step " + t.resumed_from + ")" : ""),
         worker: t.worker || "-",
         created: fmtTime(t.created_at),
         started: fmtTime(t.started_at),
@@ -1341,7 +1341,7 @@
           el("td", { className: "attempt", text: String(typeof h.attempt === "number" ? h.attempt : i + 1) }),
           el("td", { text: h.worker || "-" }), el("td", { text: h.state || "-" }),
           el("td", { text: fmtTime(h.started_at || h.start) }), el("td", { className: "end", text: fmtTime(end) }),
-          el("td", { text: h.message || h.error || "" }),
+          el("td", { text: [h.message || h.error || "", i === t.history.length - 1 && t.resumed_from != null ? "resumed from step " + t.resumed_from : ""].filter(Boolean).join("; ") }),
         ]));
       });
       if (!(t.history || []).length) hist.appendChild(el("tr", null, [el("td", { colspan: 6, className: "muted", text: "no attempt ended yet" })]));
