@@ -603,6 +603,16 @@ class Worker:
         exp = self._experiment(trial.experiment_id)
         runtime = self._runtime(exp.target.kind)
         adopted = runtime.adopt(trial.id, trial.attempt) if trial.attempt else None
+        if (
+            adopted is not None
+            and adopted.job == trial.result.get("launcher")
+            and "exit_code" in trial.result
+        ):
+            # The ended run of the previous attempt, which its worker reported: this is
+            # a retry, not a takeover (Slurm lists ended jobs for a while). Waiting for
+            # it returns at once and lets the runtime forget it.
+            adopted.wait()
+            adopted = None
         if adopted is not None and adopted.folder is not None:
             return self._follow(trial, exp, adopted, adopted.folder)
         resources = Resources.from_meta(exp.meta)

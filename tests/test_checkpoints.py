@@ -144,6 +144,24 @@ def test_a_container_in_a_slurm_job_resumes_from_its_checkpoint(
     _resumed_at_5(proj, "jobbox")
 
 
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_kubernetes_job_resumes_from_its_checkpoint_after_a_crash(
+    proj: Path, k8s_cluster: Any, k8s_busybox_image: str
+) -> None:
+    ns = str(k8s_cluster.new_namespace("hd-ckpt"))
+    (proj / "results").mkdir()
+    out = hd(
+        "run", "space.json", "--image", k8s_busybox_image, "--command",
+        f"sh -c {shlex.quote(SH_RESUMING)}", "--name", "pod", "--retries", "1",
+        "--launcher", "kubernetes", "--namespace", ns,
+        "--k8s-volume", f"hostPath:{proj / 'results'}", "--k8s-pull-policy", "Never", "-q",
+        cwd=proj, env={"KUBECONFIG": k8s_cluster.kubeconfig}, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    _resumed_at_5(proj, "pod")
+
+
 # -- two hosts, one artifact store ----------------------------------------------------------
 class _ClaimsOnce:
     """A store through which a worker claims one trial only (then finds none)."""
@@ -184,6 +202,11 @@ def test_another_worker_restores_the_checkpoint_before_it_starts(proj: Path, sto
     shared = proj / "artifacts"
     data = DataSettings(artifacts=shared.as_uri(), checkpoint_sync=0.2)
     exp = _experiment(store, proj, "two", data)
+    [queued] = store.list_trials(exp.id)
+    # Left by a trial of the same id in another store: not this trial's checkpoint.
+    stale = FileArtifactStore(shared)
+    stale.put_bytes(checkpoint_key("two", queued.id) + "step", b"7")
+    stale.put_bytes(checkpoint_key("two", queued.id) + "old/model", b"stale")
     first = _ClaimsOnce(store)
     _worker(first, proj / "a", exp.id).run()  # attempt 1 crashes at step 5
     [trial] = store.list_trials(exp.id)

@@ -203,7 +203,11 @@ class CheckpointSync:
                 objects[check_key(rel)] = info
         folder = checkpoint_folder(watch.trial_dir)
         local = trialfs.list_files(watch.trial_dir, CHECKPOINT_NAME, MAX_FILES)
-        if objects and (not local or not _ran_here(trial, watch.trial_dir)):
+        # A first attempt restores nothing: what the store holds under its key is
+        # another trial's (an experiment of the same name in another store) and is
+        # replaced by the first sync.
+        retried = trial.attempt > 0 or bool(trial.history)
+        if objects and retried and (not local or not _ran_here(trial, watch.trial_dir)):
             log.info(
                 "trial %d: restoring its checkpoint (%d files) from %s",
                 trial.id,
