@@ -440,6 +440,10 @@ class Worker:
             self._experiments[experiment_id] = exp
         return exp
 
+    def _trial_dir(self, exp: Experiment, trial: Trial) -> Path:
+        """The folder of ``trial``'s attempts (and of its checkpoint folder)."""
+        return self.results_dir / f"{slugify(exp.name)}-{trial.id}"
+
     def _data_settings(self, exp: Experiment) -> DataSettings:
         """The trial-data settings of ``exp`` as this worker sees them."""
         return self._data if self._data is not None else DataSettings.from_meta(exp.meta)
@@ -615,6 +619,21 @@ class Worker:
             adopted = None
         if adopted is not None and adopted.folder is not None:
             return self._follow(trial, exp, adopted, adopted.folder)
+        try:
+            checkpoint = self._checkpoints.prepare(exp, trial, self._trial_dir(exp, trial))
+        except OSError as exc:  # read-only, full, gone: the host's fault
+            raise _folder_fault(self.results_dir, exc) from None
+        try:
+            return self._start_on_gpus(trial, exp, runtime, slot, checkpoint)
+        finally:
+            # Before the result is saved: the experiment may end with it, and its
+            # checkpoints be pruned (--keep-checkpoints).
+            self._checkpoints.finish(trial.id)
+
+    def _start_on_gpus(
+        self, trial: Trial, exp: Experiment, runtime: Runtime, slot: int, checkpoint: Path
+    ) -> Report:
+        """Take the GPUs the trial needs (waiting for them), then start it."""
         resources = Resources.from_meta(exp.meta)
         gpus: list[str] | None = None
         if self._gpu_pool is not None and resources.gpus and runtime.kind in LOCAL_KINDS:
@@ -622,7 +641,7 @@ class Worker:
             if gpus is None:  # the worker is stopping
                 return functools.partial(self._release, trial, "worker stopped")
         try:
-            return self._start(trial, exp, runtime, slot, resources, gpus)
+            return self._start(trial, exp, runtime, slot, resources, gpus, checkpoint)
         finally:
             if gpus:
                 self._gpu_pool.release(gpus)  # type: ignore[union-attr]
@@ -635,38 +654,17 @@ class Worker:
         slot: int,
         resources: Resources,
         gpus: list[str] | None,
+        checkpoint: Path,
     ) -> Report:
         """Prepare a new attempt folder, start the target and follow it."""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%fZ")
-        trial_dir = self.results_dir / f"{slugify(exp.name)}-{trial.id}"
-        folder = trial_dir / stamp
+        folder = self._trial_dir(exp, trial) / stamp
         try:
-            trial_dir.mkdir(exist_ok=True)
             folder.mkdir()
             (folder / "out").mkdir()
             trialfs.write_new(folder, "params.json", dumps(trial.params).encode())
-            checkpoint = self._checkpoints.prepare(exp, trial, trial_dir)
         except OSError as exc:  # read-only, full, gone: the host's fault
             raise _folder_fault(self.results_dir, exc) from None
-        try:
-            return self._run_attempt(trial, exp, runtime, slot, resources, gpus, folder, checkpoint)
-        finally:
-            # Before the result is saved: the experiment may end with it, and its
-            # checkpoints be pruned (--keep-checkpoints).
-            self._checkpoints.finish(trial.id)
-
-    def _run_attempt(
-        self,
-        trial: Trial,
-        exp: Experiment,
-        runtime: Runtime,
-        slot: int,
-        resources: Resources,
-        gpus: list[str] | None,
-        folder: Path,
-        checkpoint: Path,
-    ) -> Report:
-        """Start the target in the prepared attempt ``folder`` and follow it."""
         with self._lock:
             self._folders[trial.id] = folder
         with self._progress_lock:

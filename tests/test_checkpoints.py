@@ -22,6 +22,7 @@ from hyperdock.artifacts import checkpoint_key
 from hyperdock.artifacts.file import FileArtifactStore
 from hyperdock.artifacts.settings import DataSettings
 from hyperdock.config import space_from_v04
+from hyperdock.dashboard.api import trial_detail
 from hyperdock.storage import Store, open_store
 from hyperdock.supervisor import open_experiment
 from hyperdock.trial import Target, Trial, TrialState
@@ -216,6 +217,7 @@ def test_another_worker_restores_the_checkpoint_before_it_starts(proj: Path, sto
     done = store.get_trial(trial.id)
     assert done.state is TrialState.COMPLETED, done.error
     assert done.resumed_from == 5 and done.folder and done.folder.startswith(str(proj / "b"))
+    assert trial_detail(store, trial.id)["resumed_from"] == 5  # the dashboard's trial page
     assert _stored(shared, "two", trial.id) == {"step": b"10"}
 
 

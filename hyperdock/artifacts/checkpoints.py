@@ -340,7 +340,7 @@ def _make_folder(folder: Path) -> None:
     try:
         mode = os.lstat(folder).st_mode
     except FileNotFoundError:
-        folder.mkdir()
+        folder.mkdir(parents=True)  # the trial's folder too, on its first attempt
         return
     if not stat.S_ISDIR(mode):
         folder.unlink()
