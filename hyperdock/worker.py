@@ -50,6 +50,7 @@ from hyperdock.errors import (
     TargetError,
 )
 from hyperdock.jsonutil import dumps
+from hyperdock.logship import LogShipper
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.resources import GpuPool, Resources
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
@@ -301,6 +302,7 @@ class Worker:
         self._progress_lock = threading.Lock()
         self._progress_thread: threading.Thread | None = None
         self._limits = limits
+        self._logship = LogShipper(store, head=limits.log_head_bytes, tail=limits.log_tail_bytes)
         # What is wrong with this host now (see _host_fault), and how to tell it is over.
         self._fault: tuple[str, Callable[[], None]] | None = None
         self._fault_lock = threading.Lock()
@@ -351,6 +353,7 @@ class Worker:
             self._reports.put(None)
             reporter.join()
             beat.join(timeout=5)
+            self._logship.close()
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
             for runtime in self._runtimes.values():
@@ -679,10 +682,13 @@ class Worker:
             )
         if pending_stop:
             execution.stop(self._stop_grace)
+        self._logship.start(trial.id, trial.attempt, folder)
         try:
             outcome = execution.wait()
         except HostError as exc:  # e.g. the engine went away while the target ran
             return self._host_report(trial, exc, base)
+        finally:
+            self._logship.end(trial.id, trial.attempt)  # the whole log before the result
         return functools.partial(self._report, trial, exp, folder, outcome, base)
 
     def _report(

@@ -73,8 +73,14 @@ class StoredLogReader:
         #: Bytes of the log passed on (or skipped) so far.
         self.pos = pos
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._head: int | None = None
+        #: Bytes the store keeps from the log's start (for the cut marker).
+        self.head = 0
         self._line_ended = True
+
+    def learn(self, log: StoredLog) -> None:
+        """Learn how much of the log's start the store keeps from a read holding it."""
+        if log.chunks and log.chunks[0].offset == 0:
+            self.head = _first_gap(log.chunks)
 
     def feed(self, log: StoredLog, write: Callable[[str], None], *, final: bool = False) -> bool:
         """Write what ``log`` holds past :attr:`pos`; return whether there was anything.
@@ -85,9 +91,8 @@ class StoredLogReader:
             final: The log is complete: flush a partial UTF-8 sequence at its end.
         """
         wrote = False
+        self.learn(log)
         for chunk in log.chunks:
-            if self._head is None or chunk.offset == 0:
-                self._head = _first_gap(log.chunks)
             if chunk.end <= self.pos:
                 continue
             if chunk.offset > self.pos:
@@ -95,7 +100,7 @@ class StoredLogReader:
                 self._decoder.reset()
                 if not self._line_ended:
                     self._write(write, "\n")
-                marker = cut_marker(chunk.offset - self.pos, self._head, log.size - chunk.offset)
+                marker = cut_marker(chunk.offset - self.pos, self.head, log.size - chunk.offset)
                 self._write(write, marker + "\n")
                 self.pos = chunk.offset
             piece = chunk.data[self.pos - chunk.offset :]
