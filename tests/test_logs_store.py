@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clihelp import PY, hd, spawn, write
 
 from hyperdock.dashboard.api import trial_detail
-from hyperdock.logship import CHUNK
-from hyperdock.storage import open_store
+from hyperdock.errors import StoreConnectionError
+from hyperdock.logship import CHUNK, LogShipper
+from hyperdock.storage import Store, open_store
+from hyperdock.testing.conformance import make_experiment
 from hyperdock.trial import TrialState
 from hyperdock.trialfs import DEFAULT_LIMITS
 
@@ -206,3 +210,45 @@ def test_a_slurm_trials_log_comes_from_the_store(
     _run(a, url, "--command", f"{PY} {a / 't.py'}", "--launcher", "slurm")
     shutil.rmtree(a / "results")
     assert _read_elsewhere(b, url, "exp") == "".join(f"line {i}\n" for i in range(5))
+
+
+class _FlakyStore:
+    """Wraps a store; while ``down`` is set every call raises StoreConnectionError."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.down = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down.is_set():
+                raise StoreConnectionError("connection refused (test outage)")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_store_outage_delays_the_log_not_the_trial(tmp_path: Path) -> None:
+    inner = open_store(f"sqlite:///{tmp_path}/hd.db")
+    exp = make_experiment(inner)
+    (trial,) = inner.add_trials(exp.id, [{"n": 0}])
+    store: Any = _FlakyStore(inner)
+    folder = tmp_path / "attempt"
+    folder.mkdir()
+    (folder / "log.txt").write_bytes(b"before\n")
+    shipper = LogShipper(store, head=1024, tail=1024, interval=0.1, final_wait=0.5)
+    store.down.set()
+    shipper.start(trial.id, 0, folder)
+    with (folder / "log.txt").open("ab") as fh:
+        fh.write(b"after\n")
+    shipper.end(trial.id, 0)  # gives up waiting: the store is away
+    assert inner.log_attempts(trial.id) == []
+    store.down.clear()  # back: the rest goes out in the background
+    deadline = time.monotonic() + 60
+    while inner.read_log(trial.id).text() != "before\nafter\n":
+        assert time.monotonic() < deadline, inner.read_log(trial.id)
+        time.sleep(0.1)
+    shipper.close()
+    inner.close()
