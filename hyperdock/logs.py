@@ -279,8 +279,7 @@ def follow(
         trial = get_trial(store, trial_id)
         path = log_file(store, trial, results) if trial.state is not TrialState.QUEUED else None
         attempt: int | None = None
-        store_tail = isinstance(tail, StoreTail)
-        if trial.state is not TrialState.QUEUED and (path is None or store_tail):
+        if trial.state is not TrialState.QUEUED and (path is None or isinstance(tail, StoreTail)):
             # Not on this host: the store's copy of the newest attempt's log.
             attempts = store.log_attempts(trial.id)
             attempt = attempts[-1] if attempts else None
