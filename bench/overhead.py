@@ -20,8 +20,14 @@ Part 3 — ask/tell cycle time, no target at all (``--asktell-only`` runs just t
     * hyperdock: ``Experiment.ask()`` / ``tell()`` with the random sampler on a durable
                  SQLite file (each claim and finish committed).
 
+Part 4 — log streaming (``--logs-only`` runs just this): one trial whose target prints
+50 MB/s for 10 s, run by ``hyperdock worker`` (SQLite file store); reported: the worker
+process's CPU while the trial runs (% of one core, from /proc, the target's own CPU not
+included) against the same worker running a silent target as long, and the bytes the
+store holds of that attempt's log.
+
 Usage: ``python bench/overhead.py [--trials 300] [--docker-trials 50] [--no-docker]
-[--asktell-only]``.
+[--asktell-only] [--logs-only] [--log-seconds 10]``.
 Prints a table with ratios and writes ``bench/out/overhead.json``.
 """
 
@@ -193,6 +199,87 @@ def docker_bare(n: int, work: Path) -> float:
     return time.perf_counter() - start
 
 
+#: A target printing ``rate`` MB/s for ``seconds`` s (argv), in 512 KB writes.
+PRINTER = """
+import json, os, sys, time
+rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+block = (b"x" * 1023 + b"\\n") * 512
+out = sys.stdout.buffer
+start = time.monotonic()
+sent = 0
+while time.monotonic() - start < seconds:
+    if sent < rate * 1024 * 1024 * (time.monotonic() - start):
+        out.write(block)
+        sent += len(block)
+    else:
+        time.sleep(0.005)
+out.flush()
+json.dump({"loss": 0.5}, open(os.environ["HYPERDOCK_LOSS"], "w"))
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (its own, not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_cpu(work: Path, rate: float, seconds: float) -> tuple[float, int, int]:
+    """Run one trial printing ``rate`` MB/s for ``seconds`` s through ``hyperdock
+    worker``; return the worker's CPU (% of one core) while it ran, the log's size and
+    the bytes the store holds of it."""
+    sys.path.insert(0, str(HERE.parent))
+    from hyperdock.storage import open_store
+    from hyperdock.trial import Target, TrialState
+
+    (work / "printer.py").write_text(PRINTER)
+    url = f"sqlite:///{work}/hd.db"
+    with open_store(url) as st:
+        target = Target(command=(sys.executable, str(work / "printer.py"), str(rate), str(seconds)))
+        exp = st.create_experiment(
+            "logs", space={}, target=target, sampler="random", seed=0, max_trials=1
+        )
+        (trial,) = st.add_trials(exp.id, [{}])
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hyperdock", "worker", "--store", url, "--burst",
+             "--results", str(work / "results")],
+            cwd=work,
+        )  # fmt: skip
+        while st.get_trial(trial.id).state is TrialState.QUEUED:
+            time.sleep(0.02)
+        cpu0, t0 = _cpu_seconds(worker.pid), time.monotonic()
+        while not st.get_trial(trial.id).state.finished:
+            time.sleep(0.05)
+            if worker.poll() is None:
+                cpu1, t1 = _cpu_seconds(worker.pid), time.monotonic()
+        worker.wait(timeout=60)
+        stored = st.read_log(trial.id)
+    return 100 * (cpu1 - cpu0) / (t1 - t0), stored.size, stored.stored
+
+
+def log_streaming(seconds: float, results: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "quiet").mkdir()
+        (Path(tmp) / "loud").mkdir()
+        quiet, _, _ = worker_cpu(Path(tmp) / "quiet", 0.0, seconds)
+        loud, size, stored = worker_cpu(Path(tmp) / "loud", 50.0, seconds)
+    print(f"Log streaming, a target printing 50 MB/s for {seconds:.0f} s (SQLite file store):")
+    print(f"  worker CPU, silent target:       {quiet:5.1f} % of one core")
+    print(f"  worker CPU, 50 MB/s target:      {loud:5.1f} % of one core (goal <= 10)")
+    print(
+        f"  log {size / 2**20:.1f} MB; the store holds {stored / 2**20:.3f} MB of it "
+        "(first 64 KB + last 1 MB + at most one 64 KB chunk; the goal of 1 MB is below the "
+        "default bounds)"
+    )
+    results["log_streaming"] = {
+        "seconds": seconds,
+        "worker_cpu_percent_silent": round(quiet, 2),
+        "worker_cpu_percent_50mb_s": round(loud, 2),
+        "log_bytes": size,
+        "stored_bytes": stored,
+    }
+
+
 def row(name: str, total: float, n: int, ref: float | None, ref_name: str) -> dict[str, object]:
     per = total / n * 1000
     ratio = None if ref is None else total / ref
@@ -209,11 +296,16 @@ def main() -> None:
     parser.add_argument("--docker-trials", type=int, default=50)
     parser.add_argument("--no-docker", action="store_true")
     parser.add_argument("--asktell-only", action="store_true", help="Only part 3.")
+    parser.add_argument("--logs-only", action="store_true", help="Only part 4.")
+    parser.add_argument("--log-seconds", type=float, default=10.0)
     args = parser.parse_args()
     results: dict[str, object] = {"cores": os.cpu_count()}
     n = args.trials
     if args.asktell_only:
         asktell(n, results)
+        return
+    if args.logs_only:
+        log_streaming(args.log_seconds, results)
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -265,6 +357,7 @@ def main() -> None:
         print(f"  hyperdock / docker run = {dhd / dbare:.3f} (goal <= 1.10)")
         results["hyperdock_vs_docker_run"] = dhd / dbare
     asktell(n, results)
+    log_streaming(args.log_seconds, results)
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "overhead.json").write_text(json.dumps(results, indent=2))

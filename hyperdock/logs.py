@@ -1,10 +1,13 @@
-"""Trial logs on this host: which file holds a trial's output, and reading it, whole, its
-last lines, or as it grows (``hyperdock logs``, ``hyperdock logs --follow``).
+"""Trial logs: which file holds a trial's output, and reading it, whole, its last lines,
+or as it grows (``hyperdock logs``, ``hyperdock logs --follow``).
 
-Logs live in the trial folders a worker writes under its results folder, so only a
-process on the worker's host (or sharing its results folder) finds them. The target
-owns its folder: every read goes through :mod:`hyperdock.trialfs` (no symlink followed,
-regular files only).
+Logs live in the trial folders a worker writes under its results folder, in full; only
+a process on the worker's host (or sharing its results folder) finds them. Workers
+also send each attempt's log to the store as it is written (:mod:`hyperdock.logship`),
+bounded to its start and its end: where the trial folder is not on this host, the
+store's copy is read instead, with a marker where bytes were cut. The target owns its
+folder: every read goes through :mod:`hyperdock.trialfs` (no symlink followed, regular
+files only).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from pathlib import Path
 from hyperdock import trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound
 from hyperdock.storage import Store
+from hyperdock.storage.logchunks import StoredLog, StoredLogReader
 from hyperdock.trial import Experiment, Trial, TrialState
 
 __all__ = [
     "LOG_NAMES",
     "LogTail",
+    "StoreTail",
     "attempt_folders",
     "follow",
     "get_trial",
@@ -31,6 +36,7 @@ __all__ = [
     "missing_log",
     "no_output_yet",
     "read_log",
+    "stored_log",
 ]
 
 #: Names of the file holding a trial's output (local command, Docker).
@@ -190,6 +196,59 @@ class LogTail:
                 return printed
 
 
+def stored_log(store: Store, trial: Trial) -> StoredLog | None:
+    """The store's copy of the log of the trial's latest attempt that has one, or None."""
+    if trial.state is TrialState.QUEUED and not trial.history:
+        return None
+    stored = store.read_log(trial.id)
+    return stored if stored.attempt >= 0 else None
+
+
+class StoreTail:
+    """Passes on what is added to the store's copy of an attempt's log (as
+    :class:`LogTail` does for a file), with a marker where bytes were cut."""
+
+    def __init__(
+        self,
+        store: Store,
+        trial_id: int,
+        attempt: int,
+        lines: int | None,
+        write: Callable[[str], None],
+    ) -> None:
+        """Start the tail: write the stored log so far (its last ``lines`` lines).
+
+        Args:
+            store: The store.
+            trial_id: The trial.
+            attempt: The attempt (0-based).
+            lines: Only the last N lines of what is there now; None: all of it.
+            write: Called with each piece of decoded text.
+        """
+        self.key = ("store", attempt)
+        self.attempt = attempt
+        self._store = store
+        self._write = write
+        stored = store.read_log(trial_id, attempt)
+        self._reader = StoredLogReader(trial_id, attempt)
+        if lines is None:
+            self._reader.feed(stored, write)
+        else:
+            text = last_lines(stored.text(), lines)
+            if text:
+                write(text)
+            self._reader = StoredLogReader(trial_id, attempt, stored.size)
+            self._reader.learn(stored)
+        #: Whether the log held anything when the tail started.
+        self.printed = stored.size > 0
+
+    def pump(self, final: bool = False) -> bool:
+        """Write what the store gained since the last call; return whether it had any."""
+        reader = self._reader
+        stored = self._store.read_log(reader.trial_id, self.attempt, start=reader.pos)
+        return reader.feed(stored, self._write, final=final)
+
+
 def follow(
     store: Store,
     trial_id: int,
@@ -210,20 +269,33 @@ def follow(
         note: Called with a line about the log (a new attempt, no output yet).
 
     Raises:
-        ConfigError: the trial finished without a log here, or its log did not show up
-            here within :data:`FOLLOW_GRACE` seconds of it running.
+        ConfigError: the trial finished without a log here or in the store, or its log
+            did not show up here within :data:`FOLLOW_GRACE` seconds of it running.
         TrialFileError: the log was replaced by a symlink or a special file.
     """
-    tail: LogTail | None = None
+    tail: LogTail | StoreTail | None = None
     waiting_since: float | None = None
     while True:
         trial = get_trial(store, trial_id)
         path = log_file(store, trial, results) if trial.state is not TrialState.QUEUED else None
-        if path is not None and (tail is None or tail.path != path):
+        attempt: int | None = None
+        if trial.state is not TrialState.QUEUED and (path is None or isinstance(tail, StoreTail)):
+            # Not on this host: the store's copy of the newest attempt's log.
+            attempts = store.log_attempts(trial.id)
+            attempt = attempts[-1] if attempts else None
+        if isinstance(tail, StoreTail) and path is not None and trial.attempt <= tail.attempt:
+            path = None  # the attempt followed in the store, its folder seen here at its end
+        key: object = path if path is not None else ("store", attempt)
+        if (path is not None or attempt is not None) and (tail is None or _key(tail) != key):
             if tail is not None:
                 tail.pump(final=True)
-                note(f"--- attempt {trial.attempt + 1}: {path.parent.name} ---")
-            tail = LogTail(path, lines, write)
+                where = path.parent.name if path is not None else "from the store"
+                number = attempt if attempt is not None else trial.attempt
+                note(f"--- attempt {number + 1}: {where} ---")
+            if path is not None:
+                tail = LogTail(path, lines, write)
+            else:
+                tail = StoreTail(store, trial.id, attempt or 0, lines, write)
             if not tail.printed and trial.state is TrialState.RUNNING:
                 note(no_output_yet(trial))
         elif tail is not None:
@@ -243,6 +315,11 @@ def follow(
         time.sleep(FOLLOW_POLL)
 
 
+def _key(tail: LogTail | StoreTail) -> object:
+    """What a tail reads: a file's path, or ``("store", attempt)``."""
+    return tail.path if isinstance(tail, LogTail) else tail.key
+
+
 def no_output_yet(trial: Trial) -> str:
     """What to say when a running trial's log is still empty."""
     return f"trial {trial.id} is running: no output yet"
@@ -256,5 +333,6 @@ def missing_log(trial: Trial, results: str) -> ConfigError:
     on = f" (worker {trial.worker_id})" if trial.worker_id else ""
     return ConfigError(
         f"the log of trial {trial.id} ({trial.state.value}{on}) is not on this host: "
-        f"nothing in {where}; give --results DIR, or run this where the trial ran"
+        f"nothing in {where}, and the store holds no copy (its worker sent none); "
+        "give --results DIR, or run this where the trial ran"
     )

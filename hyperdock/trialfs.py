@@ -60,12 +60,17 @@ class Limits:
             lines are skipped).
         progress_read_bytes: Bytes of ``progress.jsonl`` read in one go.
         graphs_bytes: Size of ``graphs.json`` at most.
+        log_head_bytes: Bytes of an attempt's log the store keeps from its start.
+        log_tail_bytes: Bytes of an attempt's log the store keeps to its end (the
+            worker reads no more of a fast-growing log than that per second).
     """
 
     loss_bytes: int = 1 * _MB
     progress_line_bytes: int = 64 * 1024
     progress_read_bytes: int = 1 * _MB
     graphs_bytes: int = 10 * _MB
+    log_head_bytes: int = 64 * 1024
+    log_tail_bytes: int = 1 * _MB
 
     @classmethod
     def parse(cls, spec: str | None) -> Limits:
@@ -98,6 +103,8 @@ _LIMIT_NAMES = {
     "progress-line": "progress_line_bytes",
     "progress-read": "progress_read_bytes",
     "graphs": "graphs_bytes",
+    "log-head": "log_head_bytes",
+    "log-tail": "log_tail_bytes",
 }
 _UNITS = {
     "": 1,

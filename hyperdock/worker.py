@@ -52,6 +52,7 @@ from hyperdock.errors import (
     TargetError,
 )
 from hyperdock.jsonutil import dumps
+from hyperdock.logship import LogShipper
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.resources import GpuPool, Resources
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
@@ -306,6 +307,7 @@ class Worker:
         self._progress_lock = threading.Lock()
         self._progress_thread: threading.Thread | None = None
         self._limits = limits
+        self._logship = LogShipper(store, head=limits.log_head_bytes, tail=limits.log_tail_bytes)
         # What is wrong with this host now (see _host_fault), and how to tell it is over.
         self._fault: tuple[str, Callable[[], None]] | None = None
         self._fault_lock = threading.Lock()
@@ -360,6 +362,7 @@ class Worker:
             reporter.join()
             beat.join(timeout=5)
             self._checkpoints.close()
+            self._logship.close()
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
             for runtime in self._runtimes.values():
@@ -721,10 +724,13 @@ class Worker:
             )
         if pending_stop:
             execution.stop(self._stop_grace)
+        self._logship.start(trial.id, trial.attempt, folder)
         try:
             outcome = execution.wait()
         except HostError as exc:  # e.g. the engine went away while the target ran
             return self._host_report(trial, exc, base)
+        finally:
+            self._logship.end(trial.id, trial.attempt)  # the whole log before the result
         return functools.partial(self._report, trial, exp, folder, outcome, base)
 
     def _report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -100,9 +101,13 @@ def test_logs_not_on_this_host(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     shutil.rmtree(tmp_path / "results")  # as seen from another host
     [trial] = trial_ids(tmp_path, "g")
+    assert hd("logs", str(trial), cwd=tmp_path).stdout.startswith("training with")  # stored
+    with sqlite3.connect(tmp_path / "hyperdock.db") as db:  # as a worker sending none left it
+        db.execute("DELETE FROM hd_logs")
+    db.close()
     out = hd("logs", str(trial), cwd=tmp_path)
     assert out.returncode == 2
-    assert "not on this host" in out.stderr
+    assert "not on this host" in out.stderr and "the store holds no copy" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
 

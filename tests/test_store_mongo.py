@@ -22,7 +22,7 @@ import mongomock
 import pytest
 
 from hyperdock.errors import ConfigError, ExperimentNotFound, StoreConnectionError, StoreError
-from hyperdock.storage import Store, open_store
+from hyperdock.storage import SCHEMA_VERSION, Store, open_store
 from hyperdock.storage.mongo import MongoStore, parse_url
 from hyperdock.testing.conformance import StoreConformance, make_experiment
 from hyperdock.trial import TrialState
@@ -320,7 +320,7 @@ def test_a_schema_4_database_gets_queue_ranks() -> None:
     )
     client["hd"]["jobs.meta"].update_one({"_id": "schema_version"}, {"$set": {"value": 4}})
     with MongoStore(client=client, database="hd") as again:
-        assert again.schema_version() == 5
+        assert again.schema_version() == SCHEMA_VERSION
         assert "queue_rank" in dict(trials.index_information()["hd_queue"]["key"])
         assert trials.count_documents({"queue_rank": 0}) == 2
         (front,) = again.add_trials(exp.id, [{"n": 2}], front=True)
@@ -359,3 +359,17 @@ def test_leases_use_the_server_clock(mock_store: MongoStore) -> None:
     assert trial is not None and trial.heartbeat_at is not None
     assert abs(trial.heartbeat_at - (time.time() + 1000)) < 1
     assert mock_store.reap() == []  # measured with the same (server) clock
+
+
+def test_a_schema_5_database_gets_logs() -> None:
+    client = mongomock.MongoClient()
+    with MongoStore(client=client, database="hd") as first:
+        exp = make_experiment(first)
+        (trial,) = first.add_trials(exp.id, [{"n": 0}])
+    client["hd"]["jobs.logs"].drop()
+    client["hd"]["jobs.meta"].update_one({"_id": "schema_version"}, {"$set": {"value": 5}})
+    with MongoStore(client=client, database="hd") as again:
+        assert again.schema_version() == SCHEMA_VERSION == 6
+        assert "hd_logs" in client["hd"]["jobs.logs"].index_information()
+        again.add_log(trial.id, 0, 0, b"hi\n", head=10, tail=10)
+        assert again.read_log(trial.id).text() == "hi\n"

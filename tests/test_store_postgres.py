@@ -317,7 +317,7 @@ def test_a_schema_4_database_gets_queue_ranks(postgres_url: Callable[[], str]) -
         )
         conn.execute("UPDATE hd_meta SET value = '4' WHERE key = 'schema_version'")
     with open_store(url) as st:
-        assert st.schema_version() == SCHEMA_VERSION == 5
+        assert st.schema_version() == SCHEMA_VERSION
         (front,) = st.add_trials(exp.id, [{"n": 2}], front=True)
         order = [st.claim("w") for _ in range(3)]
         assert [t.id for t in order if t] == [front.id, old[0].id, old[1].id]
@@ -345,3 +345,20 @@ def test_a_claim_takes_one_trial_whatever_plan_the_server_picks(
             assert claimed is not None and claimed.id == trial.id
             states = [t.state for t in st.list_trials(exp.id)]
             assert states.count(TrialState.RUNNING) == i + 1, states
+
+
+def test_a_schema_5_database_gets_logs(postgres_url: Callable[[], str]) -> None:
+    import psycopg
+
+    url = postgres_url()
+    with open_store(url) as st:
+        exp = make_experiment(st)
+        (trial,) = st.add_trials(exp.id, [{"n": 0}])
+    # As a Hyperdock of schema 5 left it: no log table.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE hd_logs")
+        conn.execute("UPDATE hd_meta SET value = '5' WHERE key = 'schema_version'")
+    with open_store(url) as st:
+        assert st.schema_version() == SCHEMA_VERSION == 6
+        st.add_log(trial.id, 0, 0, b"hi\n", head=10, tail=10)
+        assert st.read_log(trial.id).text() == "hi\n"

@@ -120,7 +120,24 @@ def test_a_schema_4_database_gets_queue_ranks(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with open_store(f"sqlite:///{path}") as st:
-        assert st.schema_version() == SCHEMA_VERSION == 5
+        assert st.schema_version() == SCHEMA_VERSION
         (front,) = st.add_trials(exp.id, [{"n": 2}], front=True)
         order = [st.claim("w") for _ in range(3)]
         assert [t.id for t in order if t] == [front.id, old[0].id, old[1].id]
+
+
+def test_a_schema_5_database_gets_logs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with open_store(f"sqlite:///{path}") as st:
+        exp = make_experiment(st)
+        (trial,) = st.add_trials(exp.id, [{"n": 0}])
+    # As a Hyperdock of schema 5 left it: no log table.
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE hd_logs")
+    conn.execute("UPDATE hd_meta SET value = '5' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as st:
+        assert st.schema_version() == SCHEMA_VERSION == 6
+        st.add_log(trial.id, 0, 0, b"hi\n", head=10, tail=10)
+        assert st.read_log(trial.id).text() == "hi\n"

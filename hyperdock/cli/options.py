@@ -184,7 +184,8 @@ file_limits_option = click.option(
     default=None,
     metavar="NAME=SIZE,…",
     help="Largest loss.json, progress.jsonl line and graphs.json read from a trial "
-    "folder: loss=1MB,progress-line=64KB,graphs=10MB are the defaults "
+    "folder, and the start and end of each log kept in the store: loss=1MB,"
+    "progress-line=64KB,graphs=10MB,log-head=64KB,log-tail=1MB are the defaults "
     "[env HYPERDOCK_FILE_LIMITS].",
 )
 

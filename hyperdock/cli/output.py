@@ -339,12 +339,15 @@ def workers_table(found: Sequence[Worker], now: float) -> str:
     )
 
 
-def log_json(trial: Trial, path: Path, text: str) -> dict[str, Any]:
-    """A trial's log as ``logs --json`` prints it (``attempt`` 1-based)."""
+def log_json(
+    trial: Trial, path: Path | None, text: str, attempt: int | None = None
+) -> dict[str, Any]:
+    """A trial's log as ``logs --json`` prints it (``attempt`` 1-based; ``path`` None:
+    the store's copy of ``attempt``'s log)."""
     return {
         "trial": trial.id,
-        "attempt": trial.attempt + 1,
+        "attempt": (trial.attempt if attempt is None else attempt) + 1,
         "state": trial.state.value,
-        "file": str(path),
+        "file": None if path is None else str(path),
         "log": text,
     }

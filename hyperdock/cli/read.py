@@ -216,7 +216,10 @@ def _note(message: str) -> None:
 )
 @click.option("--lines", "-n", type=int, default=None, help="Only the last N lines.")
 @click.option(
-    "--json", "as_json", is_flag=True, help='{"trial", "attempt" (1-based), "state", "file", "log"}'
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='{"trial", "attempt" (1-based), "state", "file" (null: from the store), "log"}',
 )
 def logs(
     ref: str,
@@ -231,8 +234,9 @@ def logs(
 
     Or of a trial of experiment NAME (a unique start of a name, or latest for the
     newest): trial NUMBER (the # column of hyperdock trials), by default the trial that
-    started last. The output of a running trial (local command or Docker container) is
-    there as it is printed; --follow shows it live.
+    started last. The output of a running trial is there as it is printed; --follow
+    shows it live. Where the trial folder is not on this host, the store's copy is
+    printed (its first and last part, with a marker where bytes were cut).
     """
     if follow and as_json:
         raise ConfigError("--follow and --json do not go together")
@@ -243,8 +247,18 @@ def logs(
                 logfiles.follow(st, trial.id, results, lines, write=_write_out, note=_note)
             return
         path = logfiles.log_file(st, trial, results)
-        if path is None:
-            raise logfiles.missing_log(trial, results)
+        if path is None:  # not on this host: the store's copy
+            stored = logfiles.stored_log(st, trial)
+            if stored is None:
+                raise logfiles.missing_log(trial, results)
+            text = logfiles.last_lines(stored.text(), lines)
+            if as_json:
+                click.echo(json.dumps(log_json(trial, None, text, stored.attempt), indent=2))
+            elif text:
+                _write_out(text)
+            elif trial.state is TrialState.RUNNING:
+                _note(logfiles.no_output_yet(trial))
+            return
         if not as_json:
             if (
                 not logfiles.LogTail(path, lines, _write_out).printed

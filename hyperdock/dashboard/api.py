@@ -425,7 +425,25 @@ def trial_detail(
         if path.is_dir():
             out["folder_here"] = True
             out.update(_folder_files(path, limits))
+    if out["log_file"] is None and out["log"] is None:
+        out.update(_stored_log(store, trial))
     return out
+
+
+def _stored_log(store: Store, trial: Trial) -> dict[str, Any]:
+    """The end of the store's copy of the trial's log (its folder is not on this host):
+    the last :data:`LOG_TAIL_BYTES`, read as a range of the stored chunks."""
+    if trial.state is TrialState.QUEUED and not trial.history:
+        return {}
+    stored = store.read_log(trial.id, start=-LOG_TAIL_BYTES)
+    if stored.attempt < 0:
+        return {}
+    start = max(stored.size - LOG_TAIL_BYTES, 0)
+    return {
+        "log": stored.text(start),
+        "log_file": f"the store's copy of attempt {stored.attempt + 1}",
+        "log_size": stored.size,
+    }
 
 
 class TrialFile:

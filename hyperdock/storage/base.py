@@ -66,12 +66,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hyperdock.errors import ConfigError, ExperimentNotFound
+from hyperdock.storage.logchunks import StoredLog
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 #: Bumped whenever the stored layout changes; recorded in every store.
 #: 4: SQLite leases on the machine's monotonic clock (``lease_mono``, ``heartbeat_mono``).
 #: 5: a trial's place in its experiment's queue (``queue_rank``: front batches).
-SCHEMA_VERSION = 5
+#: 6: attempts' logs (:meth:`Store.add_log`).
+SCHEMA_VERSION = 6
 
 
 class Store(abc.ABC):
@@ -339,6 +341,43 @@ class Store(abc.ABC):
         self, experiment_id: int, *, trial_ids: Iterable[int] | None = None
     ) -> dict[int, list[tuple[int, float]]]:
         """Intermediate values per trial id (only trials that have some), by step."""
+
+    # -- logs -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_log(
+        self, trial_id: int, attempt: int, offset: int, data: bytes, *, head: int, tail: int
+    ) -> None:
+        """Record ``data`` as bytes ``offset`` on of the log of a trial's attempt, then
+        drop the stored chunks that start at or after byte ``head`` and end at or
+        before the last ``tail`` bytes (the log's size is the largest chunk end; the
+        chunk ending there is never dropped). The stored copy stays within ``head +
+        tail`` bytes and one chunk when the writer sends no chunk across byte ``head``.
+
+        A repeated ``(attempt, offset)`` changes nothing (a call retried after its
+        reply was lost) unless its ``data`` is longer, which replaces the shorter: empty
+        ``data`` at offset 0 records that the attempt has a log, empty so far, and the
+        first output replaces it. A trial that does not exist (deleted) records nothing.
+        """
+
+    @abc.abstractmethod
+    def read_log(self, trial_id: int, attempt: int | None = None, *, start: int = 0) -> StoredLog:
+        """What the store holds of an attempt's log (``attempt`` None: the latest
+        attempt that has one).
+
+        Args:
+            trial_id: The trial.
+            attempt: The attempt (0-based), or None.
+            start: Only the chunks ending after this byte; negative: after that many
+                bytes before the log's end (``-65536``: the last 64 KB).
+
+        Returns:
+            The chunks in offset order and the log's size; no chunks and size 0 when
+            there is no log (``attempt`` -1 when None found none).
+        """
+
+    @abc.abstractmethod
+    def log_attempts(self, trial_id: int) -> list[int]:
+        """The attempts of a trial that have a log in the store, oldest first."""
 
     # -- workers ----------------------------------------------------------------------
     @abc.abstractmethod

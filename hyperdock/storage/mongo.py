@@ -21,6 +21,7 @@ meet in the same collections of the database ``hyperdock``:
     * ``<prefix>.workers``: the worker registry, ``_id`` the worker id.
     * ``<prefix>.counters``: integer id sequences (``$inc``).
     * ``<prefix>.meta``: ``schema_version``.
+    * ``<prefix>.logs``: attempts' log chunks (:mod:`hyperdock.storage.mongo_logs`).
 
 MongoDB has no multi-document transactions on a standalone server, so every change of a
 trial is one atomic single-document update whose filter states what the change relies
@@ -50,13 +51,13 @@ from hyperdock.storage.mongo_base import (
     DEFAULT_TIMEOUT_MS,
     QUEUED,
     RUNNING,
-    MongoBase,
     guarded,
     pack,
     parse_url,
     trial_doc,
     unpack,
 )
+from hyperdock.storage.mongo_logs import MongoLogs
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 __all__ = [
@@ -77,7 +78,7 @@ def _stopped_state(doc: dict[str, Any]) -> TrialState:
     return TrialState.PRUNED if doc.get("prune_requested") else TrialState.CANCELLED
 
 
-class MongoStore(MongoBase):
+class MongoStore(MongoLogs):
     """A store in a MongoDB database (pymongo 4).
 
     Args:
@@ -235,6 +236,7 @@ class MongoStore(MongoBase):
     def delete_experiment(self, experiment_id: int) -> None:
         self._trials.delete_many({"experiment_id": experiment_id})
         self._progress.delete_many({"experiment_id": experiment_id})
+        self._logs.delete_many({"experiment_id": experiment_id})
         self._experiments.delete_one({"_id": experiment_id})
 
     # -- trials -----------------------------------------------------------------------

@@ -302,6 +302,7 @@ class MongoBase(Store):
         self._counters = collection("counters")
         self._meta = collection("meta")
         self._progress = collection("progress")
+        self._logs = collection("logs")
         self._clock_lock = threading.Lock()
         self._clock: tuple[float, float] | None = None  # (server time, monotonic time)
         self._clock_synced = 0.0
@@ -356,6 +357,9 @@ class MongoBase(Store):
         self._progress.create_index(
             [("experiment_id", 1), ("trial_id", 1), ("step", 1)], name="hd_progress"
         )
+        # Schema 6: attempts' logs (a new collection: nothing to migrate).
+        self._logs.create_index([("trial_id", 1), ("attempt", 1), ("pos", 1)], name="hd_logs")
+        self._logs.create_index([("experiment_id", 1)], name="hd_logs_exp")
 
     def _upsert(self, collection: Any, key: str, fields: dict[str, Any]) -> None:
         """Create the document ``key`` with ``fields`` unless it exists."""

@@ -503,6 +503,7 @@ class PostgresStore(SQLStore):
                     "ALTER TABLE hd_trials ADD COLUMN IF NOT EXISTS "
                     "queue_rank INTEGER NOT NULL DEFAULT 0"
                 ],
+                blob_type="BYTEA",
             ),
         ]
 

@@ -24,6 +24,7 @@ from typing import Any
 from hyperdock.errors import ExperimentExists, ExperimentNotFound, StoreError
 from hyperdock.jsonutil import dumps
 from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
+from hyperdock.storage.sql_logs import SQLLogs, logs_table
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 __all__ = ["EXPERIMENT_COLS", "LEASE_OF_ANOTHER_BOOT", "TRIAL_COLS", "SQLStore", "schema"]
@@ -43,11 +44,15 @@ _STATUS_KEY = "hyperdock.status"
 
 
 def schema(
-    id_type: str, float_type: str, ref_type: str = "INTEGER", add_queue_rank: Sequence[str] = ()
+    id_type: str,
+    float_type: str,
+    ref_type: str = "INTEGER",
+    add_queue_rank: Sequence[str] = (),
+    blob_type: str = "BLOB",
 ) -> list[str]:
-    """The tables and indexes, in the dialect's id, float and id-reference types;
-    ``add_queue_rank`` adds schema 5's column to a table made before it (where the
-    dialect can say so in a statement)."""
+    """The tables and indexes, in the dialect's id, float, id-reference and bytes
+    types; ``add_queue_rank`` adds schema 5's column to a table made before it (where
+    the dialect can say so in a statement). Schema 6's log table is new: made here."""
     return [
         "CREATE TABLE IF NOT EXISTS hd_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS hd_experiments (
@@ -89,6 +94,7 @@ def schema(
             id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
             parallelism INTEGER NOT NULL, started_at {float_type} NOT NULL,
             heartbeat_at {float_type} NOT NULL, meta TEXT NOT NULL)""",
+        logs_table(ref_type, blob_type),
     ]
 
 
@@ -106,7 +112,7 @@ def _stopped_state(stop_requested: Any) -> TrialState:
     return TrialState.PRUNED if stop_requested == _STOP_PRUNE else TrialState.CANCELLED
 
 
-class SQLStore(Store):
+class SQLStore(SQLLogs, Store):
     """Shared implementation; subclasses provide connections and dialect bits."""
 
     #: SQL expression for the database's current Unix time.
@@ -353,6 +359,14 @@ class SQLStore(Store):
 
     def delete_experiment(self, experiment_id: int) -> None:
         with self._tx() as cur:
+            # Explicitly: an in-memory SQLite store does not enforce the cascade.
+            cur.execute(
+                self._q(
+                    "DELETE FROM hd_logs WHERE trial_id IN "
+                    "(SELECT id FROM hd_trials WHERE experiment_id = ?)"
+                ),
+                (experiment_id,),
+            )
             cur.execute(self._q("DELETE FROM hd_trials WHERE experiment_id = ?"), (experiment_id,))
             cur.execute(self._q("DELETE FROM hd_experiments WHERE id = ?"), (experiment_id,))
 

@@ -614,3 +614,54 @@ class StoreConformance:
         assert [w.status for w in store.list_workers()] == [None, None]
         store.set_worker_status("nobody", "x")  # unknown workers: nothing happens
         assert {w.id for w in store.list_workers()} == {"w1", "w2"}
+
+    # -- logs -------------------------------------------------------------------------
+    def test_logs_are_kept_per_attempt_in_order(self, store: Store) -> None:
+        exp = make_experiment(store)
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        assert store.log_attempts(trial.id) == []
+        assert store.read_log(trial.id).chunks == () and store.read_log(trial.id).size == 0
+        store.add_log(trial.id, 0, 0, b"", head=100, tail=100)  # a log, empty so far
+        assert store.log_attempts(trial.id) == [0]
+        store.add_log(trial.id, 0, 0, b"hello ", head=100, tail=100)  # retried: ignored
+        store.add_log(trial.id, 0, 0, b"hello ", head=100, tail=100)
+        store.add_log(trial.id, 0, 6, b"world\n", head=100, tail=100)
+        store.add_log(trial.id, 1, 0, b"again\n", head=100, tail=100)
+        got = store.read_log(trial.id, 0)
+        assert (got.attempt, got.size, got.text()) == (0, 12, "hello world\n")
+        latest = store.read_log(trial.id)
+        assert (latest.attempt, latest.text()) == (1, "again\n")
+        assert store.log_attempts(trial.id) == [0, 1]
+        assert [c.offset for c in store.read_log(trial.id, 0, start=6).chunks] == [6]
+        assert [c.offset for c in store.read_log(trial.id, 0, start=-3).chunks] == [6]
+        assert store.read_log(trial.id, 5).chunks == ()
+
+    def test_logs_keep_the_head_and_the_tail(self, store: Store) -> None:
+        exp = make_experiment(store)
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        head, tail, chunk = 30, 40, 10
+        for offset in range(0, 200, chunk):
+            data = bytes([65 + offset // chunk]) * chunk
+            store.add_log(trial.id, 0, offset, data, head=head, tail=tail)
+            assert store.read_log(trial.id, 0).stored <= head + tail + chunk
+        log = store.read_log(trial.id, 0)
+        assert log.size == 200
+        assert [c.offset for c in log.chunks] == [0, 10, 20, 160, 170, 180, 190]
+        text = log.text()
+        assert text.startswith("A" * 10 + "B" * 10 + "C" * 10 + "\n[... 130 bytes cut")
+        assert text.endswith("]\n" + "Q" * 10 + "R" * 10 + "S" * 10 + "T" * 10)
+        # A chunk retried after it was dropped is dropped again.
+        store.add_log(trial.id, 0, 100, b"x" * chunk, head=head, tail=tail)
+        assert store.read_log(trial.id, 0).chunks == log.chunks
+
+    def test_logs_go_with_their_experiment(self, store: Store) -> None:
+        exp, other = make_experiment(store), make_experiment(store, "other")
+        (trial,) = store.add_trials(exp.id, [{"n": 0}])
+        (kept,) = store.add_trials(other.id, [{"n": 0}])
+        store.add_log(trial.id, 0, 0, b"gone", head=10, tail=10)
+        store.add_log(kept.id, 0, 0, b"kept", head=10, tail=10)
+        store.delete_experiment(exp.id)
+        assert store.log_attempts(trial.id) == [] and store.read_log(trial.id).size == 0
+        store.add_log(trial.id, 0, 4, b"late", head=10, tail=10)  # no trial: nothing
+        assert store.log_attempts(trial.id) == []
+        assert store.read_log(kept.id).text() == "kept"
