@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from hyperdock import trialfs
+from hyperdock.artifacts.settings import DataSettings
+from hyperdock.artifacts.uploader import Uploader
 from hyperdock.errors import (
     ConfigError,
     ExperimentNotFound,
@@ -241,6 +243,9 @@ class Worker:
             (their intermediate losses go to the store for the pruner).
         limits: How much of the files a target writes is read at most (loss.json,
             progress lines).
+        artifacts: This worker's artifact store URL, instead of the experiments' own
+            (``--artifacts``; the same shared folder may be mounted elsewhere here).
+        artifacts_endpoint: Its S3 endpoint (``--artifacts-endpoint``).
     """
 
     def __init__(
@@ -263,8 +268,12 @@ class Worker:
         sweep_orphans: bool = True,
         progress_interval: float = 1.0,
         limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
+        artifacts: str | None = None,
+        artifacts_endpoint: str | None = None,
     ) -> None:
         check_worker_settings(parallelism, heartbeat_interval, poll_interval)
+        # Checked now: a bad URL or a missing boto3 is refused before any trial runs.
+        self._data = DataSettings(artifacts=artifacts, endpoint=artifacts_endpoint)
         self.store = store
         # Refused now, not in the middle of the run: an unusable folder cannot run anything.
         self.results_dir = check_results_dir(results_dir)
@@ -306,6 +315,10 @@ class Worker:
         self._fault_lock = threading.Lock()
         # Slots whose thread died of an exception, for run() to start again.
         self._crashed: queue.Queue[int] = queue.Queue()
+        #: Uploads ended attempts to the artifact store (see hyperdock.artifacts.uploader).
+        self.uploader = Uploader(self.results_dir)
+        if artifacts is not None:
+            self.uploader.stores.get(artifacts, artifacts_endpoint)
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -330,6 +343,7 @@ class Worker:
             self.store.describe(),
         )
         self.kill_orphans()
+        self.uploader.start()
         beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
         beat.start()
         self._ensure_progress_thread()
@@ -351,6 +365,7 @@ class Worker:
             self._reports.put(None)
             reporter.join()
             beat.join(timeout=5)
+            self.uploader.close()
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
             for runtime in self._runtimes.values():
@@ -471,19 +486,32 @@ class Worker:
             finally:
                 with self._lock:
                     self._running.pop(trial.id, None)
-                    self._stop_reasons.pop(trial.id, None)
-                    self._folders.pop(trial.id, None)
+                    stopped = self._stop_reasons.pop(trial.id, None) == "shutdown"
+                    folder = self._folders.pop(trial.id, None)
                     self._ended.discard(trial.id)
                     late = self._late_stops.pop(trial.id, None)
                 if late is not None:
                     late.cancel()
                 with self._progress_lock:
                     self._progress.pop(trial.id, None)
+            if state is not None and folder is not None and not stopped:
+                self._upload(trial, folder)  # in the background, after the result is saved
             if state is TrialState.QUEUED:  # a retry: an idle slot may take it now
                 with self._wake:
                     self._wake.notify_all()
             if state is not None and self._on_trial_end is not None:
                 self._on_trial_end(trial.id, state)
+
+    def _upload(self, trial: Trial, folder: Path) -> None:
+        """Queue the attempt's files for the artifact store, if there is one."""
+        try:
+            exp = self._experiment(trial.experiment_id)
+            settings = DataSettings.from_meta(exp.meta).with_worker(
+                self._data.artifacts, self._data.endpoint
+            )
+            self.uploader.submit(settings, exp.name, trial.id, trial.attempt, folder)
+        except Exception:  # the trial's result is saved: an upload never fails it
+            log.exception("trial %d: could not queue the upload of its files", trial.id)
 
     # -- faults of this host ----------------------------------------------------------
     def _host_report(self, trial: Trial, fault: HostError, result: dict[str, Any] | None) -> Report:
