@@ -219,6 +219,11 @@ def _wrote_loss(folder: Path, limits: trialfs.Limits) -> bool:
 class Worker:
     """Claims and runs trials until stopped.
 
+    Attributes:
+        upload_drain: Seconds a stopping worker spends on pending uploads to the
+            artifact store; the rest stays in the journal for the next worker on the
+            same results folder.
+
     Args:
         store: Where trials come from.
         results_dir: Host folder for trial folders (``HYPERDOCK_RESULT_DIR``).
@@ -247,6 +252,8 @@ class Worker:
             (``--artifacts``; the same shared folder may be mounted elsewhere here).
         artifacts_endpoint: Its S3 endpoint (``--artifacts-endpoint``).
     """
+
+    upload_drain = 30.0
 
     def __init__(
         self,
@@ -365,7 +372,7 @@ class Worker:
             self._reports.put(None)
             reporter.join()
             beat.join(timeout=5)
-            self.uploader.close()
+            self.uploader.close(self.upload_drain)
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
             for runtime in self._runtimes.values():
