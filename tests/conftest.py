@@ -581,11 +581,12 @@ class S3Server:
         return name
 
     def puts(self, key_part: str) -> int:
-        """PUT requests whose path holds ``key_part`` in the current run's log."""
+        """Successful PUT requests whose path holds ``key_part`` in the current run's
+        log (a PUT refused while the bucket was being created again does not count)."""
         return sum(
             1
             for line in self.log.read_text(errors="replace").splitlines()
-            if '"PUT ' in line and key_part in line
+            if '"PUT ' in line and key_part in line and '" 200 ' in line
         )
 
 

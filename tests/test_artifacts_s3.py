@@ -45,11 +45,17 @@ def _experiment(tmp_path: Path, url: str) -> tuple[Any, str]:
     return exp, db
 
 
-def test_server_down_then_back_uploads_once(tmp_path: Path, s3_server: Any) -> None:
+def _down(tmp_path: Path, s3_server: Any) -> tuple[str, str, str]:
+    """A bucket, an experiment storing its files there, and the server stopped."""
     bucket = s3_server.new_bucket()
     url = f"s3://{bucket}/p"
     _, db = _experiment(tmp_path, url)
     s3_server.stop()
+    return bucket, url, db
+
+
+def test_server_down_then_back_uploads_once(tmp_path: Path, s3_server: Any) -> None:
+    bucket, url, db = _down(tmp_path, s3_server)
     try:
         with open_store(db) as st:
             worker = Worker(
@@ -91,10 +97,7 @@ def test_server_down_then_back_uploads_once(tmp_path: Path, s3_server: Any) -> N
 
 
 def test_journal_resumed_by_the_next_worker(tmp_path: Path, s3_server: Any) -> None:
-    bucket = s3_server.new_bucket()
-    url = f"s3://{bucket}/p"
-    _, db = _experiment(tmp_path, url)
-    s3_server.stop()
+    bucket, url, db = _down(tmp_path, s3_server)
     try:
         with open_store(db) as st:
             worker = Worker(

@@ -165,6 +165,8 @@ class Uploader:
         limits: How much of an attempt is uploaded.
         min_delay: First wait before retrying a failed upload (seconds).
         max_delay: Longest wait between two tries.
+        threads: Attempts uploaded at once (short trials end faster than one thread
+            uploads their files).
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class Uploader:
         limits: UploadLimits = UploadLimits(),
         min_delay: float = 1.0,
         max_delay: float = 60.0,
+        threads: int = 4,
     ) -> None:
         self.journal_dir = Path(results_dir) / JOURNAL_DIR
         self.stores = stores or StoreCache()
@@ -190,18 +193,21 @@ class Uploader:
         self._jobs: dict[Path, _Job] = {}
         self._closing = False
         self._deadline = float("inf")
-        self._thread: threading.Thread | None = None
+        self._threads_wanted = threads
+        self._threads: list[threading.Thread] = []
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
-        """Start the thread, and take up the pending journals nobody holds."""
-        if self._thread is not None:
+        """Start the threads, and take up the pending journals nobody holds."""
+        if self._threads:
             return
         with contextlib.suppress(OSError):
             for path in sorted(self.journal_dir.glob("*.json")):
                 self._adopt(path)
-        self._thread = threading.Thread(target=self._loop, name="hd-uploader", daemon=True)
-        self._thread.start()
+        for i in range(self._threads_wanted):
+            thread = threading.Thread(target=self._loop, name=f"hd-uploader-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def close(self, drain: float = 30.0) -> None:
         """Stop: finish the pending uploads for at most ``drain`` seconds; those left
@@ -213,8 +219,9 @@ class Uploader:
             self._due = [(0.0, seq, job) for _, seq, job in self._due]
             heapq.heapify(self._due)
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(drain + 5.0)
+        end = time.monotonic() + drain + 5.0
+        for thread in self._threads:
+            thread.join(max(end - time.monotonic(), 0.0))
         with self._cond:
             left = [job for _, _, job in self._due]
             self._due = []
