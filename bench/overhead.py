@@ -26,8 +26,14 @@ process's CPU while the trial runs (% of one core, from /proc, the target's own 
 included) against the same worker running a silent target as long, and the bytes the
 store holds of that attempt's log.
 
+
+Part 5 — artifact store (``--artifacts-only`` runs just this; needs ``moto[server]``
+and boto3): the no-op target with ``--artifacts s3://…`` (a moto server on 127.0.0.1,
+plain boto3 over HTTP) against the same run without, per trial (goal <= 1.3x: uploads
+overlap the next trial).
+
 Usage: ``python bench/overhead.py [--trials 300] [--docker-trials 50] [--no-docker]
-[--asktell-only] [--logs-only] [--log-seconds 10]``.
+[--asktell-only] [--logs-only] [--log-seconds 10] [--artifacts-only]``.
 Prints a table with ratios and writes ``bench/out/overhead.json``.
 """
 
@@ -280,6 +286,60 @@ def log_streaming(seconds: float, results: dict[str, object]) -> None:
     }
 
 
+def artifacts(n: int, results: dict[str, object]) -> None:
+    """Part 5: the same no-op run with and without an S3 artifact store."""
+    import socket
+    import urllib.request
+
+    try:
+        import boto3
+    except ImportError:
+        print("artifacts: skipped (pip install boto3 'moto[server]')")
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    os.environ.update({**env, "AWS_DEFAULT_REGION": "us-east-1"})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "plain").mkdir()
+            (work / "s3").mkdir()
+            target = ("--command", f"sh -c '{NOOP}'")
+            plain = hyperdock_run(n, work / "plain", *target)
+            s3 = hyperdock_run(
+                n, work / "s3", *target, "--artifacts", "s3://bench/runs",
+                "--artifacts-endpoint", endpoint,
+            )  # fmt: skip
+            stored = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(
+                Bucket="bench", Prefix="runs/"
+            )["KeyCount"]
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"No-op local target, {n} trials, artifact store (moto S3 server over HTTP):")
+    results["artifacts"] = [
+        row("hyperdock run --command", plain, n, None, ""),
+        row("  with --artifacts s3://…", s3, n, plain, "without"),
+    ]
+    print(f"  with / without = {s3 / plain:.3f} (goal <= 1.3); {stored} objects stored")
+    results["artifacts_ratio"] = s3 / plain
+
+
 def row(name: str, total: float, n: int, ref: float | None, ref_name: str) -> dict[str, object]:
     per = total / n * 1000
     ratio = None if ref is None else total / ref
@@ -298,6 +358,7 @@ def main() -> None:
     parser.add_argument("--asktell-only", action="store_true", help="Only part 3.")
     parser.add_argument("--logs-only", action="store_true", help="Only part 4.")
     parser.add_argument("--log-seconds", type=float, default=10.0)
+    parser.add_argument("--artifacts-only", action="store_true", help="Only part 5.")
     args = parser.parse_args()
     results: dict[str, object] = {"cores": os.cpu_count()}
     n = args.trials
@@ -306,6 +367,9 @@ def main() -> None:
         return
     if args.logs_only:
         log_streaming(args.log_seconds, results)
+        return
+    if args.artifacts_only:
+        artifacts(n, results)
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -358,6 +422,7 @@ def main() -> None:
         results["hyperdock_vs_docker_run"] = dhd / dbare
     asktell(n, results)
     log_streaming(args.log_seconds, results)
+    artifacts(n, results)
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "overhead.json").write_text(json.dumps(results, indent=2))

@@ -31,6 +31,8 @@ def run_locally(
     launcher: str = "local",
     launcher_options: Mapping[str, Any] | None = None,
     gpus: str | None = None,
+    artifacts: str | None = None,
+    artifacts_endpoint: str | None = None,
 ) -> ExperimentRecord:
     """Run ``exp``'s target on ``workers`` local trial slots until the experiment is
     over; see :meth:`hyperdock.experiment.Experiment.run` for the arguments.
@@ -75,6 +77,8 @@ def run_locally(
         wake=wake,
         sweep_orphans=exp.target.kind == "docker" and launcher == "local",
         on_trial_end=lambda _tid, _state: supervisor.notify(),
+        artifacts=artifacts,
+        artifacts_endpoint=artifacts_endpoint,
     )
     stop = threading.Event()
     failed: list[BaseException] = []

@@ -713,6 +713,10 @@ class Experiment:
         launcher: str = "local",
         launcher_options: Mapping[str, Any] | None = None,
         gpus: str | None = None,
+        artifacts: str | None = None,
+        artifacts_endpoint: str | None = None,
+        checkpoint_sync: float | None = None,
+        keep_checkpoints: str | None = None,
     ) -> Experiment:
         """Run the experiment's target until it is over (what ``hyperdock run``
         does): a supervisor and a worker with ``workers`` trial slots in this process,
@@ -738,6 +742,12 @@ class Experiment:
                 ``namespace``, ``volume``, ``pod_template`` …).
             gpus: This machine's GPUs for local Docker targets (``"0,1,2,3"``), shared
                 out by the experiment's ``gpus`` per trial.
+            artifacts: Artifact store for the trials' files (``file:///shared/path``,
+                ``s3://bucket/prefix``), stored with the experiment (``--artifacts``).
+            artifacts_endpoint: Its S3-compatible server's URL (``--artifacts-endpoint``).
+            checkpoint_sync: Seconds between uploads of a running trial's checkpoint
+                folder (``--checkpoint-sync``; stored).
+            keep_checkpoints: ``best``, ``all`` or ``none`` (``--keep-checkpoints``; stored).
 
         Returns:
             The experiment (read :attr:`best`, :meth:`trials` …).
@@ -747,6 +757,10 @@ class Experiment:
                 setting is invalid.
             HyperdockError: the workers stopped before the experiment ended.
         """
+        from hyperdock.artifacts.settings import DataSettings, save_data_settings
+
+        given = DataSettings.given(artifacts, artifacts_endpoint, checkpoint_sync, keep_checkpoints)
+        self._record = save_data_settings(self.store, self.record, given)
         self._record = run_locally(
             self.store,
             self.record,
@@ -758,6 +772,8 @@ class Experiment:
             launcher=launcher,
             launcher_options=launcher_options,
             gpus=gpus,
+            artifacts=artifacts,
+            artifacts_endpoint=artifacts_endpoint,
         )
         return self
 
@@ -867,7 +883,9 @@ def run(
         results: Folder for the trial folders.
         launcher, launcher_options: Where trials run (see :meth:`Experiment.run`).
         **settings: Any other :meth:`Experiment.open` keyword (``name``, ``store``,
-            ``sampler``, ``max_trials`` …).
+            ``sampler``, ``max_trials`` …), or of :meth:`Experiment.run`'s trial data
+            (``artifacts``, ``artifacts_endpoint``, ``checkpoint_sync``,
+            ``keep_checkpoints``).
 
     Example:
         >>> exp = hyperdock.run("space.py", command=["python", "train.py"], max_trials=20)
@@ -879,6 +897,8 @@ def run(
         target = Command(command)
     else:
         raise ConfigError("hyperdock.run() needs a target: command=[...] or image='name'")
+    data_keys = ("artifacts", "artifacts_endpoint", "checkpoint_sync", "keep_checkpoints")
+    data = {key: settings.pop(key) for key in data_keys if key in settings}
     exp = Experiment.open(space=space, target=target, **settings)
     return exp.run(
         workers,
@@ -886,6 +906,7 @@ def run(
         results=results,
         launcher=launcher,
         launcher_options=launcher_options,
+        **data,
     )
 
 

@@ -42,6 +42,7 @@ from typing import Any
 from hyperdock import trialfs
 from hyperdock.artifacts.checkpoints import CheckpointSync
 from hyperdock.artifacts.settings import DataSettings
+from hyperdock.artifacts.uploader import Uploader
 from hyperdock.errors import (
     ConfigError,
     ExperimentNotFound,
@@ -220,6 +221,11 @@ def _wrote_loss(folder: Path, limits: trialfs.Limits) -> bool:
 class Worker:
     """Claims and runs trials until stopped.
 
+    Attributes:
+        upload_drain: Seconds a stopping worker spends on pending uploads to the
+            artifact store; the rest stays in the journal for the next worker on the
+            same results folder.
+
     Args:
         store: Where trials come from.
         results_dir: Host folder for trial folders (``HYPERDOCK_RESULT_DIR``).
@@ -246,7 +252,12 @@ class Worker:
             progress lines).
         data: Trial-data settings (artifact store, checkpoint sync) for every
             experiment, in place of those stored with each.
+        artifacts: This worker's artifact store URL, instead of the experiments' own
+            (``--artifacts``; the same shared folder may be mounted elsewhere here).
+        artifacts_endpoint: Its S3 endpoint (``--artifacts-endpoint``).
     """
+
+    upload_drain = 30.0
 
     def __init__(
         self,
@@ -269,8 +280,12 @@ class Worker:
         progress_interval: float = 1.0,
         limits: trialfs.Limits = trialfs.DEFAULT_LIMITS,
         data: DataSettings | None = None,
+        artifacts: str | None = None,
+        artifacts_endpoint: str | None = None,
     ) -> None:
         check_worker_settings(parallelism, heartbeat_interval, poll_interval)
+        # Checked now: a bad URL or a missing boto3 is refused before any trial runs.
+        self._worker_data = DataSettings(artifacts=artifacts, endpoint=artifacts_endpoint)
         self.store = store
         # Refused now, not in the middle of the run: an unusable folder cannot run anything.
         self.results_dir = check_results_dir(results_dir)
@@ -316,6 +331,10 @@ class Worker:
         self._data = data
         # Trials' checkpoint folders: restored before, synced while and after they run.
         self._checkpoints = CheckpointSync(self._data_settings)
+        #: Uploads ended attempts to the artifact store (see hyperdock.artifacts.uploader).
+        self.uploader = Uploader(self.results_dir)
+        if artifacts is not None:
+            self.uploader.stores.get(artifacts, artifacts_endpoint)
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> None:
@@ -340,6 +359,7 @@ class Worker:
             self.store.describe(),
         )
         self.kill_orphans()
+        self.uploader.start()
         beat = threading.Thread(target=self._heartbeat_loop, name="hd-heartbeat", daemon=True)
         beat.start()
         self._ensure_progress_thread()
@@ -363,6 +383,7 @@ class Worker:
             beat.join(timeout=5)
             self._checkpoints.close()
             self._logship.close()
+            self.uploader.close(self.upload_drain)
             with contextlib.suppress(HyperdockError):
                 self.store.unregister_worker(self.id)
             for runtime in self._runtimes.values():
@@ -449,7 +470,8 @@ class Worker:
 
     def _data_settings(self, exp: Experiment) -> DataSettings:
         """The trial-data settings of ``exp`` as this worker sees them."""
-        return self._data if self._data is not None else DataSettings.from_meta(exp.meta)
+        settings = self._data if self._data is not None else DataSettings.from_meta(exp.meta)
+        return settings.with_worker(self._worker_data.artifacts, self._worker_data.endpoint)
 
     def _runtime(self, kind: str) -> Runtime:
         with self._lock:
@@ -491,19 +513,30 @@ class Worker:
             finally:
                 with self._lock:
                     self._running.pop(trial.id, None)
-                    self._stop_reasons.pop(trial.id, None)
-                    self._folders.pop(trial.id, None)
+                    stopped = self._stop_reasons.pop(trial.id, None) == "shutdown"
+                    folder = self._folders.pop(trial.id, None)
                     self._ended.discard(trial.id)
                     late = self._late_stops.pop(trial.id, None)
                 if late is not None:
                     late.cancel()
                 with self._progress_lock:
                     self._progress.pop(trial.id, None)
+            if state is not None and folder is not None and not stopped:
+                self._upload(trial, folder)  # in the background, after the result is saved
             if state is TrialState.QUEUED:  # a retry: an idle slot may take it now
                 with self._wake:
                     self._wake.notify_all()
             if state is not None and self._on_trial_end is not None:
                 self._on_trial_end(trial.id, state)
+
+    def _upload(self, trial: Trial, folder: Path) -> None:
+        """Queue the attempt's files for the artifact store, if there is one."""
+        try:
+            exp = self._experiment(trial.experiment_id)
+            settings = self._data_settings(exp)
+            self.uploader.submit(settings, exp.name, trial.id, trial.attempt, folder)
+        except Exception:  # the trial's result is saved: an upload never fails it
+            log.exception("trial %d: could not queue the upload of its files", trial.id)
 
     # -- faults of this host ----------------------------------------------------------
     def _host_report(self, trial: Trial, fault: HostError, result: dict[str, Any] | None) -> Report:

@@ -515,3 +515,103 @@ def slurm_conf() -> str:
     if "UP" not in out.stdout:
         unavailable("Slurm", f"the controller is down ({out.stdout.strip()}); {hint}")
     return conf
+
+
+# -- S3 (moto in server mode) ----------------------------------------------------------
+
+
+class S3Server:
+    """A real S3-compatible HTTP server (``moto`` in server mode) on 127.0.0.1.
+
+    Attributes:
+        endpoint: Its URL, for ``--artifacts-endpoint``.
+        log: Its request log of the current run (one line per request).
+    """
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.folder = folder
+        self.proc: Any = None
+        self.runs = 0
+        self.log = folder / "moto-0.log"
+
+    def start(self) -> None:
+        """Start it (again, on the same port: it starts empty)."""
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        self.runs += 1
+        self.log = self.folder / f"moto-{self.runs}.log"
+        out = open(self.log, "wb")  # noqa: SIM115 - the server holds it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
+                return
+            except OSError as exc:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"moto server did not start: {self.log.read_text()}"
+                    ) from exc
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop it (its state goes with it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint)
+
+    def new_bucket(self, name: str | None = None) -> str:
+        """Create a bucket (a unique one by default); return its name."""
+        name = name or f"hd-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def puts(self, key_part: str) -> int:
+        """Successful PUT requests whose path holds ``key_part`` in the current run's
+        log (a PUT refused while the bucket was being created again does not count)."""
+        return sum(
+            1
+            for line in self.log.read_text(errors="replace").splitlines()
+            if '"PUT ' in line and key_part in line and '" 200 ' in line
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``moto_server`` on a free port, with fake AWS credentials in the environment
+    (the code under test uses plain boto3 with the endpoint URL)."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("boto3") is None:
+        unavailable("moto[server] and boto3", "pip install 'moto[server]>=5' boto3")
+    import socket
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ[key] = value
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = S3Server(port, tmp_path_factory.mktemp("moto"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        unavailable("moto server", str(exc))
+    yield server
+    server.stop()

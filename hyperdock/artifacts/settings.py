@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from hyperdock.errors import ConfigError
 
-__all__ = ["KEEP_CHECKPOINTS", "DataSettings", "check_artifacts_url"]
+if TYPE_CHECKING:
+    from hyperdock.storage.base import Store
+    from hyperdock.trial import Experiment
+
+__all__ = ["KEEP_CHECKPOINTS", "DataSettings", "check_artifacts_url", "save_data_settings"]
 
 #: ``--keep-checkpoints`` values.
 KEEP_CHECKPOINTS = ("best", "all", "none")
@@ -113,3 +117,41 @@ class DataSettings:
         if artifacts is None:
             return self
         return dataclasses.replace(self, artifacts=artifacts, endpoint=endpoint or self.endpoint)
+
+    @classmethod
+    def given(
+        cls,
+        artifacts: str | None = None,
+        endpoint: str | None = None,
+        checkpoint_sync: float | None = None,
+        keep_checkpoints: str | None = None,
+    ) -> dict[str, Any]:
+        """The settings a command or call gave (None: not given), checked.
+
+        Raises:
+            ConfigError: an invalid value.
+        """
+        given: dict[str, Any] = {
+            "artifacts": artifacts,
+            "endpoint": endpoint,
+            "checkpoint_sync": checkpoint_sync,
+            "keep_checkpoints": keep_checkpoints,
+        }
+        given = {k: v for k, v in given.items() if v is not None}
+        cls(**given)  # refuses bad values now, before anything is stored
+        return given
+
+
+def save_data_settings(store: Store, exp: Experiment, given: dict[str, Any]) -> Experiment:
+    """Store the ``given`` settings (see :meth:`DataSettings.given`) with ``exp``, over
+    what it holds; return the experiment as stored now.
+
+    Raises:
+        ConfigError: an invalid value.
+    """
+    if not given:
+        return exp
+    merged = DataSettings(**{**DataSettings.from_meta(exp.meta).to_meta(), **given}).to_meta()
+    if merged == exp.meta.get("data"):
+        return exp
+    return store.update_experiment(exp.id, meta={"data": merged})

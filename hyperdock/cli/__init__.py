@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import click
 
 from hyperdock import __version__
+from hyperdock.cli.artifacts import artifacts
 from hyperdock.cli.common import Group
 from hyperdock.cli.legacy import (
     LEGACY_CONFIG_DIR,
@@ -23,7 +24,7 @@ from hyperdock.cli.legacy import (
     legacy_supervisor_main,
     legacy_worker_main,
 )
-from hyperdock.cli.manage import cancel, completion, dashboard, enqueue
+from hyperdock.cli.manage import cancel, completion, dashboard, delete, enqueue
 from hyperdock.cli.read import best, export, logs, status, trials, workers
 from hyperdock.cli.search import run, supervisor, worker
 from hyperdock.storage import redact_url
@@ -48,8 +49,10 @@ for _command in (
     workers,
     dashboard,
     cancel,
+    delete,
     enqueue,
     logs,
+    artifacts,
     completion,
 ):
     cli.add_command(_command)
@@ -64,11 +67,13 @@ __all__ = [
     "LEGACY_CONFIG_DIR",
     "_legacy_supervisor",
     "_legacy_worker",
+    "artifacts",
     "best",
     "cancel",
     "cli",
     "completion",
     "dashboard",
+    "delete",
     "enqueue",
     "export",
     "legacy_supervisor_main",

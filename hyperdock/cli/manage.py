@@ -45,6 +45,34 @@ def cancel(name: str | None, trial_ids: tuple[int, ...], store: str | None) -> N
             click.echo(f"Trial {trial_id} {verb}.")
 
 
+@click.command(epilog="NAME is an experiment's name, a unique start of it, or latest.")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for a confirmation.")
+@click.option(
+    "--keep-artifacts",
+    is_flag=True,
+    help="Keep the trials' files in the artifact store (only the store's records go).",
+)
+@store_option
+def delete(name: str, yes: bool, keep_artifacts: bool, store: str | None) -> None:
+    """Delete experiment NAME, its trials and the files they stored in its artifact
+    store (--artifacts). The trial folders in the results folders stay."""
+    from hyperdock.artifacts.access import delete_experiment, store_of
+
+    with opened_store(store, create=False) as st:
+        exp = resolve_experiment(st, name)
+        trials = sum(st.count_trials(exp.id).values())
+        artifacts = None if keep_artifacts else store_of(exp)
+        also = f" and its stored files in {artifacts.describe()}" if artifacts else ""
+        if not yes:
+            click.confirm(
+                f"Delete experiment {exp.name} ({trials} trial(s)){also}?", abort=True, err=True
+            )
+        deleted = delete_experiment(st, exp, keep_artifacts=keep_artifacts)
+    files = f"; {deleted} stored file(s) deleted" if deleted is not None else ""
+    click.echo(f"Deleted experiment {exp.name} ({trials} trial(s)){files}.")
+
+
 @click.command(epilog=NAME_HELP)
 @click.argument("name", required=False)
 @click.option(

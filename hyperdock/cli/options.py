@@ -259,10 +259,55 @@ def launcher_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+#: ``--artifacts URL`` and ``--artifacts-endpoint URL`` (``worker``, ``run``, ``supervisor``).
+_ARTIFACTS = [
+    click.option(
+        "--artifacts",
+        envvar="HYPERDOCK_ARTIFACTS",
+        default=None,
+        metavar="URL",
+        help="Artifact store for the trials' files: file:///shared/path or "
+        "s3://bucket/prefix (credentials: the AWS way) [env HYPERDOCK_ARTIFACTS].",
+    ),
+    click.option(
+        "--artifacts-endpoint",
+        default=None,
+        metavar="URL",
+        help="S3-compatible server (MinIO, Ceph …), e.g. http://127.0.0.1:9000 "
+        "[default: AWS_ENDPOINT_URL, else AWS].",
+    ),
+]
+
+
+def artifacts_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The artifact store of ``run`` and ``supervisor``, and what becomes of the
+    checkpoints: stored with the experiment."""
+    options = [
+        *_ARTIFACTS,
+        click.option(
+            "--checkpoint-sync",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="Seconds between uploads of a running trial's checkpoint folder [default: 60].",
+        ),
+        click.option(
+            "--keep-checkpoints",
+            type=click.Choice(["best", "all", "none"]),
+            default=None,
+            help="Checkpoints kept when the experiment ends [default: best].",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options of ``worker`` and ``hyperdock-worker``."""
     options = [
         launcher_options,
+        *_ARTIFACTS,
         click.option(
             "--parallelism", type=int, default=1, show_default=True, help="Trials run at once."
         ),

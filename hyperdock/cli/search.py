@@ -21,6 +21,7 @@ from hyperdock.cli.common import (
     take_settings,
 )
 from hyperdock.cli.options import (
+    artifacts_options,
     experiment_options,
     file_limits_option,
     launcher_options,
@@ -93,6 +94,19 @@ LAUNCHER_KEYS = (
 def take_launcher(options: dict[str, Any]) -> dict[str, Any]:
     """Pop the launcher options out of a command's keyword arguments."""
     return {key: options.pop(key) for key in LAUNCHER_KEYS if key in options}
+
+
+def take_data(options: dict[str, Any]) -> dict[str, Any]:
+    """Pop ``artifacts_options`` out of a command's keyword arguments: the settings
+    given (checked), as :meth:`DataSettings.given` returns them."""
+    from hyperdock.artifacts.settings import DataSettings
+
+    return DataSettings.given(
+        options.pop("artifacts", None),
+        options.pop("artifacts_endpoint", None),
+        options.pop("checkpoint_sync", None),
+        options.pop("keep_checkpoints", None),
+    )
 
 
 def _read(path: str, option: str) -> str:
@@ -232,6 +246,7 @@ def _worker_runtime_factory(
 )
 @file_limits_option
 @launcher_options
+@artifacts_options
 @notify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -261,11 +276,13 @@ def run(
     CONFIG is a space: a Python file or module defining SPACE, or a JSON/YAML file.
     `hyperdock run --name NAME` alone resumes experiment NAME with its stored settings.
     """
+    from hyperdock.artifacts.settings import save_data_settings
     from hyperdock.supervisor import Supervisor
     from hyperdock.worker import Worker, check_results_dir, check_worker_settings
 
     setup_logging(loglevel)
     launch = take_launcher(options)
+    data_given = take_data(options)
     opts = take_settings({**options, "config": config})
     check_worker_settings(workers, heartbeat)  # before the experiment is stored
     limits = Limits.parse(file_limits)
@@ -274,6 +291,7 @@ def run(
     _check_notify(notify)
     with opened_store(store) as st:
         exp, created = open_settings(st, opts)
+        exp = save_data_settings(st, exp, data_given)
         wake = threading.Condition()
         supervisor = Supervisor(st, exp, poll_interval=1.0, wake=wake, results_dir=results)
         click.echo(opened_line(st, supervisor, created), err=True)
@@ -299,6 +317,8 @@ def run(
             wake=wake,
             sweep_orphans=exp.target.kind == "docker" and launch.get("launcher") == "local",
             on_trial_end=lambda _tid, _state: supervisor.notify(),
+            artifacts=data_given.get("artifacts"),
+            artifacts_endpoint=data_given.get("endpoint"),
         )
         stop = threading.Event()
         interrupted = threading.Event()
@@ -365,6 +385,7 @@ def run(
     show_default=True,
     help="Seconds between checks of the store.",
 )
+@artifacts_options
 @notify_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--loglevel", default="info", show_default=True)
@@ -381,7 +402,8 @@ def supervisor(
     Workers (`hyperdock worker`) on any host run the trials.
     """
     setup_logging(loglevel)
-    run_supervisor(store, take_settings(options), poll, as_json, notify)
+    data = take_data(options)
+    run_supervisor(store, take_settings(options), poll, as_json, notify, data=data)
 
 
 def run_supervisor(
@@ -391,15 +413,19 @@ def run_supervisor(
     as_json: bool,
     notify: Sequence[str] = (),
     legacy: bool = False,
+    data: dict[str, Any] | None = None,
 ) -> None:
     """Drive the experiment ``opts`` describe until it ends (``supervisor``, and
-    ``hyperdock-supervisor`` with ``legacy``: it also says what the budget is)."""
+    ``hyperdock-supervisor`` with ``legacy``: it also says what the budget is);
+    ``data``: the artifact settings given (see :func:`take_data`)."""
+    from hyperdock.artifacts.settings import save_data_settings
     from hyperdock.supervisor import Supervisor, check_poll
 
     _check_notify(notify)
     check_poll(poll)  # before the experiment is stored
     with opened_store(store) as st:
         exp, created = open_settings(st, opts)
+        exp = save_data_settings(st, exp, data or {})
         sup = Supervisor(st, exp, poll_interval=poll)
         click.echo(opened_line(st, sup, created), err=True)
         if legacy:
@@ -434,6 +460,8 @@ def run_worker(
     heartbeat: float,
     poll: float,
     file_limits: str | None = None,
+    artifacts: str | None = None,
+    artifacts_endpoint: str | None = None,
     **launch: Any,
 ) -> None:
     """Run trials until stopped (``worker`` and ``hyperdock-worker``); without ``env``
@@ -467,6 +495,8 @@ def run_worker(
                 launch,
             ),
             sweep_orphans=launch.get("launcher", "local") == "local",
+            artifacts=artifacts,
+            artifacts_endpoint=artifacts_endpoint,
         )
         with signals(worker.stop):
             worker.run()

@@ -34,6 +34,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hyperdock import trialfs
 from hyperdock.dashboard import api, pages
+from hyperdock.dashboard.artifacts import ArtifactFile
 from hyperdock.errors import ConfigError, StoreError
 from hyperdock.storage.base import Store
 
@@ -184,7 +185,7 @@ class _Response:
         body: bytes,
         content_type: str,
         headers: list[tuple[str, str]],
-        stream: api.TrialFile | None = None,
+        stream: api.TrialFile | ArtifactFile | None = None,
     ) -> None:
         self.status, self.body, self.content_type, self.headers = (
             status,
@@ -370,8 +371,13 @@ class DashboardApp:
                 self._authorise_read(environ)
                 if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
                     return self._detail(environ, urllib.parse.unquote(m.group(1)))
-                if m := re.fullmatch(r"/api/trials/(\d+)/files/(.+)", path):
-                    return self._file(int(m.group(1)), urllib.parse.unquote(m.group(2)))
+                if m := re.fullmatch(r"/api/trials/(\d+)/(files|artifacts)/(.+)", path):
+                    trial_id, relative = int(m.group(1)), urllib.parse.unquote(m.group(3))
+                    if m.group(2) == "artifacts":
+                        return self._download(
+                            api.open_trial_artifact(self.store, trial_id, relative)
+                        )
+                    return self._file(trial_id, relative)
                 return _json(200, _sanitize(self._api_get(path)))
             if method == "POST":
                 self._authorise(environ)
@@ -402,7 +408,11 @@ class DashboardApp:
 
     def _file(self, trial_id: int, relative: str) -> _Response:
         """A file of the trial's ``out/`` folder, as a download."""
-        found = api.open_trial_file(self.store, trial_id, relative)
+        return self._download(api.open_trial_file(self.store, trial_id, relative))
+
+    @staticmethod
+    def _download(found: api.TrialFile | ArtifactFile) -> _Response:
+        """``found`` streamed as an attachment."""
         quoted = urllib.parse.quote(found.name, safe="")
         disposition = f"attachment; filename*=UTF-8''{quoted}"
         headers = [("Content-Disposition", disposition)]
@@ -502,7 +512,7 @@ class DashboardApp:
             if action == "cancel":
                 return api.cancel_experiment(self.store, name)
             if action == "delete":
-                return api.delete_experiment(self.store, name)
+                return api.delete_experiment(self.store, name, body)
             return api.clone_experiment(self.store, name, body)
         raise api.ApiError(404, f"no such endpoint: POST {path}")
 

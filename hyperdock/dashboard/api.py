@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hyperdock import trialfs
+from hyperdock.artifacts.settings import DataSettings
+from hyperdock.dashboard.artifacts import ArtifactFile, open_stored, stored_files
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreError
 from hyperdock.samplers import default_sampler
 from hyperdock.space import MAX_DEPTH, Space
@@ -137,6 +139,7 @@ def experiment_row(store: Store, exp: Experiment) -> dict[str, Any]:
         "priority": exp.priority,
         "created_at": exp.created_at,
         "target": exp.target.describe(),
+        "artifacts": DataSettings.from_meta(exp.meta).artifacts,
     }
 
 
@@ -427,6 +430,7 @@ def trial_detail(
             out.update(_folder_files(path, limits))
     if out["log_file"] is None and out["log"] is None:
         out.update(_stored_log(store, trial))
+    out.update(stored_files(exp, trial.id, out["folder_here"], limits))
     return out
 
 
@@ -476,10 +480,33 @@ class TrialFile:
             self._fd = None
 
 
-def open_trial_file(store: Store, trial_id: int, relative: str) -> TrialFile:
+def _experiment_of(store: Store, trial: Trial) -> Experiment | None:
+    try:
+        return store.get_experiment(trial.experiment_id)
+    except ExperimentNotFound:
+        return None
+
+
+def open_trial_artifact(store: Store, trial_id: int, path: str) -> ArtifactFile:
+    """``GET /api/trials/<id>/artifacts/<path>``: a file the trial stored in its
+    experiment's artifact store (``path`` as listed: ``2/out/model.pt``), streamed.
+
+    Raises:
+        ApiError: 404 when there is no artifact store or no such file (the key is
+            checked and kept inside the trial's own prefix).
+    """
+    trial = _trial(store, trial_id)
+    stored = open_stored(_experiment_of(store, trial), trial_id, path)
+    if stored is None:
+        raise ApiError(404, f"trial {trial_id} has no stored file {path}")
+    return stored
+
+
+def open_trial_file(store: Store, trial_id: int, relative: str) -> TrialFile | ArtifactFile:
     """``GET /api/trials/<id>/files/<path>``: the regular file ``out/<path>`` of the
     trial's folder, opened one path component at a time without following a symlink
-    (``O_NOFOLLOW``), so nothing outside the trial folder can be read through it.
+    (``O_NOFOLLOW``), so nothing outside the trial folder can be read through it. When
+    the folder is not on this host, the last stored attempt's from the artifact store.
 
     Raises:
         ApiError: 404 when the trial has no folder on this host, or the path is not a
@@ -489,8 +516,14 @@ def open_trial_file(store: Store, trial_id: int, relative: str) -> TrialFile:
     folder = trial.folder
     parts = relative.split("/")
     missing = ApiError(404, f"trial {trial_id} has no file out/{relative}")
-    if not folder or "\0" in relative or any(p in ("", ".", "..") for p in parts):
+    if "\0" in relative or any(p in ("", ".", "..") for p in parts):
         raise missing
+    if not folder or not Path(folder).is_dir():
+        # Not on this host: the last stored attempt's out/ file, if there is one.
+        stored = open_stored(_experiment_of(store, trial), trial_id, f"out/{relative}")
+        if stored is None:
+            raise missing
+        return stored
     try:
         leaf = trialfs.open_file(Path(folder), f"out/{relative}")
     except trialfs.TrialFileError:
@@ -519,11 +552,19 @@ def cancel_experiment(store: Store, name: str) -> dict[str, Any]:
     return {"ok": True, "experiment": experiment_row(store, store.get_experiment(exp.id))}
 
 
-def delete_experiment(store: Store, name: str) -> dict[str, Any]:
-    """``POST /api/experiments/<name>/delete``."""
+def delete_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/experiments/<name>/delete``: with its stored files too, unless the
+    body says ``{"keep_artifacts": true}``; 503 when they cannot be deleted (then
+    nothing is)."""
+    from hyperdock.artifacts.access import delete_experiment as delete_all
+    from hyperdock.artifacts.base import ArtifactStoreError
+
     exp = _experiment(store, name)
-    store.delete_experiment(exp.id)
-    return {"ok": True, "deleted": exp.name}
+    try:
+        files = delete_all(store, exp, keep_artifacts=body.get("keep_artifacts") is True)
+    except ArtifactStoreError as exc:
+        raise ApiError(503, str(exc)) from None
+    return {"ok": True, "deleted": exp.name, "artifacts_deleted": files}
 
 
 def _new_name(body: dict[str, Any]) -> str:

@@ -758,7 +758,8 @@
         (data) => { if (onDetail) window.location.href = "/experiments/" + encodeName(data.experiment.name); });
     }));
     box.appendChild(button("Delete", "delete-experiment danger", () => {
-      if (!window.confirm("Delete experiment " + exp.name + " and all its trials?")) return;
+      if (!window.confirm("Delete experiment " + exp.name + " and all its trials" +
+        (exp.artifacts ? ", and their files in " + exp.artifacts : "") + "?")) return;
       act("Delete " + exp.name, "/api/experiments/" + encodeName(exp.name) + "/delete", {},
         () => { if (onDetail) window.location.href = "/"; });
     }));
@@ -1284,6 +1285,8 @@
     const logNote = el("p", { id: "log-note", className: "muted" });
     const graphs = el("div", { id: "graphs", className: "plots" });
     const files = el("ul", { id: "files" });
+    const stored = el("ul", { id: "artifacts" });
+    const storedSection = section("Stored files (artifact store)", [stored]);
     main.appendChild(title);
     main.appendChild(expLink);
     main.appendChild(actions);
@@ -1294,6 +1297,7 @@
     main.appendChild(section("Log (tail)", [logNote, logBox]));
     main.appendChild(section("Graphs", [graphs]));
     main.appendChild(section("Files in out/", [files]));
+    main.appendChild(storedSection);
 
     let lastState = null;
     let lastLog = null;
@@ -1385,6 +1389,17 @@
         files.appendChild(el("li", null, [link, " (" + fmtNum(f.size) + " bytes)"]));
       }
       if (!(t.files || []).length) files.appendChild(el("li", { className: "muted", text: "(none)" }));
+      // The trial's files in the experiment's artifact store (none: no store).
+      storedSection.hidden = t.artifacts === null || t.artifacts === undefined;
+      clear(stored);
+      if (t.artifacts_error) stored.appendChild(el("li", { className: "muted", text: t.artifacts_error }));
+      for (const a of t.artifacts || []) {
+        const url = "/api/trials/" + encodeURIComponent(t.id) + "/artifacts/" + a.path.split("/").map(encodeURIComponent).join("/");
+        const link = el("a", { href: url, className: "download", "data-path": a.path, text: a.path,
+          onclick: (ev) => { ev.preventDefault(); download(url, a.path); } });
+        stored.appendChild(el("li", null, [link, " (" + fmtNum(a.size) + " bytes)"]));
+      }
+      if (t.artifacts && !t.artifacts.length && !t.artifacts_error) stored.appendChild(el("li", { className: "muted", text: "(none yet)" }));
     };
   }
 
