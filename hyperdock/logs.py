@@ -53,7 +53,7 @@ FOLLOW_GRACE = 10.0
 
 def attempt_folders(results: str, exp: Experiment, trial: Trial) -> list[Path]:
     """The trial's attempt folders under ``results`` on this host, newest first."""
-    from hyperdock.worker import slugify
+    from hyperdock.layout import slugify
 
     trial_dir = Path(results).expanduser() / f"{slugify(exp.name)}-{trial.id}"
     try:

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import queue
-import re
 import socket
 import threading
 import time
@@ -53,6 +52,7 @@ from hyperdock.errors import (
     TargetError,
 )
 from hyperdock.jsonutil import dumps
+from hyperdock.layout import slugify
 from hyperdock.logship import LogShipper
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.resources import GpuPool, Resources
@@ -117,11 +117,6 @@ def check_worker_settings(
             raise ConfigError(f"{flag} must be a positive number of seconds, got {value}")
         if value > MAX_INTERVAL:
             raise ConfigError(f"{flag} must be at most {MAX_INTERVAL:g} seconds, got {value:g}")
-
-
-def slugify(name: str) -> str:
-    """A folder-safe form of an experiment name."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "experiment"
 
 
 def _tail(folder: Path, name: str, lines: int = 5) -> str:

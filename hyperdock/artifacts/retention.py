@@ -51,7 +51,7 @@ def prune_checkpoints(
     if settings.artifacts is not None and drop:
         _prune_stored(exp, settings, drop)
     if results_dir is not None:
-        from hyperdock.worker import slugify
+        from hyperdock.layout import slugify
 
         for trial_id in sorted(drop):
             _remove_folder(results_dir / f"{slugify(exp.name)}-{trial_id}" / CHECKPOINT_NAME)
