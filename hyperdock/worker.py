@@ -637,7 +637,9 @@ class Worker:
         engine); return how to report the result."""
         exp = self._experiment(trial.experiment_id)
         runtime = self._runtime(exp.target.kind)
-        adopted = runtime.adopt(trial.id, trial.attempt) if trial.attempt else None
+        adopted = (
+            runtime.adopt(trial.id, trial.attempt, self._store_workers()) if trial.attempt else None
+        )
         if (
             adopted is not None
             and adopted.job == trial.result.get("launcher")
@@ -660,6 +662,14 @@ class Worker:
             # Before the result is saved: the experiment may end with it, and its
             # checkpoints be pruned (--keep-checkpoints).
             self._checkpoints.finish(trial.id)
+
+    def _store_workers(self) -> set[str]:
+        """Ids of the workers this store knows (a killed one stays registered): only
+        their cluster runs may be adopted."""
+        workers = call_with_retry(
+            self.store.list_workers, what="listing the workers", stop=self._stopping
+        )
+        return {w.id for w in workers}
 
     def _start_on_gpus(
         self, trial: Trial, exp: Experiment, runtime: Runtime, slot: int, checkpoint: Path

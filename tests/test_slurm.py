@@ -280,3 +280,28 @@ def test_the_python_api_runs_trials_as_slurm_jobs(proj: Path) -> None:
     trials = exp.trials()
     assert sorted(t.loss for t in trials if t.loss is not None) == [3, 5]
     assert all(t.result["launcher"]["kind"] == "slurm" for t in trials)
+
+
+def test_a_job_of_another_store_is_never_adopted(proj: Path) -> None:
+    """Two stores share the cluster and both have a trial 1: a worker of one takes over
+    only the jobs its own store's workers submitted (it once adopted the other's)."""
+    from hyperdock.runtimes.base import RunContext
+    from hyperdock.runtimes.slurm import SlurmRuntime
+
+    runtime = SlurmRuntime()
+    folder = proj / "other-store-trial-1"
+    folder.mkdir()
+    (folder / "params.json").write_text('{"x": 1}')
+    ctx = RunContext(
+        trial_id=1, experiment="other", folder=folder, command=["sleep", "30"],
+        labels={"hyperdock.worker": "other-store-worker"},
+    )  # fmt: skip
+    execution = runtime.start(ctx)
+    try:
+        assert runtime.adopt(1, 1, {"this-store-worker"}) is None
+        adopted = runtime.adopt(1, 1, {"this-store-worker", "other-store-worker"})
+        assert adopted is not None and adopted.job == execution.job
+    finally:
+        execution.stop(grace=1)
+        execution.wait()
+        runtime.close()

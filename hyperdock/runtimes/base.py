@@ -36,7 +36,7 @@ import abc
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from hyperdock.checkpoint import CHECKPOINT_ENV, CONTAINER_CHECKPOINT
@@ -181,10 +181,14 @@ class Runtime(abc.ABC):
         their worker have none."""
         return []
 
-    def adopt(self, trial_id: int, attempt: int) -> Execution | None:
+    def adopt(self, trial_id: int, attempt: int, workers: Collection[str] = ()) -> Execution | None:
         """The run of an earlier attempt of trial ``trial_id`` that the engine still
         holds (its worker is gone), when no later attempt was started; None otherwise
-        (and always for runtimes whose runs end with their worker)."""
+        (and always for runtimes whose runs end with their worker).
+
+        Only runs started by one of ``workers`` (the store's workers) count: the same
+        engine may hold runs of another store, whose trial ids are the same numbers.
+        """
         return None
 
     def check(self) -> None:  # noqa: B027 - optional hook

@@ -31,7 +31,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -457,8 +457,14 @@ class KubernetesRuntime(Runtime):
         log.debug("trial %s: created Job %s", ctx.trial_id, name)
         return KubernetesExecution(self, name, folder, ctx.timeout, log_fd)
 
-    def adopt(self, trial_id: int, attempt: int) -> KubernetesExecution | None:
-        jobs = self._jobs(f"{MANAGED}=1,{TRIAL}={trial_id}")
+    def adopt(
+        self, trial_id: int, attempt: int, workers: Collection[str] = ()
+    ) -> KubernetesExecution | None:
+        jobs = [
+            job
+            for job in self._jobs(f"{MANAGED}=1,{TRIAL}={trial_id}")
+            if (job.metadata.annotations or {}).get(WORKER) in workers
+        ]
         if not jobs:
             return None
         latest = max(jobs, key=lambda j: int((j.metadata.labels or {}).get(ATTEMPT, -1)))

@@ -30,7 +30,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -402,11 +402,17 @@ class SlurmRuntime(Runtime):
         log.debug("trial %s: submitted Slurm job %s", ctx.trial_id, job_id)
         return SlurmExecution(self, job_id, folder, ctx.timeout)
 
-    def adopt(self, trial_id: int, attempt: int) -> SlurmExecution | None:
-        """The job of an earlier attempt of this trial, submitted by a worker that is
-        gone, if slurmctld still knows it and no later attempt was submitted."""
+    def adopt(
+        self, trial_id: int, attempt: int, workers: Collection[str] = ()
+    ) -> SlurmExecution | None:
+        """The job of an earlier attempt of this trial, submitted by one of ``workers``
+        that is gone, if slurmctld still knows it and no later attempt was submitted."""
         jobs = [
-            j for j in self.list_jobs() if j.meta.get("hd") == 1 and j.meta.get("trial") == trial_id
+            j
+            for j in self.list_jobs()
+            if j.meta.get("hd") == 1
+            and j.meta.get("trial") == trial_id
+            and j.meta.get("worker") in workers
         ]
         if not jobs:
             return None
