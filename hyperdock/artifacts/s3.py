@@ -57,6 +57,10 @@ def _plain_endpoint(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+#: Files smaller than this are sent in one PUT from memory.
+SMALL_FILE = 8 * 1024 * 1024
+
+
 class S3ArtifactStore(ArtifactStore):
     """Objects in ``bucket`` under ``prefix`` (keys are relative to it).
 
@@ -163,6 +167,13 @@ class S3ArtifactStore(ArtifactStore):
         full = self._key(key)
         start = os.lseek(fd, 0, os.SEEK_CUR)
         size = max(os.fstat(fd).st_size - start, 0)
+        if size < SMALL_FILE:
+            # One PUT: the transfer manager costs more than a small file's upload.
+            data = bytearray()
+            while chunk := os.read(fd, SMALL_FILE):
+                data += chunk
+            self.put_bytes(key, bytes(data))
+            return len(data)
         transfer = TransferConfig(
             multipart_threshold=MULTIPART_THRESHOLD,
             multipart_chunksize=MULTIPART_THRESHOLD,
