@@ -101,4 +101,5 @@ class OptunaSampler(Sampler):
     def suggest(self, number: int, trials: Sequence[Trial]) -> dict[str, Any] | None:
         self.mirror.sync(trials)
         seed = self.seed % 2**32 if self.kind == "qmc" else derive_seed(self.seed, number)
-        return self.mirror.ask(number, build_optuna_sampler(self.kind, seed))
+        sampler = build_optuna_sampler(self.kind, seed)
+        return self.mirror.ask(number, sampler, kind=self.kind, seed=derive_seed(self.seed, number))
