@@ -45,8 +45,8 @@ TPE_WINDOW = 1000
 #: ... of which the best completed trials.
 TPE_BEST = 200
 #: The GP's window and its best trials.
-GP_WINDOW = 256
-GP_BEST = 64
+GP_WINDOW = 128
+GP_BEST = 32
 #: CMA-ES: best completed trials besides its recent generations.
 CMAES_BEST = 10
 #: CMA-ES: generations whose attributes are kept (older ones have been told).
@@ -271,36 +271,40 @@ class WindowStudy:
         h, opt = self.history, self.optuna
         states = {code: opt.trial.TrialState[name] for code, name in STATE_NAMES.items()}
         ints = [not isinstance(d, opt.distributions.FloatDistribution) for d in self.dists]
-        for r in rows:
-            number = int(h.number[r])
-            code = int(h.state[r])
+        rows = np.asarray(rows, dtype=np.int64)
+        labels = h.labels
+        study_id = self.study._study_id
+        # Whole columns to Python lists at once: per-cell numpy access is the slow part.
+        cells = h.params[rows].tolist()
+        values = h.values[rows].tolist()
+        zipped = zip(
+            h.number[rows].tolist(), h.state[rows].tolist(), cells, values,
+            h.last_step[rows].tolist(), h.last_value[rows].tolist(), strict=True,
+        )  # fmt: skip
+        for number, code, row, vals, step, last in zipped:
             params: dict[str, Any] = {}
             dists: dict[str, Any] = {}
-            for j, v in enumerate(h.params[r].tolist()):
+            for j, v in enumerate(row):
                 if v == v:  # not NaN
-                    label = h.labels[j]
-                    params[label] = int(v) if ints[j] else v
-                    dists[label] = self.dists[j]
-            attrs = {self.number_attr: number, **h.attrs.get(number, {})}
-            inter = {}
-            if h.last_step[r] >= 0:
-                inter[int(h.last_step[r])] = float(h.last_value[r])
-            values = h.values[r].tolist() if code == COMPLETE else None
-            done = code != RUNNING
+                    params[labels[j]] = int(v) if ints[j] else v
+                    dists[labels[j]] = self.dists[j]
+            attrs = {self.number_attr: number}
+            if number in h.attrs:
+                attrs.update(h.attrs[number])
             self.storage.append(
-                self.study._study_id,
+                study_id,
                 opt.trial.FrozenTrial(
                     number=0,
                     state=states[code],
                     value=None,
-                    values=values,
+                    values=vals if code == COMPLETE else None,
                     datetime_start=_EPOCH,
-                    datetime_complete=_EPOCH if done else None,
+                    datetime_complete=None if code == RUNNING else _EPOCH,
                     params=params,
                     distributions=dists,
                     user_attrs={},
                     system_attrs=attrs,
-                    intermediate_values=inter,
+                    intermediate_values={step: last} if step >= 0 else {},
                     trial_id=0,
                 ),
             )

@@ -169,6 +169,7 @@ class OptunaSpace:
         self.space = space
         self.optuna = import_optuna()
         self.distributions: dict[str, Any] = {}
+        self._steps: dict[str, float | None] = {}  # label -> q of a quantised node
         self._index(space.root)
 
     # distributions ------------------------------------------------------------------
@@ -311,6 +312,8 @@ class OptunaSpace:
                 return self._first_match(node.label, node.values, value, out)
             case Union():
                 return self._first_match(UNION_LABEL, node.spaces, value, out)
+        if type(node) is type(value) and node == value:  # the common case, without JSON
+            return True
         return dumps(node) == dumps(value)
 
     def _first_match(
@@ -326,8 +329,10 @@ class OptunaSpace:
 
     def _raw(self, node: Dist, value: float) -> Any:
         dist = self.distributions[node.label]
-        a = node.named_args
-        raw: float = value / a["q"] if "q" in a else value
+        if node.label not in self._steps:  # named_args is costly: once per node
+            self._steps[node.label] = node.named_args.get("q")
+        q = self._steps[node.label]
+        raw: float = value / q if q is not None else value
         low, high = dist.low, dist.high
         raw = min(max(raw, low), high)
         if isinstance(dist, self.optuna.distributions.IntDistribution):
