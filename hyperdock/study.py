@@ -1,18 +1,22 @@
 """An experiment seen as an optuna study: objectives, the space in optuna's terms, and
 the in-memory mirror that adaptive samplers, pruners and importances work on.
 
-The store is the truth; :class:`StudyMirror` copies it into an in-memory optuna study,
-one optuna trial per store trial (matched by trial number):
+The store is the truth; :class:`StudyMirror` copies what samplers need of it into a
+compact :class:`~hyperdock.history.TrialHistory` (arrays: states, objective values,
+parameters in optuna's internal form), matched by trial number:
 
 * finished trials become ``COMPLETE`` (with their objective values), ``PRUNED`` (with
-  their intermediate losses) or ``FAIL``;
+  their last intermediate loss) or ``FAIL``;
 * queued and running trials stay ``RUNNING``: samplers treat them as pending, so TPE's
   constant liar (and our GP's) keeps parallel workers away from each other's points.
 
-A restarted supervisor builds the same mirror from the store, so TPE and GP continue as
-if nothing happened. (CMA-ES, NSGA-II and QMC also keep generation state in optuna's
-trial attributes, which the store does not hold: after a restart they start a new
-generation from the history they see.)
+Each suggestion runs the optuna sampler on a throwaway study of a bounded window of the
+history (the best trials, a stratified sample of the others, every pending one; see
+:mod:`hyperdock.history`), so its cost and the supervisor's memory do not grow with the
+experiment. A restarted supervisor builds the same history from the store, so TPE and
+GP continue as if nothing happened. (CMA-ES, NSGA-II and QMC also keep generation state
+in optuna's trial attributes, which the store does not hold: after a restart they start
+a new generation from the history they see.)
 
 Spaces map to optuna distributions one node at a time: ``uniform`` → float,
 ``loguniform`` → log float, quantised kinds (``quniform``, ``qloguniform``,
