@@ -1,18 +1,22 @@
 """An experiment seen as an optuna study: objectives, the space in optuna's terms, and
 the in-memory mirror that adaptive samplers, pruners and importances work on.
 
-The store is the truth; :class:`StudyMirror` copies it into an in-memory optuna study,
-one optuna trial per store trial (matched by trial number):
+The store is the truth; :class:`StudyMirror` copies what samplers need of it into a
+compact :class:`~hyperdock.history.TrialHistory` (arrays: states, objective values,
+parameters in optuna's internal form), matched by trial number:
 
 * finished trials become ``COMPLETE`` (with their objective values), ``PRUNED`` (with
-  their intermediate losses) or ``FAIL``;
+  their last intermediate loss) or ``FAIL``;
 * queued and running trials stay ``RUNNING``: samplers treat them as pending, so TPE's
   constant liar (and our GP's) keeps parallel workers away from each other's points.
 
-A restarted supervisor builds the same mirror from the store, so TPE and GP continue as
-if nothing happened. (CMA-ES, NSGA-II and QMC also keep generation state in optuna's
-trial attributes, which the store does not hold: after a restart they start a new
-generation from the history they see.)
+Each suggestion runs the optuna sampler on a throwaway study of a bounded window of the
+history (the best trials, a stratified sample of the others, every pending one; see
+:mod:`hyperdock.history`), so its cost and the supervisor's memory do not grow with the
+experiment. A restarted supervisor builds the same history from the store, so TPE and
+GP continue as if nothing happened. (CMA-ES, NSGA-II and QMC also keep generation state
+in optuna's trial attributes, which the store does not hold: after a restart they start
+a new generation from the history they see.)
 
 Spaces map to optuna distributions one node at a time: ``uniform`` → float,
 ``loguniform`` → log float, quantised kinds (``quniform``, ``qloguniform``,
@@ -32,10 +36,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from hyperdock.curves import CurveStudy
 from hyperdock.errors import ConfigError
+from hyperdock.history import (
+    COMPLETE,
+    FAIL,
+    PRUNED,
+    RUNNING,
+    UNFIT,
+    TrialHistory,
+    WindowStudy,
+    external,
+)
 from hyperdock.jsonutil import dumps
 from hyperdock.optunautil import import_optuna
-from hyperdock.pruners import NUMBER_ATTR, Pruner, horizon
+from hyperdock.pruners import NUMBER_ATTR, Pruner
 from hyperdock.space import UNION_LABEL, Choice, Dist, GridAxis, Space, Union, _steps
 from hyperdock.trial import Trial, TrialState
 
@@ -156,6 +173,7 @@ class OptunaSpace:
         self.space = space
         self.optuna = import_optuna()
         self.distributions: dict[str, Any] = {}
+        self._steps: dict[str, float | None] = {}  # label -> q of a quantised node
         self._index(space.root)
 
     # distributions ------------------------------------------------------------------
@@ -298,6 +316,8 @@ class OptunaSpace:
                 return self._first_match(node.label, node.values, value, out)
             case Union():
                 return self._first_match(UNION_LABEL, node.spaces, value, out)
+        if type(node) is type(value) and node == value:  # the common case, without JSON
+            return True
         return dumps(node) == dumps(value)
 
     def _first_match(
@@ -313,8 +333,10 @@ class OptunaSpace:
 
     def _raw(self, node: Dist, value: float) -> Any:
         dist = self.distributions[node.label]
-        a = node.named_args
-        raw: float = value / a["q"] if "q" in a else value
+        if node.label not in self._steps:  # named_args is costly: once per node
+            self._steps[node.label] = node.named_args.get("q")
+        q = self._steps[node.label]
+        raw: float = value / q if q is not None else value
         low, high = dist.low, dist.high
         raw = min(max(raw, low), high)
         if isinstance(dist, self.optuna.distributions.IntDistribution):
@@ -323,16 +345,15 @@ class OptunaSpace:
 
 
 # -- the mirror ---------------------------------------------------------------------------
-_STATES = {
-    TrialState.COMPLETED: "COMPLETE",
-    TrialState.PRUNED: "PRUNED",
-    TrialState.FAILED: "FAIL",
-    TrialState.CANCELLED: "FAIL",
-}
-
-
 class StudyMirror:
-    """An in-memory optuna study kept in step with an experiment's trials.
+    """The experiment's trials as adaptive samplers (and pruners) need them.
+
+    Samplers learn from a compact :class:`~hyperdock.history.TrialHistory` (parameters,
+    values, states as arrays); each suggestion builds a throwaway optuna study from a
+    bounded window of it (see :mod:`hyperdock.history`), so the cost of a suggestion and
+    the memory held do not grow with the number of trials. With a pruner
+    (:meth:`track_curves`) a :class:`~hyperdock.curves.CurveStudy` also keeps every
+    trial's intermediate losses for it.
 
     Not thread-safe: one supervisor owns it.
 
@@ -345,22 +366,17 @@ class StudyMirror:
         self.optuna = import_optuna()
         self.codec = OptunaSpace(space)
         self.objectives = objectives
-        self.storage = self.optuna.storages.InMemoryStorage()
-        self.study = self.optuna.create_study(
-            storage=self.storage,
-            # A fixed name: Hyperband assigns brackets from a hash of the study name,
-            # so a random one would change them on every supervisor (re)start.
-            study_name="hyperdock",
-            directions=list(objectives.directions),
-            sampler=self.optuna.samplers.RandomSampler(seed=0),
-        )
-        self._ids: dict[int, int] = {}  # trial number -> optuna trial id
-        self._store_ids: dict[int, int] = {}  # store trial id -> optuna trial id
-        self._final: set[int] = set()  # trial numbers mirrored in a final state
-        self._steps: dict[int, int] = {}  # optuna trial id -> intermediate values set
-        self._unfit: set[int] = set()
-        self._open: set[int] = set()  # store ids mirrored but not final
+        signs = [1.0 if d == "minimize" else -1.0 for d in objectives.directions]
+        self.history = TrialHistory(list(self.codec.distributions), len(objectives.names), signs)
+        self.curves: CurveStudy | None = None
+        self._open: dict[int, int] = {}  # store id -> number of trials not final yet
         self._max_id: int | None = None  # the largest store id seen
+
+    def track_curves(self) -> None:
+        """Also keep every trial's intermediate losses, for :meth:`prune` (call before the
+        first :meth:`sync`)."""
+        if self.curves is None:
+            self.curves = CurveStudy(self.optuna, self.codec, self.objectives)
 
     def settled_below(self) -> int | None:
         """A store id up to which every trial is settled (None: nothing mirrored yet):
@@ -371,134 +387,119 @@ class StudyMirror:
 
     def settled(self, number: int) -> bool:
         """Trial ``number`` is mirrored in its final state (nothing more to copy)."""
-        return number in self._final or number in self._unfit
+        r = self.history.row(number)
+        return r is not None and int(self.history.state[r]) != RUNNING
+
+    def wants_progress(self, trial: Trial) -> bool:
+        """Whether :meth:`sync` needs ``trial``'s intermediate losses: a pruner judges
+        running trials by them, TPE ranks pruned trials by the last one."""
+        if self.settled(trial.number):
+            return False
+        return self.curves is not None or trial.state is TrialState.PRUNED
 
     @property
     def pending_ids(self) -> list[int]:
         """Store ids of trials mirrored as running (progress is wanted for them)."""
-        final = self._final_oids()  # once: this runs on every supervisor step
-        return [sid for sid, oid in self._store_ids.items() if oid not in final]
-
-    def _final_oids(self) -> set[int]:
-        return {self._ids[n] for n in self._final if n in self._ids}
+        return list(self._open)
 
     def sync(
         self,
         trials: Iterable[Trial],
         progress: Mapping[int, Sequence[tuple[int, float]]] | None = None,
     ) -> None:
-        """Bring the study up to date with ``trials`` (and their intermediate losses)."""
+        """Bring the mirror up to date with ``trials`` (and their intermediate losses)."""
         progress = progress or {}
+        h = self.history
+        trials = list(trials)
         for t in trials:
             self._max_id = t.id if self._max_id is None else max(self._max_id, t.id)
-            if t.number in self._final or t.number in self._unfit:
-                continue
-            oid = self._ids.get(t.number)
-            if oid is None:
-                oid = self._create(t.number, t.params)
-                if oid is None:
+            r = h.row(t.number)
+            if r is None:  # not asked here: a trial of another supervisor, or a restart
+                internal = self.codec.internal(t.params)
+                if internal is None:
                     log.debug("trial %d does not fit the space; not mirrored", t.number)
-                    self._unfit.add(t.number)
-                    continue
-            self._store_ids[t.id] = oid
-            self._set_progress(oid, progress.get(t.id, ()))
+                r = h.add(t.number, internal)
+            if int(h.state[r]) != RUNNING:
+                continue
+            points = [(s, v) for s, v in progress.get(t.id, ()) if math.isfinite(v)]
+            if points:
+                h.last_step[r], h.last_value[r] = points[-1]
             if t.state.finished:
-                self._finish(t, oid)
-                self._open.discard(t.id)
+                self._finish(t, r)
+                self._open.pop(t.id, None)
             else:
-                self._open.add(t.id)
+                self._open[t.id] = t.number
+        if self.curves is not None:
+            self.curves.sync(trials, progress)
 
-    def _create(self, number: int, params: Any) -> int | None:
-        """Mirror trial ``number`` with ``params`` as running; its optuna id, or None when
-        the params do not fit the space."""
-        opt = self.optuna
-        internal = self.codec.internal(params)
-        if internal is None:
-            return None
-        frozen = opt.trial.create_trial(
-            state=opt.trial.TrialState.RUNNING,
-            params=internal,
-            distributions={k: self.codec.distributions[k] for k in internal},
-            system_attrs={NUMBER_ATTR: number},
-        )
-        oid: int = self.storage.create_new_trial(self.study._study_id, template_trial=frozen)
-        self._ids[number] = oid
-        return oid
+    def _finish(self, t: Trial, r: int) -> None:
+        h = self.history
+        if t.state is TrialState.COMPLETED:
+            values = self.objectives.values(t)
+            if values is not None and all(map(math.isfinite, values)):
+                h.values[r] = values
+                h.state[r] = COMPLETE
+                return
+        h.state[r] = PRUNED if t.state is TrialState.PRUNED else FAIL
 
     def replace(self, number: int, params: dict[str, Any]) -> None:
         """Trial ``number`` gets ``params`` instead of what :meth:`ask` suggested (the
-        supervisor replaced a duplicate): the suggestion is dropped (``FAIL``: samplers
-        ignore it) and ``params`` are mirrored as pending in its place."""
-        oid = self._ids.pop(number, None)
-        if oid is not None:
-            self.storage.set_trial_state_values(oid, self.optuna.trial.TrialState.FAIL)
-        self._create(number, params)
+        supervisor replaced a duplicate): ``params`` are mirrored as pending instead."""
+        self.history.attrs.pop(number, None)
+        self.history.add(number, self.codec.internal(params))
 
-    def _set_progress(self, oid: int, points: Sequence[tuple[int, float]]) -> None:
-        if self.objectives.multi or not points:
-            return
-        done = self._steps.get(oid, 0)
-        for step, loss in points[done:]:
-            if math.isfinite(loss):
-                self.storage.set_trial_intermediate_value(oid, step, loss)
-        self._steps[oid] = len(points)
-
-    def _finish(self, t: Trial, oid: int) -> None:
-        opt = self.optuna
-        state = _STATES[t.state]
-        values = self.objectives.values(t) if state == "COMPLETE" else None
-        if state == "COMPLETE" and (values is None or not all(map(math.isfinite, values))):
-            state = "FAIL"
-        self.storage.set_trial_state_values(
-            oid, opt.trial.TrialState[state], values if state == "COMPLETE" else None
-        )
-        self._final.add(t.number)
-
-    def ask(self, number: int, sampler: Any) -> dict[str, Any]:
-        """Parameters for trial ``number`` from ``sampler`` (an optuna sampler).
+    def ask(self, number: int, sampler: Any, kind: str = "tpe", seed: int = 0) -> dict[str, Any]:
+        """Parameters for trial ``number`` from ``sampler`` (an optuna sampler of kind
+        ``kind``), on the window of the history that ``kind`` and ``seed`` select.
 
         Asking again for a number whose trial never reached the store (the store was
         down) returns the same parameters.
         """
-        oid = self._ids.get(number)
-        if oid is not None:
-            frozen = self.storage.get_trial(oid)
-            return self.codec.build(lambda label, _dist: frozen.params[label])
-        self.study.sampler = sampler
-        trial = self.study.ask()
+        h = self.history
+        r = h.row(number)
+        if r is not None and int(h.state[r]) != UNFIT:
+            internal = h.internal(r)
+            dists = self.codec.distributions
+            return self.codec.build(lambda label, _d: external(dists[label], internal[label]))
+        if hasattr(sampler, "completed_total"):  # TPE's bandwidths follow the whole history
+            sampler.completed_total = h.completed()
+        window = self._window_study(h.window(kind, seed))
+        window.study.sampler = sampler
+        trial = window.study.ask()
         params = self.codec.suggest(trial)
-        self.storage.set_trial_system_attr(trial._trial_id, NUMBER_ATTR, number)
-        self._ids[number] = trial._trial_id
+        h.add(number, window.save_attrs(trial._trial_id, number))
+        if kind == "cmaes":
+            h.trim_attrs()
         return params
 
+    def _window_study(self, rows: Any) -> WindowStudy:
+        ws = WindowStudy(
+            self.optuna, self.history, self.codec.distributions, self.objectives.directions,
+            NUMBER_ATTR,
+        )  # fmt: skip
+        ws.add(rows)
+        return ws
+
     def prune(self, pruner: Pruner) -> list[int]:
-        """Store ids of running trials that ``pruner`` would stop now.
+        """Store ids of running trials that ``pruner`` would stop now (none unless
+        :meth:`track_curves` was called).
 
         A trial whose last reported step has reached the curve length (see
         :func:`hyperdock.pruners.horizon`) is never among them: it has done its work.
         """
-        out = []
-        end = horizon(pruner, self.study)
-        for sid in self.pending_ids:
-            oid = self._store_ids[sid]
-            frozen = self.storage.get_trial(oid)
-            if frozen.state != self.optuna.trial.TrialState.RUNNING:
-                continue
-            if not frozen.intermediate_values:
-                continue
-            if end is not None and frozen.last_step is not None and frozen.last_step >= end:
-                continue
-            if pruner.prune(self.study, frozen):
-                out.append(sid)
-        return out
+        if self.curves is None:
+            return []
+        return self.curves.prune(pruner, self.pending_ids)
 
     def importances(self) -> dict[str, float]:
-        """Parameter importances (optuna's default evaluator) for the first objective;
-        empty with fewer than two completed trials or nothing to compare."""
+        """Parameter importances (optuna's default evaluator) for the first objective,
+        from every completed trial mirrored; empty with fewer than two of them or
+        nothing to compare."""
         opt = self.optuna
-        done = self.study.get_trials(deepcopy=False, states=(opt.trial.TrialState.COMPLETE,))
+        done = np.flatnonzero(self.history.state[: self.history.n] == COMPLETE)
         if len(done) < 2:
             return {}
+        study = self._window_study(done).study
         target = None
         if self.objectives.multi:  # lower is better for the evaluator
             sign = -1.0 if self.objectives.maximize else 1.0
@@ -507,7 +508,7 @@ class StudyMirror:
             with warnings.catch_warnings():  # "computes importances ... low target values"
                 warnings.simplefilter("ignore", UserWarning)
                 result: dict[str, float] = opt.importance.get_param_importances(
-                    self.study, evaluator=_importance_evaluator(opt), target=target
+                    study, evaluator=_importance_evaluator(opt), target=target
                 )
         except (RuntimeError, ValueError) as exc:
             log.debug("no importances: %s", exc)

@@ -9,6 +9,7 @@ sampler, and numbering continues).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import random
 import threading
 import time
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,8 @@ LIVE_WORKER_AGE = 60.0
 #: Trials in a row that may end ``failed`` before the experiment stops as failed
 #: (``--max-failures``; 0 never stops). Experiments stored without the setting get it.
 DEFAULT_MAX_FAILURES = 5
+#: Trials per page when the mirror is first loaded (a resumed experiment's history).
+SYNC_PAGE = 1000
 #: States of a trial whose point needs no new trial: evaluated, or failed with its
 #: retries spent (running it again would be one more retry).
 TRIED_STATES = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
@@ -76,6 +80,13 @@ class Progress:
     def finished(self) -> int:
         """Trials that reached a final state."""
         return experiment_done_counts(self.counts)[0]
+
+
+def _pages(trials: Iterable[Trial], size: int) -> Iterator[list[Trial]]:
+    """``trials`` in lists of ``size`` (the last one shorter)."""
+    it = iter(trials)
+    while page := list(itertools.islice(it, size)):
+        yield page
 
 
 def check_poll(poll_interval: float) -> None:
@@ -133,6 +144,8 @@ class Supervisor:
         self.mirror: StudyMirror | None = getattr(self.sampler, "mirror", None)
         if self.mirror is None and self.pruner is not None:
             self.mirror = StudyMirror(space, self.objectives)
+        if self.mirror is not None and self.pruner is not None:
+            self.mirror.track_curves()
         self.stop_reason: str | None = None
         #: Trials queued ahead of the workers, and the level that triggers a refill.
         self.queue_ahead = QUEUE_AHEAD
@@ -318,47 +331,48 @@ class Supervisor:
                     return f"all {n} point{'s' if n != 1 else ''} of the space evaluated"
         return None
 
-    def sync_mirror(self, *, recent: bool = False) -> list[Trial]:
-        """Copy the experiment's trials (and intermediate losses) into :attr:`mirror`.
-
-        Args:
-            recent: Read only the trials that may have changed since the last sync (the
-                pruner's needs, on every step), and return only those.
-        """
-        since = self.mirror.settled_below() if recent and self.mirror is not None else None
-        trials = self.store.list_trials(self.experiment.id, since_id=since)
-        if self.mirror is not None:
-            unsettled = [t.id for t in trials if not self.mirror.settled(t.number)]
+    def sync_mirror(self) -> None:
+        """Copy the trials that may have changed since the last sync (on the first,
+        every trial, streamed a page at a time) and their intermediate losses into
+        :attr:`mirror`."""
+        mirror = self.mirror
+        if mirror is None:
+            return
+        since = mirror.settled_below()
+        if since is None:
+            pages = _pages(self.store.iter_trials(self.experiment.id), SYNC_PAGE)
+        else:
+            pages = iter([self.store.list_trials(self.experiment.id, since_id=since)])
+        for trials in pages:
+            wanted = [t.id for t in trials if mirror.wants_progress(t)]
             progress = (
-                self.store.list_progress(self.experiment.id, trial_ids=unsettled)
-                if unsettled
-                else {}
+                self.store.list_progress(self.experiment.id, trial_ids=wanted) if wanted else {}
             )
-            self.mirror.sync(trials, progress)
-        return trials
+            mirror.sync(trials, progress)
 
     def _prune(self) -> None:
         assert self.mirror is not None and self.pruner is not None
-        self.sync_mirror(recent=True)
+        self.sync_mirror()
         for trial_id in self.mirror.prune(self.pruner):
             if self.store.prune_trial(trial_id):
                 log.info("trial %d pruned: its intermediate losses are poor", trial_id)
 
     def _queue(self, first: int, n: int) -> int:
         adaptive = self.sampler.adaptive
-        history: list[Trial] = self.sync_mirror() if adaptive else []
+        if adaptive:  # the sampler reads the mirror, kept in step here
+            self.sync_mirror()
         # On a finite space no point gets a second trial while another has none (the
         # grid sampler never repeats one): the point of a cancelled trial is free again.
         finite = self._finite if self.experiment.sampler != "grid" else None
         taken: set[str] = set()
         if finite is not None:
-            trials = history if adaptive else self.store.list_trials(self.experiment.id)
+            trials = self.store.iter_trials(self.experiment.id)
             taken = {dumps(t.params) for t in trials if t.state is not TrialState.CANCELLED}
         batch = []
         for number in range(first, first + n):
             if finite is not None and len(taken) >= finite.size and finite.all_tried(taken):
                 break  # every point has a trial: the stop condition ends the experiment
-            params = self.sampler.suggest(number, history)
+            params = self.sampler.suggest(number, [])
             if params is None:
                 self._exhausted = True
                 break

@@ -207,13 +207,13 @@ def test_restarted_tpe_supervisor_restores_its_history(tmp_path: Path) -> None:
             # What a new supervisor sees: every finished trial, in its sampler's study.
             exp = store.get_experiment("rs")
             fresh = Supervisor(store, exp)
-            trials = fresh.sync_mirror()
+            fresh.sync_mirror()
             assert fresh.mirror is not None
-            finished = [t for t in trials if t.state is TrialState.COMPLETED]
-            mirrored = fresh.mirror.study.get_trials(states=None)
-            complete = [t for t in mirrored if t.state.name == "COMPLETE"]
+            finished = store.list_trials(exp.id, states=[TrialState.COMPLETED])
+            history = fresh.mirror.history
+            complete = history.best(history.n)
             assert len(complete) == len(finished) >= 8
-            assert sorted(t.values[0] for t in complete) == sorted(t.loss for t in finished)
+            assert sorted(history.values[complete, 0]) == sorted(t.loss for t in finished)
             sup = spawn(*sup_args, cwd=tmp_path, log=tmp_path / "sup2.log")
             assert sup.wait(timeout=120) == 0, (tmp_path / "sup2.log").read_text()
             rows = store.list_trials(exp.id)

@@ -110,6 +110,7 @@ class Curves:
 
     def __init__(self) -> None:
         self.mirror = StudyMirror(SPACE, Objectives())
+        self.mirror.track_curves()
         self.trials: list[Trial] = []
         self.progress: dict[int, list[tuple[int, float]]] = {}
 
@@ -216,6 +217,7 @@ def test_median_waits_for_startup_trials() -> None:
 
 def test_maximised_losses_prune_the_low_curve() -> None:
     mirror = StudyMirror(SPACE, Objectives.build(["maximize"]))
+    mirror.track_curves()
     trials, progress = [], {}
     for n, level in enumerate([1.0, 1.1, 1.2, 1.3, -5.0]):
         state = TrialState.COMPLETED if n < 4 else TrialState.RUNNING

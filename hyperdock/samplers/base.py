@@ -19,8 +19,10 @@ class Sampler(abc.ABC):
         * Non-adaptive samplers (``adaptive = False``) depend only on the space, the seed
           and ``number``: a restarted supervisor proposes exactly what the old one would
           have, and the supervisor may queue many trials ahead.
-        * Adaptive samplers also read ``trials`` (every trial of the experiment so far,
-          finished or not); the supervisor then keeps the queue short.
+        * Adaptive samplers also read ``trials``: the trials that changed since the
+          last call, finished or not (they keep their own mirror of the experiment;
+          the supervisor keeps that mirror in step itself and passes ``[]``). The
+          supervisor then keeps the queue short.
         * Returned values are plain JSON (see :func:`hyperdock.jsonutil.to_jsonable`).
     """
 

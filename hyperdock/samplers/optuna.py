@@ -1,7 +1,9 @@
 """Adaptive samplers through optuna's ask/tell: tpe, gp, cmaes, nsga2 and qmc.
 
 Each suggestion syncs the experiment's trials into a :class:`~hyperdock.study.StudyMirror`
-and asks the named optuna sampler for the next point. The sampler is rebuilt for every
+and asks the named optuna sampler for the next point, on a bounded window of the
+history (see :mod:`hyperdock.history`: TPE sees at most 1,000 finished trials, the GP
+128, CMA-ES its recent generations). The sampler is rebuilt for every
 trial number with a seed derived from ``(seed, number)`` (QMC keeps the experiment's
 seed: its sequence must stay one sequence), so a seeded run is reproducible and a
 restarted supervisor proposes what the old one would have, given the same history.
@@ -101,4 +103,5 @@ class OptunaSampler(Sampler):
     def suggest(self, number: int, trials: Sequence[Trial]) -> dict[str, Any] | None:
         self.mirror.sync(trials)
         seed = self.seed % 2**32 if self.kind == "qmc" else derive_seed(self.seed, number)
-        return self.mirror.ask(number, build_optuna_sampler(self.kind, seed))
+        sampler = build_optuna_sampler(self.kind, seed)
+        return self.mirror.ask(number, sampler, kind=self.kind, seed=derive_seed(self.seed, number))

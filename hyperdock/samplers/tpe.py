@@ -178,6 +178,9 @@ class RankWeightedTPESampler(TPESampler):
         self.bandwidth_trials = bandwidth_trials
         self.bandwidth_power = bandwidth_power
         self._pending: np.ndarray | None = None  # set during one _sample call
+        #: Completed trials of the whole history when the study holds a window of it
+        #: (None: count the study's); the bandwidths narrow with the whole history.
+        self.completed_total: int | None = None
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -234,10 +237,12 @@ class RankWeightedTPESampler(TPESampler):
             ranks = np.empty(len(usable), dtype=int)
             ranks[order] = np.arange(len(usable))
             weights = rank_weights(ranks, self.rank_power)
-        completed = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False
-        )
-        scale = bandwidth_scale(len(completed), self.bandwidth_trials, self.bandwidth_power)
+        completed = self.completed_total
+        if completed is None:
+            completed = len(
+                study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=False)
+            )
+        scale = bandwidth_scale(completed, self.bandwidth_trials, self.bandwidth_power)
         return _ShrunkParzenEstimator(
             observations, search_space, self._parzen_estimator_parameters, weights, scale=scale
         )
