@@ -58,6 +58,7 @@ class MongoReads(MongoBase):
         edge = top[-1]["loss"]
         above = [d for d in top if d["loss"] != edge]
         ties = self._trials.find(done | {"loss": edge}, sort=[("_id", 1)], limit=n - len(above))
+        above.sort(key=lambda d: (-d["loss"], d["_id"]))
         return [self._trial(d) for d in [*above, *ties]]
 
     @guarded

@@ -157,14 +157,11 @@ def _sql_batch(store: Any, exp: Experiment, chunk: list[dict[str, Any]]) -> None
 
 
 def _mongo_batch(store: Any, exp: Experiment, chunk: list[dict[str, Any]]) -> None:
-    from pymongo import UpdateOne
-
     from hyperdock.storage.mongo_base import pack
 
     made = store.add_trials(exp.id, [r["params"] for r in chunk])
-    updates = []
     for trial, r in zip(made, chunk, strict=True):
+        # One update each: mongomock's bulk_write does not take pymongo 4.9's operations.
         fields = {k: r[k] for k in ("state", "loss", "error", "history", "worker_id")}
         fields |= {k: r[k] for k in ("created_at", "started_at", "finished_at")}
-        updates.append(UpdateOne({"_id": trial.id}, {"$set": fields | pack("result", r["result"])}))
-    store._trials.bulk_write(updates, ordered=False)
+        store._trials.update_one({"_id": trial.id}, {"$set": fields | pack("result", r["result"])})
