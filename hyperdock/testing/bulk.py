@@ -22,9 +22,9 @@ __all__ = ["SPACE", "fill_experiment", "synthetic_rows"]
 
 #: The space of the synthetic trials (its JSON form, as an experiment stores it).
 SPACE: dict[str, Any] = {
-    "x": {"hdock_distr": "uniform", "hdock_samples": 10, "hdock_distr_kwargs": {"scale": 1}},
-    "layers": [1, 2, 3, 4],
-    "optimizer": ["adam", "sgd"],
+    "x": {"$hp": "uniform", "label": "x", "low": 0, "high": 1},
+    "layers": {"$hp": "choice", "label": "layers", "options": [1, 2, 3, 4]},
+    "optimizer": {"$hp": "choice", "label": "optimizer", "options": ["adam", "sgd"]},
 }
 
 #: (state, share) of the synthetic trials; the rest is completed.
@@ -52,14 +52,14 @@ def synthetic_rows(n: int, seed: int = 0, start: float = 1.7e9) -> Iterator[dict
             "x": rng.random(),
             "layers": rng.randint(1, 4),
             "optimizer": rng.choice(["adam", "sgd"]),
-            "note": "a" * rng.randint(0, 40),
         }
         created = start + number * 0.5
         started = None if state == "queued" else created + 1.0
         finished = None if state in ("queued", "running") else created + 1.0 + rng.random() * 30
         loss = round(rng.random() * 10, 3) if state in ("completed", "pruned") else None
         error = "exit code 1: boom" if state == "failed" else None
-        result = {"loss": loss, "data": {"accuracy": rng.random(), "epochs": rng.randint(1, 9)}}
+        note = "a" * rng.randint(0, 40)
+        result = {"loss": loss, "data": {"accuracy": rng.random(), "epochs": 3, "note": note}}
         history = (
             [
                 {
