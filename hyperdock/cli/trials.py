@@ -66,19 +66,23 @@ def _stream_all(
     wide: bool,
     columns: str | None,
 ) -> bool:
-    """Print every trial (oldest first) a batch at a time; True when any was printed."""
+    """Print every trial (oldest first) a batch at a time; True when a best trial was
+    among them (the JSON list: always)."""
     stream = st.iter_trials(exp.id, states=wanted)
     if as_json:
         write_json_array((trial_json(t) for t in stream), sys.stdout.write)
         sys.stdout.write("\n")
         return True  # an empty list is printed too
-    shown = False
+    shown = marked = False
     for chunk in _chunks(stream, 1000):
         text = _table(exp, chunk, best_ids, wide, columns)
         # One table per block of 1000 trials; the header only above the first.
         click.echo(text if not shown else "\n".join(text.splitlines()[2:]))
         shown = True
-    return shown
+        marked = marked or bool(best_ids & {t.id for t in chunk})
+    if not shown:
+        _none(exp, tuple(s.value for s in wanted or ()), False)
+    return marked
 
 
 @click.command(epilog=NAME_HELP)
@@ -129,9 +133,7 @@ def trials(
         exp = resolve_experiment(st, name)
         best_ids = best_trial_ids(st, exp)
         if show_all:
-            if not _stream_all(st, exp, wanted, best_ids, as_json, wide, columns):
-                _none(exp, states, as_json)
-            elif not as_json:
+            if _stream_all(st, exp, wanted, best_ids, as_json, wide, columns) and not as_json:
                 _legend(exp, best_ids)
             return
         rows = st.list_trials_page(exp.id, limit=limit, offset=offset, states=wanted)
