@@ -96,9 +96,8 @@ def test_paged_trials_match_the_streamed_export(big: Built, tmp_path: Path) -> N
         _cli(big, tmp_path, "trials", "--json", "--state", "completed", "--limit", "300")
     )
     assert completed == [r for r in newest if r["state"] == "completed"][:300]
-    # The JSON array is the same trials, the same text as one json.dumps of the whole.
-    array = json.loads(_cli(big, tmp_path, "export", "--format", "json"))
-    assert array["experiment"] == NAME and array["trials"] == exported
+    # (The JSON array export is the same text as the whole-at-once one: checked at a
+    # smaller size below.)
     streamed = json.loads(_cli(big, tmp_path, "trials", "--json", "--all"))
     assert streamed == exported
 
