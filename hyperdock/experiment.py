@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -796,11 +796,27 @@ class Experiment:
         return pareto_front(self.trials(TrialState.COMPLETED), self.objectives)
 
     def trials(
-        self, state: str | TrialState | Iterable[str | TrialState] | None = None
+        self,
+        state: str | TrialState | Iterable[str | TrialState] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Trial]:
         """The experiment's trials in creation order, optionally only those in ``state``
-        (one state or several)."""
+        (one state or several); with ``limit``, one page of them, newest first, after
+        skipping ``offset``. :meth:`iter_trials` streams every trial."""
+        if limit is not None:
+            return self.store.list_trials_page(
+                self.id, limit=limit, offset=offset, states=parse_states(state)
+            )
         return self.store.list_trials(self.id, states=parse_states(state))
+
+    def iter_trials(
+        self, state: str | TrialState | Iterable[str | TrialState] | None = None
+    ) -> Iterator[Trial]:
+        """Every trial (optionally only those in ``state``) in creation order, read from
+        the store a batch at a time: memory stays constant however many there are."""
+        return self.store.iter_trials(self.id, states=parse_states(state))
 
     def counts(self) -> dict[str, int]:
         """Trials per state (every state, zeros included)."""
@@ -835,11 +851,13 @@ class Experiment:
         """Write every trial to ``path`` as ``hyperdock export`` does (``csv`` or
         ``json``; by default ``json`` for a ``.json`` path, else ``csv``); returns the
         path."""
+        from hyperdock.export import write_export
+
         if format is None:
             format = "json" if Path(path).suffix.lower() == ".json" else "csv"
-        text = export_text(self.record, self.trials(), format)
         out = Path(path)
-        out.write_text(text)
+        with out.open("w", encoding="utf-8", newline="") as f:  # streamed: constant memory
+            write_export(self.store, self.record, format, f.write)
         return out
 
     def cancel(self) -> bool:

@@ -23,11 +23,14 @@ from hyperdock.trial import ExperimentState, Trial, TrialState
 log = logging.getLogger("hyperdock.experiment")
 
 __all__ = [
+    "IMPORTANCE_SAMPLE",
     "best_json",
     "best_trial_ids",
+    "csv_fields",
     "experiment_duration",
     "export_text",
     "frame_rows",
+    "importance_sample",
     "status_json",
     "summarize",
     "trial_json",
@@ -103,8 +106,8 @@ def summarize(
         summary["best"] = None if best is None else best_json(best, objectives)
     summary["importances"] = {}
     if importances_too and counts[TrialState.COMPLETED] >= 2:
-        if trials is None:
-            trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
+        if trials is None or len(trials) > IMPORTANCE_SAMPLE:
+            trials = importance_sample(store, exp, counts)
         try:
             summary["importances"] = importances(Space.from_json(exp.space), objectives, trials)
         except HyperdockError as exc:
@@ -112,13 +115,42 @@ def summarize(
     return summary
 
 
+#: Most completed trials that importances are computed on.
+IMPORTANCE_SAMPLE = 2000
+
+
+def importance_sample(
+    store: Store, exp: ExperimentRecord, counts: dict[TrialState, int]
+) -> list[Trial]:
+    """The completed trials importances are computed on: all of them up to
+    :data:`IMPORTANCE_SAMPLE`; beyond, the best quarter of that many plus a uniform
+    sample of the others (seeded by the experiment's seed: the same trials each time,
+    until more complete), so the cost does not grow with the experiment."""
+    import random
+
+    done = counts[TrialState.COMPLETED]
+    if done <= IMPORTANCE_SAMPLE:
+        return store.list_trials(exp.id, states=[TrialState.COMPLETED])
+    maximize = Objectives.from_meta(exp.meta).maximize
+    picked = {t.id: t for t in store.best_trials(exp.id, IMPORTANCE_SAMPLE // 4, maximize=maximize)}
+    # Numbers run from 0 to the count of trials: draw among them, keep the completed.
+    total = sum(counts.values())
+    share = done / total
+    draw = min(total, round((IMPORTANCE_SAMPLE - len(picked)) / share))
+    numbers = random.Random(exp.seed).sample(range(total), draw)
+    for t in store.trials_by_number(exp.id, numbers):
+        if t.state is TrialState.COMPLETED and len(picked) < IMPORTANCE_SAMPLE:
+            picked.setdefault(t.id, t)
+    return sorted(picked.values(), key=lambda t: t.id)
+
+
 def experiment_duration(store: Store, exp: ExperimentRecord, now: float) -> float:
     """Seconds from the experiment's creation to its last trial's end (to ``now`` while
     it runs)."""
     if exp.state is ExperimentState.RUNNING:
         return now - exp.created_at
-    ends = [t.finished_at for t in store.list_trials(exp.id) if t.finished_at is not None]
-    return max(ends, default=exp.created_at) - exp.created_at
+    end = store.last_finished_at(exp.id)
+    return (exp.created_at if end is None else end) - exp.created_at
 
 
 def status_json(store: Store, exp: ExperimentRecord, now: float) -> dict[str, Any]:
@@ -135,12 +167,17 @@ def status_json(store: Store, exp: ExperimentRecord, now: float) -> dict[str, An
     }
 
 
-def best_trial_ids(store: Store, exp: ExperimentRecord, trials: Sequence[Trial]) -> set[int]:
-    """Ids of the best trial (several objectives: the Pareto front among ``trials``)."""
+def best_trial_ids(
+    store: Store, exp: ExperimentRecord, trials: Sequence[Trial] | None = None
+) -> set[int]:
+    """Ids of the best trial (several objectives: the Pareto front among ``trials``, by
+    default among every completed trial)."""
     from hyperdock.study import pareto_front
 
     objectives = Objectives.from_meta(exp.meta)
     if objectives.multi:
+        if trials is None:
+            trials = store.list_trials(exp.id, states=[TrialState.COMPLETED])
         return {t.id for t in pareto_front(trials, objectives)}
     best = store.best_trial(exp.id, maximize=objectives.maximize)
     return set() if best is None else {best.id}
@@ -153,8 +190,36 @@ def _iso(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def csv_fields(t: Trial) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A trial's CSV cells: its own fields (times in ISO 8601 UTC, attempt 1-based), its
+    flattened parameters and the target's extra loss.json keys, each by column name
+    (without the ``params.`` / ``data.`` prefix)."""
+    params = {
+        k: json.dumps(v) if isinstance(v, list) else v for k, v in flat_params(t.params).items()
+    }
+    base = {
+        "id": t.id,
+        "number": t.number,
+        "state": t.state.value,
+        "loss": t.loss,
+        "attempt": t.attempt + 1,
+        "worker": t.worker_id,
+        "created_at": _iso(t.created_at),
+        "started_at": _iso(t.started_at),
+        "finished_at": _iso(t.finished_at),
+        "duration": t.duration,
+        "error": t.error,
+    }
+    data = {
+        k: v if isinstance(v, (str, int, float)) or v is None else json.dumps(v)
+        for k, v in t.data.items()
+    }
+    return base, params, data
+
+
 def export_text(exp: ExperimentRecord, rows: Sequence[Trial], fmt: str = "csv") -> str:
-    """Every trial of ``exp`` as ``hyperdock export`` writes it.
+    """``rows`` (trials of ``exp``) as ``hyperdock export`` writes them, in one string.
+    :func:`hyperdock.export.write_export` streams a whole experiment instead.
 
     CSV: one row per trial, times in ISO 8601 UTC, attempt 1-based, parameters in
     ``params.*`` columns, the target's extra loss.json keys in ``data.*`` columns.
@@ -175,29 +240,7 @@ def export_text(exp: ExperimentRecord, rows: Sequence[Trial], fmt: str = "csv") 
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
     if fmt != "csv":
         raise ConfigError(f"unknown export format {fmt!r}; use 'csv' or 'json'")
-    flat = []
-    for t in rows:
-        params = {
-            k: json.dumps(v) if isinstance(v, list) else v for k, v in flat_params(t.params).items()
-        }
-        base = {
-            "id": t.id,
-            "number": t.number,
-            "state": t.state.value,
-            "loss": t.loss,
-            "attempt": t.attempt + 1,
-            "worker": t.worker_id,
-            "created_at": _iso(t.created_at),
-            "started_at": _iso(t.started_at),
-            "finished_at": _iso(t.finished_at),
-            "duration": t.duration,
-            "error": t.error,
-        }
-        data = {
-            k: v if isinstance(v, (str, int, float)) or v is None else json.dumps(v)
-            for k, v in t.data.items()
-        }
-        flat.append((base, params, data))
+    flat = [csv_fields(t) for t in rows]
     keys = sorted({k for _, p, _ in flat for k in p})
     data_keys = sorted({k for _, _, d in flat for k in d})
     buf = io.StringIO()

@@ -291,7 +291,8 @@ def test_history_matches_the_sql_store(mock_store: MongoStore) -> None:
 
 def test_indexes_exist(mock_store: MongoStore) -> None:
     names = set(mock_store._trials.index_information())
-    assert {"hd_queue", "hd_running", "hd_exp_number", "hd_exp_state"} <= names
+    assert {"hd_queue", "hd_running", "hd_exp_number", "hd_exp_best", "hd_exp_id"} <= names
+    assert "hd_exp_state" not in names  # replaced by hd_exp_best
     assert "hd_name" in set(mock_store._experiments.index_information())
 
 

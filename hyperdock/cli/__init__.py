@@ -25,8 +25,9 @@ from hyperdock.cli.legacy import (
     legacy_worker_main,
 )
 from hyperdock.cli.manage import cancel, completion, dashboard, delete, enqueue
-from hyperdock.cli.read import best, export, logs, status, trials, workers
+from hyperdock.cli.read import best, export, logs, status, workers
 from hyperdock.cli.search import run, supervisor, worker
+from hyperdock.cli.trials import trials
 from hyperdock.storage import redact_url
 from hyperdock.targets import parse_env
 

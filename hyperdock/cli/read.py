@@ -15,19 +15,15 @@ from hyperdock import logs as logfiles
 from hyperdock.cli.common import opened_store
 from hyperdock.cli.options import NAME_HELP, store_option
 from hyperdock.cli.output import (
-    best_marker_legend,
-    fitted_trials_table,
     log_json,
     print_best,
     status_table,
-    trials_table,
     workers_table,
 )
-from hyperdock.errors import ConfigError, HyperdockError
-from hyperdock.results import best_trial_ids, export_text, status_json, trial_json
-from hyperdock.space import Space
+from hyperdock.errors import ConfigError
+from hyperdock.export import FORMATS, write_export
+from hyperdock.results import IMPORTANCE_SAMPLE, status_json, summarize
 from hyperdock.storage import resolve_experiment, resolve_trial
-from hyperdock.study import Objectives, varying_params
 from hyperdock.trial import TrialState
 
 
@@ -53,86 +49,26 @@ def status(store: str | None, as_json: bool) -> None:
 @click.command(epilog=NAME_HELP)
 @click.argument("name", required=False)
 @store_option
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice([s.value for s in TrialState]),
-    help="Only these states.",
-)
-@click.option("--wide", is_flag=True, help="Every parameter, constants too, one column each.")
-@click.option(
-    "--columns",
-    metavar="A,B",
-    default=None,
-    help="Only these parameters, one column each (dotted names for nested ones).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Every field; attempt is 1-based.")
-def trials(
-    name: str | None,
-    store: str | None,
-    states: tuple[str, ...],
-    wide: bool,
-    columns: str | None,
-    as_json: bool,
-) -> None:
-    """List the trials of experiment NAME.
-
-    The table shows the parameters that differ between trials (constants are left out),
-    one column each when they fit the terminal, else together in one PARAMS column. The
-    best trial is marked with *.
-    """
-    with opened_store(store, create=False) as st:
-        exp = resolve_experiment(st, name)
-        every = st.list_trials(exp.id)
-        best_ids = best_trial_ids(st, exp, every)
-    wanted = {TrialState(s) for s in states}
-    rows = [t for t in every if not wanted or t.state in wanted]
-    if as_json:
-        click.echo(json.dumps([trial_json(t) for t in rows], indent=2, sort_keys=True))
-        return
-    if not rows:
-        click.echo(f"No trials{' in these states' if states else ''} in experiment {exp.name}.")
-        return
-    try:
-        space: Space | None = Space.from_json(exp.space)
-    except HyperdockError:
-        space = None
-    varying, every_key = varying_params(space, every)
-    if columns is not None:
-        keys = [c.strip() for c in columns.split(",") if c.strip()]
-        unknown = [k for k in keys if k not in every_key]
-        if unknown or not keys:
-            raise ConfigError(
-                f"--columns: no parameter {', '.join(unknown) or '(none given)'} in experiment "
-                f"{exp.name}; its parameters are: {', '.join(every_key) or '(none)'}"
-            )
-        click.echo(trials_table(rows, best_ids, keys, split=True))
-    elif wide:
-        click.echo(trials_table(rows, best_ids, every_key, split=True))
-    else:
-        click.echo(fitted_trials_table(rows, best_ids, varying))
-    if best_ids & {t.id for t in rows}:
-        click.echo(best_marker_legend(Objectives.from_meta(exp.meta)))
-
-
-@click.command(epilog=NAME_HELP)
-@click.argument("name", required=False)
-@store_option
 @click.option("--json", "as_json", is_flag=True)
-def best(name: str | None, store: str | None, as_json: bool) -> None:
+@click.option(
+    "--importances",
+    "with_importances",
+    is_flag=True,
+    help=f"Also parameter importances (on at most {IMPORTANCE_SAMPLE} completed trials: "
+    "the best and a fixed random sample of the rest).",
+)
+def best(name: str | None, store: str | None, as_json: bool, with_importances: bool) -> None:
     """Show the best trial of experiment NAME."""
     with opened_store(store, create=False) as st:
-        ok = print_best(st, resolve_experiment(st, name), as_json)
+        exp = resolve_experiment(st, name)
+        ok = print_best(st, exp, as_json, summarize(st, exp, importances_too=with_importances))
     sys.exit(0 if ok else 1)
 
 
 @click.command(epilog=NAME_HELP)
 @click.argument("name", required=False)
 @store_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
-)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="csv", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
     "--output",
@@ -144,22 +80,23 @@ def best(name: str | None, store: str | None, as_json: bool) -> None:
 def export(
     name: str | None, store: str | None, fmt: str, as_json: bool, output: str | None
 ) -> None:
-    """Export every trial of experiment NAME as CSV or JSON.
+    """Export every trial of experiment NAME as CSV, JSON or JSON lines.
 
     CSV: one row per trial, times in ISO 8601 UTC (2026-12-02T05:45:30Z), attempt
     1-based, parameters in params.* columns, the target's extra loss.json keys in data.*
     columns. JSON: the trials as in trials --json (Unix seconds, attempt 1-based).
+    JSON lines (jsonl): one such trial per line. The trials are streamed: memory stays
+    the same however many there are.
     """
     if as_json:
         fmt = "json"
     with opened_store(store, create=False) as st:
         exp = resolve_experiment(st, name)
-        rows = st.list_trials(exp.id)
-    text = export_text(exp, rows, fmt)
-    if output:
-        Path(output).write_text(text)
-    else:
-        click.echo(text, nl=False)
+        if output:
+            with Path(output).open("w", encoding="utf-8", newline="") as out:
+                write_export(st, exp, fmt, out.write)
+        else:
+            write_export(st, exp, fmt, sys.stdout.write)
 
 
 @click.command()

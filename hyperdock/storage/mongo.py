@@ -58,6 +58,7 @@ from hyperdock.storage.mongo_base import (
     unpack,
 )
 from hyperdock.storage.mongo_logs import MongoLogs
+from hyperdock.storage.mongo_reads import MongoReads
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
 __all__ = [
@@ -78,7 +79,7 @@ def _stopped_state(doc: dict[str, Any]) -> TrialState:
     return TrialState.PRUNED if doc.get("prune_requested") else TrialState.CANCELLED
 
 
-class MongoStore(MongoLogs):
+class MongoStore(MongoLogs, MongoReads):
     """A store in a MongoDB database (pymongo 4).
 
     Args:
@@ -555,33 +556,6 @@ class MongoStore(MongoLogs):
             return []
         docs = self._trials.find(query, sort=[("_id", 1)], limit=limit or 0)
         return [self._trial(d) for d in docs]
-
-    @guarded
-    def count_trials(self, experiment_id: int) -> dict[TrialState, int]:
-        counts = dict.fromkeys(TrialState, 0)
-        for row in self._trials.aggregate(
-            [
-                {"$match": {"experiment_id": experiment_id}},
-                {"$group": {"_id": "$state", "n": {"$sum": 1}}},
-            ]
-        ):
-            counts[TrialState(row["_id"])] = int(row["n"])
-        return counts
-
-    @guarded
-    def best_trial(self, experiment_id: int, *, maximize: bool = False) -> Trial | None:
-        docs = list(
-            self._trials.find(
-                {
-                    "experiment_id": experiment_id,
-                    "state": TrialState.COMPLETED.value,
-                    "loss": {"$ne": None},
-                },
-                sort=[("loss", -1 if maximize else 1), ("_id", 1)],
-                limit=1,
-            )
-        )
-        return self._trial(docs[0]) if docs else None
 
     @guarded
     def cancel_trial(self, trial_id: int) -> TrialState:

@@ -351,9 +351,13 @@ class MongoBase(Store):
             [("experiment_id", 1), ("number", 1)], name="hd_exp_number", unique=True
         )
         self._trials.create_index([("experiment_id", 1), ("_id", 1)], name="hd_exp_id")
+        # Counts by state and the best trials (storage/mongo_reads.py); it replaces
+        # hd_exp_state (the same without _id: the best by loss then id needed a sort).
         self._trials.create_index(
-            [("experiment_id", 1), ("state", 1), ("loss", 1)], name="hd_exp_state"
+            [("experiment_id", 1), ("state", 1), ("loss", 1), ("_id", 1)], name="hd_exp_best"
         )
+        if "hd_exp_state" in self._trials.index_information():
+            self._trials.drop_index("hd_exp_state")
         self._progress.create_index(
             [("experiment_id", 1), ("trial_id", 1), ("step", 1)], name="hd_progress"
         )

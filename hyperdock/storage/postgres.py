@@ -512,7 +512,9 @@ class PostgresStore(SQLStore):
         with self._tx(write=False) as cur:
             if self._one(cur, "SELECT to_regclass('hd_meta') IS NOT NULL")[0]:
                 row = self._one(cur, "SELECT value FROM hd_meta WHERE key = 'schema_version'")
-                if row is not None and int(row[0]) == SCHEMA_VERSION:
+                # A store of this schema made before the reads' index gets it below.
+                made = self._one(cur, "SELECT to_regclass('hd_trials_state') IS NOT NULL")[0]
+                if row is not None and int(row[0]) == SCHEMA_VERSION and made:
                     return
         super()._init_schema()
 

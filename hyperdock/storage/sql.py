@@ -23,21 +23,28 @@ from typing import Any
 
 from hyperdock.errors import ExperimentExists, ExperimentNotFound, StoreError
 from hyperdock.jsonutil import dumps
-from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
+from hyperdock.storage.base import SCHEMA_VERSION, cancel_message
 from hyperdock.storage.sql_logs import SQLLogs, logs_table
+from hyperdock.storage.sql_reads import TRIAL_COLS, SQLReads
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
 
-__all__ = ["EXPERIMENT_COLS", "LEASE_OF_ANOTHER_BOOT", "TRIAL_COLS", "SQLStore", "schema"]
+__all__ = [
+    "EXPERIMENT_COLS",
+    "LEASE_OF_ANOTHER_BOOT",
+    "READS_INDEX",
+    "TRIAL_COLS",
+    "SQLStore",
+    "schema",
+]
 
 #: An experiment row's columns, as :meth:`SQLStore._experiment` reads them.
 EXPERIMENT_COLS = (
     "id, name, space, target, sampler, seed, max_trials, max_retries, priority, "
     "lease_timeout, state, created_at, meta"
 )
-#: A trial row's columns, as :meth:`SQLStore._trial` reads them.
-TRIAL_COLS = (
-    "id, experiment_id, number, params, state, attempt, worker_id, loss, result, error, "
-    "history, created_at, started_at, finished_at, heartbeat_at, stop_requested"
+#: The index the reads need beyond schema 5's (made at open, so no schema bump).
+READS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS hd_trials_state ON hd_trials (experiment_id, state, number)"
 )
 #: Key of a worker's status in its stored meta.
 _STATUS_KEY = "hyperdock.status"
@@ -86,6 +93,8 @@ def schema(
         "DROP INDEX IF EXISTS hd_trials_exp",
         "CREATE INDEX IF NOT EXISTS hd_trials_done ON hd_trials (experiment_id, loss) "
         "WHERE state = 'completed'",
+        # Counts by state (index only) and pages of some states (storage/sql_reads.py).
+        READS_INDEX,
         f"""CREATE TABLE IF NOT EXISTS hd_progress (
             trial_id {ref_type} NOT NULL REFERENCES hd_trials(id) ON DELETE CASCADE,
             step INTEGER NOT NULL, loss {float_type} NOT NULL,
@@ -112,7 +121,7 @@ def _stopped_state(stop_requested: Any) -> TrialState:
     return TrialState.PRUNED if stop_requested == _STOP_PRUNE else TrialState.CANCELLED
 
 
-class SQLStore(SQLLogs, Store):
+class SQLStore(SQLLogs, SQLReads):
     """Shared implementation; subclasses provide connections and dialect bits."""
 
     #: SQL expression for the database's current Unix time.
@@ -690,24 +699,6 @@ class SQLStore(SQLLogs, Store):
             sql += " LIMIT ?"
             args.append(limit)
         return [self._trial(r) for r in self._read(sql, args)]
-
-    def count_trials(self, experiment_id: int) -> dict[TrialState, int]:
-        counts = dict.fromkeys(TrialState, 0)
-        for state, n in self._read(
-            "SELECT state, COUNT(*) FROM hd_trials WHERE experiment_id = ? GROUP BY state",
-            (experiment_id,),
-        ):
-            counts[TrialState(state)] = int(n)
-        return counts
-
-    def best_trial(self, experiment_id: int, *, maximize: bool = False) -> Trial | None:
-        order = "DESC" if maximize else "ASC"
-        rows = self._read(
-            f"SELECT {TRIAL_COLS} FROM hd_trials WHERE experiment_id = ? "
-            f"AND state = 'completed' AND loss IS NOT NULL ORDER BY loss {order}, id LIMIT 1",
-            (experiment_id,),
-        )
-        return self._trial(rows[0]) if rows else None
 
     def cancel_trial(self, trial_id: int) -> TrialState:
         with self._tx() as cur:
