@@ -38,6 +38,9 @@ TRIAL_COLS = (
     "id, experiment_id, number, params, state, attempt, worker_id, loss, result, error, "
     "history, created_at, started_at, finished_at, heartbeat_at, stop_requested"
 )
+#: Trials per INSERT statement of :meth:`SQLStore.add_trials` (6 parameters each: under
+#: SQLite's oldest limit of 999 per statement).
+_INSERT_ROWS = 150
 #: Key of a worker's status in its stored meta.
 _STATUS_KEY = "hyperdock.status"
 
@@ -392,15 +395,21 @@ class SQLStore(Store):
                 )
                 rank = min(int(low[0]) if low and low[0] is not None else 0, 0) - 1
             now = self._now(cur)
-            sql = self._q(
-                "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
-                f"created_at, queue_rank) VALUES (?, ?, ?, 'queued', ?, ?, ?) "
-                f"RETURNING {TRIAL_COLS}"
-            )
             trials = []
-            for i, p in enumerate(params):
-                cur.execute(sql, (experiment_id, first + i, dumps(p), priority, now, rank))
-                trials.append(self._trial(cur.fetchone()))
+            # A few multi-row INSERTs, not one per trial: a batch costs a few round trips.
+            for start in range(0, len(params), _INSERT_ROWS):
+                chunk = params[start : start + _INSERT_ROWS]
+                values = ", ".join(["(?, ?, ?, 'queued', ?, ?, ?)"] * len(chunk))
+                args: list[Any] = []
+                for i, p in enumerate(chunk, start=first + start):
+                    args += (experiment_id, i, dumps(p), priority, now, rank)
+                rows = self._all(
+                    cur,
+                    "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
+                    f"created_at, queue_rank) VALUES {values} RETURNING {TRIAL_COLS}",
+                    args,
+                )
+                trials += sorted((self._trial(r) for r in rows), key=lambda t: t.number)
         return trials
 
     def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:
@@ -436,24 +445,14 @@ class SQLStore(Store):
             if not ids:
                 return set()
             marks = ", ".join("?" * len(ids))
-            cur.execute(
-                self._q(
-                    f"UPDATE hd_trials SET {beat} WHERE id IN ({marks}) "
-                    "AND state = 'running' AND worker_id = ?"
-                ),
-                (*beat_args, *ids, worker_id),
-            )
+            # The renewed rows say which leases are still this worker's: no second read.
             rows = self._all(
                 cur,
-                f"SELECT id, state, worker_id, stop_requested FROM hd_trials WHERE id IN ({marks})",
-                ids,
+                f"UPDATE hd_trials SET {beat} WHERE id IN ({marks}) "
+                "AND state = 'running' AND worker_id = ? RETURNING id, stop_requested",
+                (*beat_args, *ids, worker_id),
             )
-        keep = {
-            int(r[0])
-            for r in rows
-            if r[1] == TrialState.RUNNING.value and r[2] == worker_id and not r[3]
-        }
-        return set(ids) - keep
+        return set(ids) - {int(r[0]) for r in rows if not r[1]}
 
     def _locked_lease(self, cur: Any, trial_id: int, worker_id: str) -> Any:
         """Lock and return (attempt, max_retries, stop_requested, history, started_at,
