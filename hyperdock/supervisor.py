@@ -8,6 +8,7 @@ sampler, and numbering continues).
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import math
@@ -38,10 +39,18 @@ from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialSta
 
 log = logging.getLogger("hyperdock.supervisor")
 
-#: How many trials a non-adaptive sampler queues ahead of the workers.
+#: How many trials a non-adaptive sampler queues ahead of the workers at least.
 QUEUE_AHEAD = 64
+#: ... and at most: the margin grows with the measured claim rate up to this.
+MAX_QUEUE_AHEAD = 4096
+#: Seconds of claims (at the measured rate) a non-adaptive sampler queues ahead.
+QUEUE_SECONDS = 2.0
+#: Seconds over which the claim rate is measured.
+RATE_WINDOW = 1.0
 #: Shortest pause between two steps.
 MIN_STEP_INTERVAL = 0.02
+#: Longest pause between two steps while trials are being claimed.
+ACTIVE_POLL = 0.1
 #: Seconds a worker may go without a heartbeat and still count as a free slot.
 LIVE_WORKER_AGE = 60.0
 #: Trials in a row that may end ``failed`` before the experiment stops as failed
@@ -125,9 +134,17 @@ class Supervisor:
         if self.mirror is None and self.pruner is not None:
             self.mirror = StudyMirror(space, self.objectives)
         self.stop_reason: str | None = None
-        #: Trials queued ahead of the workers, and the level that triggers a refill.
+        #: Trials queued ahead of the workers, and the level that triggers a refill
+        #: (non-adaptive samplers: sized to the claim rate, see :meth:`_pace`).
         self.queue_ahead = QUEUE_AHEAD
         self.low_watermark = QUEUE_AHEAD // 2
+        #: Trials per second leaving the queue, measured by :meth:`_pace` from
+        #: (time, trials taken so far) samples.
+        self.claim_rate = 0.0
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._moved = False
+        self._backoff = MIN_STEP_INTERVAL
+        self._queued = 0
         self._last_reap = 0.0
         self._exhausted = False
         self._kick = threading.Event()
@@ -185,6 +202,7 @@ class Supervisor:
         budget = self.budget
         remaining = None if budget is None else budget - created
         queued = counts[TrialState.QUEUED]
+        self._pace(created - queued, queued)
         if self.sampler.adaptive:
             # Suggest as late as possible (each suggestion learns from every result so
             # far): queue only what idle worker slots will take now.
@@ -198,6 +216,7 @@ class Supervisor:
             added = self._queue(created, want)
             counts[TrialState.QUEUED] += added
             created += added
+        self._queued = counts[TrialState.QUEUED]
         _, active = experiment_done_counts(counts)
         spent = self._exhausted or (budget is not None and created >= budget)
         if spent and active == 0:
@@ -206,6 +225,48 @@ class Supervisor:
             log.info("experiment %s is done: %d trials", exp.name, created)
             return True
         return False
+
+    def _pace(self, taken: int, queued: int) -> None:
+        """Measure the claim rate from ``taken`` (trials that left the queue so far,
+        over the last :data:`RATE_WINDOW` seconds) and size the queue's margin to it:
+        :data:`QUEUE_SECONDS` of claims, from :data:`QUEUE_AHEAD` to
+        :data:`MAX_QUEUE_AHEAD` trials, refilled at half.
+
+        Workers that find the queue empty wait before they claim again, so while they
+        starve the measured rate understates what they would take: a queue found empty
+        after claims doubles the margin, and it shrinks to the rate's once claims stop.
+        """
+        now = time.monotonic()
+        samples = self._samples
+        moved = bool(samples) and taken > samples[-1][1]
+        samples.append((now, taken))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
+        then, before = samples[0]
+        self.claim_rate = max(taken - before, 0) / (now - then) if now > then else 0.0
+        ahead = math.ceil(self.claim_rate * QUEUE_SECONDS)
+        if moved:
+            ahead = max(ahead, self.queue_ahead * (2 if queued == 0 else 1))
+            self._backoff = MIN_STEP_INTERVAL
+        else:  # nothing claimed since the last look: poll less and less often
+            self._backoff = min(self._backoff * 2, self.poll_interval)
+        self.queue_ahead = min(max(ahead, QUEUE_AHEAD), MAX_QUEUE_AHEAD)
+        self.low_watermark = self.queue_ahead // 2
+        self._moved = moved
+
+    def next_wait(self) -> float:
+        """Seconds to wait before the next step: adaptive polling. While trials are
+        being claimed, half the time the queue takes to drain to the refill level at
+        the measured rate (at least :data:`MIN_STEP_INTERVAL`, at most
+        :data:`ACTIVE_POLL` and ``poll_interval``: the rate may be underestimated while
+        workers start); otherwise a backoff from :data:`MIN_STEP_INTERVAL` that
+        doubles at every step that saw no claim, up to ``poll_interval``."""
+        if self.sampler.adaptive:
+            return self.poll_interval
+        if self._moved and self.claim_rate > 0:
+            drain = max(self._queued - self.low_watermark, 0) / self.claim_rate
+            return min(self.poll_interval, ACTIVE_POLL, max(drain / 2, MIN_STEP_INTERVAL))
+        return self._backoff
 
     def _free_slots(self) -> int:
         """Worker slots that are idle now and that no other experiment's queued trial
@@ -393,7 +454,7 @@ class Supervisor:
                 log.warning("the store is unreachable (%s); retrying in %.1f s", exc, delay)
                 stop.wait(delay)
                 continue
-            self._kick.wait(self.poll_interval)
+            self._kick.wait(self.next_wait())
             # Trials ending in a burst wake us once, not once each.
             stop.wait(MIN_STEP_INTERVAL)
             self._kick.clear()
