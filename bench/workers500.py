@@ -132,7 +132,7 @@ class Sim:
             self.at(time.monotonic() + a["heartbeat"], "beat", name)
 
 
-def process(url: str, index: int, args: dict[str, Any], ready: Any, out: Any) -> None:
+def process(url: str, index: int, args: dict[str, Any], ready: Any, closing: Any, out: Any) -> None:
     """One process of simulated workers (see the module docstring)."""
     try:
         store = PostgresStore(url, pool_size=args["pool"])
@@ -155,7 +155,6 @@ def process(url: str, index: int, args: dict[str, Any], ready: Any, out: Any) ->
             t.start()
         for t in threads:
             t.join()
-        store.close()
         out.put(
             {
                 "lat": sim.lat,
@@ -166,6 +165,8 @@ def process(url: str, index: int, args: dict[str, Any], ready: Any, out: Any) ->
                 "claimed": sim.claimed,
             }
         )
+        closing.wait(timeout=300)  # the server's CPU is read while the backends live
+        store.close()
     except Exception as exc:
         ready.abort()
         out.put(f"process {index}: {type(exc).__name__}: {exc}")
@@ -232,8 +233,9 @@ def main() -> None:
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Barrier(a.processes + 1)
         out = ctx.Queue()
+        closing = ctx.Event()
         procs = [
-            ctx.Process(target=process, args=(db.url, i, args, ready, out))
+            ctx.Process(target=process, args=(db.url, i, args, ready, closing, out))
             for i in range(a.processes)
         ]
         for p in procs:
@@ -252,6 +254,7 @@ def main() -> None:
         results = [out.get(timeout=a.seconds + 300) for _ in procs]
         wall = time.monotonic() - t0
         own1, all1 = _ticks(ours), _ticks(None)
+        closing.set()
         for p in procs:
             p.join(timeout=60)
     failures = [r for r in results if isinstance(r, str)]

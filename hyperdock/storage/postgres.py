@@ -1,9 +1,10 @@
 """The PostgreSQL store: the store for workers on many machines.
 
 Connections come from a small pool and run in autocommit mode: reads and
-single-statement changes (claim, finish) take one round trip each, and every commit is
-synchronous (durable once acknowledged). Claim and finish, the hot path, run as
-statements prepared once per connection straight on libpq (psycopg's ``pq`` layer).
+single-statement changes (claim, finish, a worker's heartbeat for all its leases) take
+one round trip each, and every commit is synchronous (durable once acknowledged). Claim,
+finish and heartbeat, the hot path, run as statements prepared once per connection
+straight on libpq (psycopg's ``pq`` layer).
 Times come from the server's clock. Schema creation holds an advisory lock, so many
 processes may open a new database at once. The other queries are
 :class:`~hyperdock.storage.sql.SQLStore`'s.
@@ -411,6 +412,27 @@ class PostgresStore(SQLStore):
             self._added_since_analyze = 0
             self._rows_at_analyze = max(int(row[0]), 0) if row else 0
         return trials
+
+    def _insert_queued(
+        self,
+        cur: Any,
+        experiment_id: int,
+        numbers: range,
+        texts: list[str],
+        priority: int,
+        now: float,
+        rank: int,
+    ) -> dict[int, int]:
+        """One INSERT however many trials: numbers and params go as two arrays (one
+        statement text, so the driver parses it once, and a few parameters only)."""
+        cur.execute(
+            "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
+            "created_at, queue_rank) SELECT %s, u.n, u.p, 'queued', %s, %s, %s "
+            "FROM unnest(CAST(%s AS INTEGER[]), CAST(%s AS TEXT[])) AS u(n, p) "
+            "RETURNING number, id",
+            (experiment_id, priority, now, rank, list(numbers), texts),
+        )
+        return {int(n): int(i) for n, i in cur.fetchall()}
 
     def _claim_sql(self, one_experiment: bool) -> str:
         only = "AND t.experiment_id = ? " if one_experiment else ""

@@ -76,6 +76,9 @@ def schema(
         "DROP INDEX IF EXISTS hd_trials_queue",
         "CREATE INDEX IF NOT EXISTS hd_trials_queue_rank ON hd_trials "
         "(priority DESC, queue_rank, id) WHERE state = 'queued'",
+        # Running trials only (as many as worker slots): the reaper's scan, a worker's
+        # heartbeat and the worker list. heartbeat_at is in no index, so a heartbeat's
+        # update stays HOT (PostgreSQL writes no index entry for it).
         "CREATE INDEX IF NOT EXISTS hd_trials_running ON hd_trials (worker_id) "
         "WHERE state = 'running'",
         # Best trial by loss. Partial, so that only a finished trial adds an entry: a
@@ -395,22 +398,49 @@ class SQLStore(Store):
                 )
                 rank = min(int(low[0]) if low and low[0] is not None else 0, 0) - 1
             now = self._now(cur)
-            trials = []
-            # A few multi-row INSERTs, not one per trial: a batch costs a few round trips.
-            for start in range(0, len(params), _INSERT_ROWS):
-                chunk = params[start : start + _INSERT_ROWS]
-                values = ", ".join(["(?, ?, ?, 'queued', ?, ?, ?)"] * len(chunk))
-                args: list[Any] = []
-                for i, p in enumerate(chunk, start=first + start):
-                    args += (experiment_id, i, dumps(p), priority, now, rank)
-                rows = self._all(
-                    cur,
-                    "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
-                    f"created_at, queue_rank) VALUES {values} RETURNING {TRIAL_COLS}",
-                    args,
-                )
-                trials += sorted((self._trial(r) for r in rows), key=lambda t: t.number)
-        return trials
+            texts = [dumps(p) for p in params]
+            numbers = range(first, first + len(texts))
+            ids = self._insert_queued(cur, experiment_id, numbers, texts, priority, now, rank)
+        # Built here, not read back: the row holds nothing else yet.
+        return [
+            Trial(
+                id=ids[number],
+                experiment_id=experiment_id,
+                number=number,
+                params=json.loads(text),
+                state=TrialState.QUEUED,
+                created_at=now,
+            )
+            for number, text in zip(numbers, texts, strict=True)
+        ]
+
+    def _insert_queued(
+        self,
+        cur: Any,
+        experiment_id: int,
+        numbers: range,
+        texts: list[str],
+        priority: int,
+        now: float,
+        rank: int,
+    ) -> dict[int, int]:
+        """Insert queued trials (``params`` as JSON ``texts``, numbered ``numbers``);
+        return their ids by number. A few multi-row INSERTs, not one per trial."""
+        ids: dict[int, int] = {}
+        for start in range(0, len(texts), _INSERT_ROWS):
+            chunk = texts[start : start + _INSERT_ROWS]
+            values = ", ".join(["(?, ?, ?, 'queued', ?, ?, ?)"] * len(chunk))
+            args: list[Any] = []
+            for number, text in zip(numbers[start:], chunk, strict=False):
+                args += (experiment_id, number, text, priority, now, rank)
+            rows = self._all(
+                cur,
+                "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
+                f"created_at, queue_rank) VALUES {values} RETURNING number, id",
+                args,
+            )
+            ids.update((int(n), int(i)) for n, i in rows)
+        return ids
 
     def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:
         only = "AND t.experiment_id = ? " if experiment_id is not None else ""
