@@ -4,10 +4,16 @@ One supervisor per experiment. It is stateless between steps: everything it know
 from the store, so a supervisor that is killed and started again carries on exactly
 where the old one stopped (trial ``n`` gets the same parameters from a non-adaptive
 sampler, and numbering continues).
+
+It keeps up with its workers without being told: with a non-adaptive sampler it
+measures how fast trials leave the queue, keeps :data:`QUEUE_SECONDS` of them queued
+(added in one batch), and polls fast while trials are being claimed and less and less
+often while nothing happens (see :meth:`Supervisor.next_wait`).
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import logging
@@ -44,10 +50,22 @@ from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialSta
 
 log = logging.getLogger("hyperdock.supervisor")
 
-#: How many trials a non-adaptive sampler queues ahead of the workers.
-QUEUE_AHEAD = 64
+#: How many trials a non-adaptive sampler queues ahead of the workers at least.
+QUEUE_AHEAD = 256
+#: ... and at most: the margin grows with the measured claim rate up to this.
+MAX_QUEUE_AHEAD = 4096
+#: Seconds of claims (at the measured rate) a non-adaptive sampler queues ahead.
+QUEUE_SECONDS = 2.0
+#: Most trials per store call when queuing (one call each, committed as it goes).
+ADD_BATCH = 256
+#: Seconds over which the claim rate is measured.
+RATE_WINDOW = 1.0
+#: Seconds without a claim before the margin shrinks back to the measured rate.
+MARGIN_HOLD = 5.0
 #: Shortest pause between two steps.
 MIN_STEP_INTERVAL = 0.02
+#: Longest pause between two steps while trials are being claimed.
+ACTIVE_POLL = 0.1
 #: Seconds a worker may go without a heartbeat and still count as a free slot.
 LIVE_WORKER_AGE = 60.0
 #: Trials in a row that may end ``failed`` before the experiment stops as failed
@@ -147,9 +165,20 @@ class Supervisor:
         if self.mirror is not None and self.pruner is not None:
             self.mirror.track_curves()
         self.stop_reason: str | None = None
-        #: Trials queued ahead of the workers, and the level that triggers a refill.
+        #: Trials queued ahead of the workers, and the level that triggers a refill
+        #: (non-adaptive samplers: sized to the claim rate, see :meth:`_pace`).
         self.queue_ahead = QUEUE_AHEAD
         self.low_watermark = QUEUE_AHEAD // 2
+        #: The most the margin may grow to (0: queue nothing).
+        self.max_queue_ahead = MAX_QUEUE_AHEAD
+        #: Trials per second leaving the queue, measured by :meth:`_pace` from
+        #: (time, trials taken so far) samples.
+        self.claim_rate = 0.0
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._moved = False
+        self._backoff = MIN_STEP_INTERVAL
+        self._held_at = -math.inf
+        self._queued = 0
         self._last_reap = 0.0
         self._exhausted = False
         self._kick = threading.Event()
@@ -207,6 +236,7 @@ class Supervisor:
         budget = self.budget
         remaining = None if budget is None else budget - created
         queued = counts[TrialState.QUEUED]
+        self._pace(created - queued, queued)
         if self.sampler.adaptive:
             # Suggest as late as possible (each suggestion learns from every result so
             # far): queue only what idle worker slots will take now.
@@ -220,6 +250,7 @@ class Supervisor:
             added = self._queue(created, want)
             counts[TrialState.QUEUED] += added
             created += added
+        self._queued = counts[TrialState.QUEUED]
         _, active = experiment_done_counts(counts)
         spent = self._exhausted or (budget is not None and created >= budget)
         if spent and active == 0:
@@ -232,6 +263,57 @@ class Supervisor:
                 log.warning("experiment %s: checkpoints not pruned: %s", exp.name, exc)
             return True
         return False
+
+    def _pace(self, taken: int, queued: int) -> None:
+        """Measure the claim rate from ``taken`` (trials that left the queue so far,
+        over the last :data:`RATE_WINDOW` seconds) and size the queue's margin to it:
+        :data:`QUEUE_SECONDS` of claims, from :data:`QUEUE_AHEAD` to
+        :attr:`max_queue_ahead` trials, refilled at half.
+
+        Workers that find the queue empty wait before they claim again, so while they
+        starve the measured rate understates what they would take. A queue found empty
+        after claims therefore sizes the margin to twice the rate of the last interval
+        (a lower bound: the queue ran out within it), at least doubled; and the margin
+        shrinks only after :data:`MARGIN_HOLD` seconds without a claim.
+        """
+        now = time.monotonic()
+        samples = self._samples
+        last = samples[-1] if samples else None
+        moved = last is not None and taken > last[1]
+        samples.append((now, taken))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
+        then, before = samples[0]
+        self.claim_rate = max(taken - before, 0) / (now - then) if now > then else 0.0
+        ahead = math.ceil(self.claim_rate * QUEUE_SECONDS)
+        if moved:
+            assert last is not None
+            if queued == 0 and now > last[0]:
+                burst = (taken - last[1]) / (now - last[0])
+                ahead = max(ahead, 2 * self.queue_ahead, math.ceil(2 * burst * QUEUE_SECONDS))
+            self._held_at = now
+            self._backoff = MIN_STEP_INTERVAL
+        else:  # nothing claimed since the last look: poll less and less often
+            self._backoff = min(self._backoff * 2, self.poll_interval)
+        if now - self._held_at < MARGIN_HOLD:
+            ahead = max(ahead, self.queue_ahead)
+        self.queue_ahead = min(max(ahead, QUEUE_AHEAD), self.max_queue_ahead)
+        self.low_watermark = self.queue_ahead // 2
+        self._moved = moved
+
+    def next_wait(self) -> float:
+        """Seconds to wait before the next step: adaptive polling. While trials are
+        being claimed, half the time the queue takes to drain to the refill level at
+        the measured rate (at least :data:`MIN_STEP_INTERVAL`, at most
+        :data:`ACTIVE_POLL` and ``poll_interval``: the rate may be underestimated while
+        workers start); otherwise a backoff from :data:`MIN_STEP_INTERVAL` that
+        doubles at every step that saw no claim, up to ``poll_interval``."""
+        if self.sampler.adaptive:
+            return self.poll_interval
+        if self._moved and self.claim_rate > 0:
+            drain = max(self._queued - self.low_watermark, 0) / self.claim_rate
+            return min(self.poll_interval, ACTIVE_POLL, max(drain / 2, MIN_STEP_INTERVAL))
+        return self._backoff
 
     def _free_slots(self) -> int:
         """Worker slots that are idle now and that no other experiment's queued trial
@@ -368,7 +450,8 @@ class Supervisor:
         if finite is not None:
             trials = self.store.iter_trials(self.experiment.id)
             taken = {dumps(t.params) for t in trials if t.state is not TrialState.CANCELLED}
-        batch = []
+        batch: list[dict[str, Any]] = []
+        added = 0
         for number in range(first, first + n):
             if finite is not None and len(taken) >= finite.size and finite.all_tried(taken):
                 break  # every point has a trial: the stop condition ends the experiment
@@ -389,6 +472,14 @@ class Supervisor:
                     log.debug("trial %d: a point with a trial already; %s instead", number, key)
                 taken.add(key)
             batch.append(params)
+            if len(batch) >= ADD_BATCH:  # workers get the first ones while we go on
+                added += self._add(batch, first + added)
+                batch = []
+        return added + self._add(batch, first + added)
+
+    def _add(self, batch: list[dict[str, Any]], first: int) -> int:
+        """Queue ``batch`` (numbered from ``first``) in one store call; wake the
+        in-process workers."""
         if batch:
             self.store.add_trials(self.experiment.id, batch, first_number=first)
             with self.wake:
@@ -420,7 +511,7 @@ class Supervisor:
                 log.warning("the store is unreachable (%s); retrying in %.1f s", exc, delay)
                 stop.wait(delay)
                 continue
-            self._kick.wait(self.poll_interval)
+            self._kick.wait(self.next_wait())
             # Trials ending in a burst wake us once, not once each.
             stop.wait(MIN_STEP_INTERVAL)
             self._kick.clear()

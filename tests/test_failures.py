@@ -187,7 +187,7 @@ def test_only_failures_in_a_row_by_end_time_stop_the_experiment(tmp_path: Path) 
     with open_store(f"sqlite:///{tmp_path}/s.db") as store:
         exp = _open(store, max_failures=3)
         sup = Supervisor(store, exp)
-        sup.queue_ahead = 0  # the test queues the trials itself
+        sup.max_queue_ahead = 0  # the test queues the trials itself
         for state in (TrialState.FAILED, TrialState.FAILED, TrialState.COMPLETED):
             _end(store, exp.id, state)
             assert not sup.step()
@@ -213,14 +213,14 @@ def test_a_failed_experiment_resumed_counts_failures_afresh(tmp_path: Path) -> N
         for _ in range(2):
             _end(store, exp.id, TrialState.FAILED)
         sup = Supervisor(store, exp)
-        sup.queue_ahead = 0
+        sup.max_queue_ahead = 0
         assert sup.step()
         assert store.get_experiment(exp.id).state is ExperimentState.FAILED
         exp = _open(store)  # the user fixed the target and runs again
         assert exp.state is ExperimentState.RUNNING
         assert exp.meta["stop_reason"] is None
         sup = Supervisor(store, exp)
-        sup.queue_ahead = 0
+        sup.max_queue_ahead = 0
         _end(store, exp.id, TrialState.FAILED)
         assert not sup.step()  # one failure since the resume, not three in a row
         assert store.get_experiment(exp.id).state is ExperimentState.RUNNING

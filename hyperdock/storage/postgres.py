@@ -1,9 +1,10 @@
 """The PostgreSQL store: the store for workers on many machines.
 
 Connections come from a small pool and run in autocommit mode: reads and
-single-statement changes (claim, finish) take one round trip each, and every commit is
-synchronous (durable once acknowledged). Claim and finish, the hot path, run as
-statements prepared once per connection straight on libpq (psycopg's ``pq`` layer).
+single-statement changes (claim, finish, a worker's heartbeat for all its leases) take
+one round trip each, and every commit is synchronous (durable once acknowledged). Claim,
+finish and heartbeat, the hot path, run as statements prepared once per connection
+straight on libpq (psycopg's ``pq`` layer).
 Times come from the server's clock. Schema creation holds an advisory lock, so many
 processes may open a new database at once. The other queries are
 :class:`~hyperdock.storage.sql.SQLStore`'s.
@@ -16,7 +17,7 @@ import functools
 import os
 import select
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hyperdock.errors import (
@@ -73,6 +74,11 @@ def _text_param(value: Any) -> bytes | None:
             return b"Infinity" if value > 0 else b"-Infinity"
         return repr(value).encode()
     return str(value).encode("utf-8")
+
+
+def _int_array(values: Sequence[int]) -> str:
+    """A PostgreSQL array literal of whole numbers, for a text-format parameter."""
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
 def _text_int(raw: bytes) -> int:
@@ -199,6 +205,16 @@ class PostgresStore(SQLStore):
             f"FROM (SELECT {self.now_sql} AS now) AS clock "
             "WHERE id = ? AND state = 'running' AND worker_id = ? RETURNING id"
         )
+        self._heartbeat_sql = _pyformat(
+            "WITH worker AS (UPDATE hd_workers SET heartbeat_at = "
+            f"{self.now_sql} WHERE id = ?) "
+            f"UPDATE hd_trials SET heartbeat_at = {self.now_sql} "
+            "WHERE id = ANY(CAST(? AS BIGINT[])) AND state = 'running' AND worker_id = ? "
+            "RETURNING id, stop_requested"
+        )
+        #: Trials added by this store since its last ANALYZE, and the table's rows then.
+        self._added_since_analyze = 0
+        self._rows_at_analyze = 0
         self._where = self._location()
         # Connect once now: fails fast, with the cause, when the server cannot be reached.
         self._idle.append(self._open())
@@ -384,10 +400,39 @@ class PostgresStore(SQLStore):
         instead of walking the queue index, which makes each claim cost O(queue).
         """
         trials = super().add_trials(experiment_id, params, first_number=first_number, front=front)
-        if len(trials) >= self.analyze_batch:
+        # Not after every batch: a supervisor that keeps up with its workers adds large
+        # batches often. Again only once the table grew by a tenth (autovacuum's rule).
+        self._added_since_analyze += len(trials)
+        if self._added_since_analyze >= max(self.analyze_batch, self._rows_at_analyze // 10):
             with self._tx(write=False) as cur:
                 cur.execute("ANALYZE hd_trials")
+                row = self._one(
+                    cur, "SELECT reltuples FROM pg_class WHERE oid = 'hd_trials'::regclass"
+                )
+            self._added_since_analyze = 0
+            self._rows_at_analyze = max(int(row[0]), 0) if row else 0
         return trials
+
+    def _insert_queued(
+        self,
+        cur: Any,
+        experiment_id: int,
+        numbers: range,
+        texts: list[str],
+        priority: int,
+        now: float,
+        rank: int,
+    ) -> dict[int, int]:
+        """One INSERT however many trials: numbers and params go as two arrays (one
+        statement text, so the driver parses it once, and a few parameters only)."""
+        cur.execute(
+            "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
+            "created_at, queue_rank) SELECT %s, u.n, u.p, 'queued', %s, %s, %s "
+            "FROM unnest(CAST(%s AS INTEGER[]), CAST(%s AS TEXT[])) AS u(n, p) "
+            "RETURNING number, id",
+            (experiment_id, priority, now, rank, list(numbers), texts),
+        )
+        return {int(n): int(i) for n, i in cur.fetchall()}
 
     def _claim_sql(self, one_experiment: bool) -> str:
         only = "AND t.experiment_id = ? " if one_experiment else ""
@@ -408,12 +453,19 @@ class PostgresStore(SQLStore):
     def _exec_prepared(
         self, name: bytes, sql: str, args: Sequence[Any]
     ) -> list[bytes | None] | None:
-        """Run one statement (atomic by itself: autocommit) and return its first row,
-        each value in PostgreSQL's text format (None: NULL), or None without rows.
+        """The first row of :meth:`_exec_prepared_rows`, or None without rows."""
+        rows = self._exec_prepared_rows(name, sql, args, limit=1)
+        return rows[0] if rows else None
+
+    def _exec_prepared_rows(
+        self, name: bytes, sql: str, args: Sequence[Any], *, limit: int | None = None
+    ) -> list[list[bytes | None]]:
+        """Run one statement (atomic by itself: autocommit) and return its rows (the
+        first ``limit``), each value in PostgreSQL's text format (None: NULL).
 
         The hot path of claim and finish, straight on libpq through psycopg's ``pq``
         layer: the statement is prepared once per connection under ``name``, the
-        parameters go as text, and only the first row is read. That is a third of the
+        parameters go as text, and only the rows asked for are read. That is a third of the
         client CPU of a cursor's ``execute`` (which converts, adapts and tracks far
         more), and on a busy host the client shares the CPU with the server. ``sql`` is
         in psycopg's placeholder style.
@@ -427,9 +479,8 @@ class PostgresStore(SQLStore):
                 item.prepared.add(name)
             res = pgconn.exec_prepared(name, [_text_param(a) for a in args])
             self._check(pgconn, res, pq.ExecStatus.TUPLES_OK)
-            if not res.ntuples:
-                return None
-            return [res.get_value(0, col) for col in range(res.nfields)]
+            count = res.ntuples if limit is None else min(limit, res.ntuples)
+            return [[res.get_value(row, col) for col in range(res.nfields)] for row in range(count)]
         except self._pg.Error as exc:
             raise self._error(exc) from None
         finally:
@@ -457,6 +508,17 @@ class PostgresStore(SQLStore):
             return None
         pairs = zip(_TRIAL_TEXT, row, strict=True)
         return self._trial([None if raw is None else decode(raw) for decode, raw in pairs])
+
+    def heartbeat(self, worker_id: str, trial_ids: Iterable[int]) -> set[int]:
+        """:meth:`SQLStore.heartbeat` in one statement (one round trip, one commit)
+        however many leases the worker holds: the worker's row is renewed in a
+        data-modifying CTE, its trials by primary key, and the renewed rows say which
+        leases are still the worker's and which must stop."""
+        ids = sorted(set(trial_ids))
+        rows = self._exec_prepared_rows(
+            b"hd_heartbeat", self._heartbeat_sql, (worker_id, _int_array(ids), worker_id)
+        )
+        return set(ids) - {int(r[0] or 0) for r in rows if r[1] == b"0"}
 
     def finish(
         self,

@@ -46,6 +46,9 @@ EXPERIMENT_COLS = (
 READS_INDEX = (
     "CREATE INDEX IF NOT EXISTS hd_trials_state ON hd_trials (experiment_id, state, number)"
 )
+#: Trials per INSERT statement of :meth:`SQLStore.add_trials` (6 parameters each: under
+#: SQLite's oldest limit of 999 per statement).
+_INSERT_ROWS = 150
 #: Key of a worker's status in its stored meta.
 _STATUS_KEY = "hyperdock.status"
 
@@ -85,6 +88,9 @@ def schema(
         "DROP INDEX IF EXISTS hd_trials_queue",
         "CREATE INDEX IF NOT EXISTS hd_trials_queue_rank ON hd_trials "
         "(priority DESC, queue_rank, id) WHERE state = 'queued'",
+        # Running trials only (as many as worker slots): the reaper's scan, a worker's
+        # heartbeat and the worker list. heartbeat_at is in no index, so a heartbeat's
+        # update stays HOT (PostgreSQL writes no index entry for it).
         "CREATE INDEX IF NOT EXISTS hd_trials_running ON hd_trials (worker_id) "
         "WHERE state = 'running'",
         # Best trial by loss. Partial, so that only a finished trial adds an entry: a
@@ -415,16 +421,49 @@ class SQLStore(SQLLogs, SQLReads):
                 )
                 rank = min(int(low[0]) if low and low[0] is not None else 0, 0) - 1
             now = self._now(cur)
-            sql = self._q(
-                "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
-                f"created_at, queue_rank) VALUES (?, ?, ?, 'queued', ?, ?, ?) "
-                f"RETURNING {TRIAL_COLS}"
+            texts = [dumps(p) for p in params]
+            numbers = range(first, first + len(texts))
+            ids = self._insert_queued(cur, experiment_id, numbers, texts, priority, now, rank)
+        # Built here, not read back: the row holds nothing else yet.
+        return [
+            Trial(
+                id=ids[number],
+                experiment_id=experiment_id,
+                number=number,
+                params=json.loads(text),
+                state=TrialState.QUEUED,
+                created_at=now,
             )
-            trials = []
-            for i, p in enumerate(params):
-                cur.execute(sql, (experiment_id, first + i, dumps(p), priority, now, rank))
-                trials.append(self._trial(cur.fetchone()))
-        return trials
+            for number, text in zip(numbers, texts, strict=True)
+        ]
+
+    def _insert_queued(
+        self,
+        cur: Any,
+        experiment_id: int,
+        numbers: range,
+        texts: list[str],
+        priority: int,
+        now: float,
+        rank: int,
+    ) -> dict[int, int]:
+        """Insert queued trials (``params`` as JSON ``texts``, numbered ``numbers``);
+        return their ids by number. A few multi-row INSERTs, not one per trial."""
+        ids: dict[int, int] = {}
+        for start in range(0, len(texts), _INSERT_ROWS):
+            chunk = texts[start : start + _INSERT_ROWS]
+            values = ", ".join(["(?, ?, ?, 'queued', ?, ?, ?)"] * len(chunk))
+            args: list[Any] = []
+            for number, text in zip(numbers[start:], chunk, strict=False):
+                args += (experiment_id, number, text, priority, now, rank)
+            rows = self._all(
+                cur,
+                "INSERT INTO hd_trials (experiment_id, number, params, state, priority, "
+                f"created_at, queue_rank) VALUES {values} RETURNING number, id",
+                args,
+            )
+            ids.update((int(n), int(i)) for n, i in rows)
+        return ids
 
     def claim(self, worker_id: str, *, experiment_id: int | None = None) -> Trial | None:
         only = "AND t.experiment_id = ? " if experiment_id is not None else ""
@@ -459,24 +498,14 @@ class SQLStore(SQLLogs, SQLReads):
             if not ids:
                 return set()
             marks = ", ".join("?" * len(ids))
-            cur.execute(
-                self._q(
-                    f"UPDATE hd_trials SET {beat} WHERE id IN ({marks}) "
-                    "AND state = 'running' AND worker_id = ?"
-                ),
-                (*beat_args, *ids, worker_id),
-            )
+            # The renewed rows say which leases are still this worker's: no second read.
             rows = self._all(
                 cur,
-                f"SELECT id, state, worker_id, stop_requested FROM hd_trials WHERE id IN ({marks})",
-                ids,
+                f"UPDATE hd_trials SET {beat} WHERE id IN ({marks}) "
+                "AND state = 'running' AND worker_id = ? RETURNING id, stop_requested",
+                (*beat_args, *ids, worker_id),
             )
-        keep = {
-            int(r[0])
-            for r in rows
-            if r[1] == TrialState.RUNNING.value and r[2] == worker_id and not r[3]
-        }
-        return set(ids) - keep
+        return set(ids) - {int(r[0]) for r in rows if not r[1]}
 
     def _locked_lease(self, cur: Any, trial_id: int, worker_id: str) -> Any:
         """Lock and return (attempt, max_retries, stop_requested, history, started_at,

@@ -353,6 +353,33 @@ class StoreConformance:
         assert store.heartbeat("intruder", [t1.id]) == {t1.id}
         assert store.release(t2.id, "w1", error="stopped") is TrialState.CANCELLED
 
+    def test_one_heartbeat_renews_every_lease_of_a_worker(self, store: Store) -> None:
+        exp = make_experiment(store, lease_timeout=1.0, max_trials=None)
+        store.add_trials(exp.id, [{"n": i} for i in range(45)])
+        store.register_worker("many", host="h", pid=1, parallelism=40)
+        mine = [store.claim("many") for _ in range(40)]
+        theirs = [store.claim("other") for _ in range(3)]
+        assert all(mine) and all(theirs)
+        ids = [t.id for t in mine if t]
+        cancelled, pruned, done = ids[3], ids[17], ids[39]
+        assert store.cancel_trial(cancelled) is TrialState.RUNNING
+        assert store.prune_trial(pruned)
+        assert store.finish(done, "many", state=TrialState.COMPLETED, loss=0.5)
+        other = theirs[0].id if theirs[0] else -1
+        time.sleep(0.6)
+        # One call for every lease held, plus one that is another worker's, one that
+        # ended and one that does not exist.
+        stop = store.heartbeat("many", [*ids, other, 10**9])
+        assert stop == {cancelled, pruned, done, other, 10**9}
+        time.sleep(0.6)  # past the lease of the trials not renewed, within the renewed
+        reaped = store.reap()
+        assert sorted(t.id for t in reaped) == sorted(t.id for t in theirs if t)
+        alive = store.list_trials(exp.id, states=[TrialState.RUNNING])
+        assert sorted(t.id for t in alive) == sorted(set(ids) - {done})
+        assert {t.worker_id for t in alive} == {"many"}
+        (worker,) = store.list_workers(max_age=1.0)
+        assert worker.id == "many" and len(worker.running) == 39
+
     def test_release_retries_then_fails(self, store: Store) -> None:
         exp = make_experiment(store, max_retries=2)
         (trial,) = store.add_trials(exp.id, [{"n": 0}])
