@@ -41,6 +41,7 @@ class _Entry:
     computed_at: float | None = None  # wall clock, for people
     computed_mono: float | None = None
     completed: int = -1  # completed trials when last computed
+    used: int = 0  # of which the computation used (a bounded sample)
     pending: bool = False
     version: int = 0  # bumped whenever values change (the detail cache keys on it)
 
@@ -73,7 +74,8 @@ class ImportanceService:
 
     def state(self, exp: Experiment, completed: int) -> dict[str, Any]:
         """The last importances of ``exp`` with their age: ``{"values", "status",
-        "computed_at", "age", "version"}``; status is ``ready`` (up to date), ``stale``
+        "computed_at", "age", "version", "completed", "used"}`` (``used``: the completed
+        trials the computation read, a sample of the ``completed`` ones); status is ``ready`` (up to date), ``stale``
         (more trials completed since), ``pending`` (a computation is queued or
         running) or ``none`` (never computed)."""
         with self._lock:
@@ -92,6 +94,7 @@ class ImportanceService:
                 "age": age,
                 "version": entry.version,
                 "completed": None if entry.completed < 0 else entry.completed,
+                "used": entry.used,
             }
 
     def maybe_refresh(self, exp: Experiment, completed: int, load: Loader) -> None:
@@ -135,6 +138,7 @@ class ImportanceService:
         while True:
             key, exp, load, completed = self._queue.get()
             values: dict[str, float] = {}
+            trials: list[Trial] = []
             try:
                 trials = [t for t in load() if t.state is TrialState.COMPLETED]
                 if len(trials) >= 2:
@@ -153,4 +157,5 @@ class ImportanceService:
                 entry.computed_at = time.time()
                 entry.computed_mono = time.monotonic()
                 entry.completed = completed
+                entry.used = len(trials)
                 entry.pending = False

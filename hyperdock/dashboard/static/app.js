@@ -1202,7 +1202,7 @@
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
     const impState = data.importances_state || {};
     const impWhen = impState.computed_at ? "computed " + new Date(impState.computed_at * 1000).toLocaleTimeString()
-      + (impState.completed !== null && impState.completed !== undefined ? " on " + impState.completed + " completed trials" : "") : "";
+      + (impState.used && impState.completed ? " on " + (impState.used < impState.completed ? impState.used + " of " : "") + impState.completed + " completed trials" : "") : "";
     const impNote = impState.status === "pending" ? "computing…" + (impWhen ? " (last " + impWhen + ")" : "")
       : imp.length ? impWhen + (impState.status === "stale" ? " (more trials since)" : "")
         : impState.status === "none" ? "need 2+ completed trials" : "none: " + (impWhen || "need 2+ completed trials");
