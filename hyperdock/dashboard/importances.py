@@ -75,9 +75,9 @@ class ImportanceService:
     def state(self, exp: Experiment, completed: int) -> dict[str, Any]:
         """The last importances of ``exp`` with their age: ``{"values", "status",
         "computed_at", "age", "version", "completed", "used"}`` (``used``: the completed
-        trials the computation read, a sample of the ``completed`` ones); status is ``ready`` (up to date), ``stale``
-        (more trials completed since), ``pending`` (a computation is queued or
-        running) or ``none`` (never computed)."""
+        trials the computation read, a sample of the ``completed`` ones). ``status`` is
+        ``ready`` (up to date), ``stale`` (more trials completed since), ``pending`` (a
+        computation is queued or running) or ``none`` (never computed)."""
         with self._lock:
             entry = self._entries.get((exp.id, exp.created_at)) or _Entry()
             if entry.pending:
