@@ -233,6 +233,14 @@ def _sanitize(data: Any) -> Any:
     return data
 
 
+def _dumps(data: Any) -> str:
+    """Compact JSON; NaN and infinities (rare) sent as null."""
+    try:
+        return json.dumps(data, allow_nan=False, default=str, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_sanitize(data), allow_nan=False, default=str, separators=(",", ":"))
+
+
 #: Bodies smaller than this are sent uncompressed.
 GZIP_MIN_BYTES = 1024
 #: Seconds a cached experiment detail is trusted while trials are queued or running,
@@ -263,20 +271,19 @@ class _DetailCache:
         self._entries: dict[str, tuple[tuple[Any, ...], _Encoded]] = {}
 
     def get(self, store: Store, name: str) -> _Encoded:
-        key = detail.detail_fingerprint(store, name, self.importances)
+        snap = detail.snapshot(store, name)
+        key = detail.detail_fingerprint(store, name, self.importances, snap)
         hit = self._lookup(name, key)
         if hit is not None:
             return hit
         with self._build_lock:  # one rebuild at a time; others wait and reuse it
-            key = detail.detail_fingerprint(store, name, self.importances)
-            hit = self._lookup(name, key)
+            hit = self._lookup(name, key)  # built meanwhile by another request
             if hit is not None:
                 return hit
             built = detail.experiment_detail(
-                store, name, plots=self.plots, importance_service=self.importances
+                store, name, plots=self.plots, importance_service=self.importances, snap=snap
             )
-            data = _sanitize(built)
-            body = json.dumps(data, allow_nan=False, default=str, separators=(",", ":"))
+            body = _dumps(built)
             raw = body.encode("utf-8")
             version = hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
             # the version goes first, so the page can tell a repeated reply cheaply

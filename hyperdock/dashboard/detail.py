@@ -9,6 +9,7 @@ path (see :mod:`hyperdock.dashboard.importances`).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from hyperdock.dashboard.api import (
@@ -29,6 +30,8 @@ from hyperdock.storage.base import Store
 from hyperdock.study import Objectives, pareto_front
 from hyperdock.trial import Experiment, Trial, TrialState
 
+#: Running trials whose intermediate losses the fingerprint follows at most.
+LIVE_CURVES = 50
 #: Rows of the trial table a request may ask for at most.
 MAX_PAGE = 500
 #: Orders of the trial table.
@@ -45,7 +48,7 @@ def _curve_candidates(sample: PlotSample, maximize: bool) -> list[int] | None:
     done = [t for t in trials if t.state is TrialState.COMPLETED and t.loss is not None]
     done.sort(key=lambda t: (-t.loss if maximize else t.loss, t.id))  # type: ignore[operator]
     pruned = [t.id for t in reversed(trials) if t.state is TrialState.PRUNED]
-    return running + [t.id for t in done[:MAX_CURVES]] + pruned[:MAX_CURVES]
+    return running[:MAX_CURVES] + [t.id for t in done[:MAX_CURVES]] + pruned[:MAX_CURVES]
 
 
 def importance_sample(store: Store, exp: Experiment, plots: PlotCache | None) -> list[Trial]:
@@ -102,6 +105,7 @@ def experiment_detail(
     *,
     plots: PlotCache | None = None,
     importance_service: ImportanceService | None = None,
+    snap: Snapshot | None = None,
 ) -> dict[str, Any]:
     """``GET /api/experiments/<name>``: summary, trials (brief rows: every trial up to
     :data:`~hyperdock.dashboard.sampling.MAX_PLOT_TRIALS`, else a sample; ``trials_total``
@@ -115,11 +119,14 @@ def experiment_detail(
         plots: Keeps finished sampled trials between calls (see
             :class:`~hyperdock.dashboard.sampling.PlotCache`).
         importance_service: Computes importances in the background.
+        snap: The experiment's :class:`Snapshot` when the caller read it already.
     """
-    exp = find_experiment(store, name)
+    snap = snap or snapshot(store, name)
+    exp, counts = snap.exp, snap.counts
     objectives = Objectives.from_meta(exp.meta)
-    counts = store.count_trials(exp.id)
-    sample = plot_sample(store, exp, counts, maximize=objectives.maximize, cache=plots)
+    sample = plot_sample(
+        store, exp, counts, maximize=objectives.maximize, cache=plots, running=snap.running
+    )
     trials = sample.trials
     completed = [t for t in trials if t.state is TrialState.COMPLETED]
     summary = experiment_row(store, exp, counts)
@@ -175,25 +182,55 @@ def experiment_detail(
     return out
 
 
-def detail_fingerprint(
-    store: Store, name: str, importance_service: ImportanceService | None = None
-) -> tuple[Any, ...]:
-    """A cheap key that changes whenever :func:`experiment_detail` would: the
-    experiment's record, its trial counts per state, its running trials (stop
-    requests, attempts, intermediate losses) and its importances' state. Finished
-    trials never change."""
+@dataclass(frozen=True)
+class Snapshot:
+    """What a poll reads first, shared by the fingerprint and the reply it keys.
+
+    Attributes:
+        exp: The experiment.
+        counts: Its trials per state.
+        running: Its running trials.
+        live: Intermediate losses of the running trials, when at most
+            :data:`LIVE_CURVES` run (else None: their curves are refreshed by the
+            counts changing or the detail cache's time to live).
+    """
+
+    exp: Experiment
+    counts: dict[TrialState, int]
+    running: list[Trial]
+    live: dict[int, list[tuple[int, float]]] | None
+
+
+def snapshot(store: Store, name: str) -> Snapshot:
+    """Read experiment ``name``'s :class:`Snapshot`."""
     exp = find_experiment(store, name)
     counts = store.count_trials(exp.id)
     running = (
         store.list_trials(exp.id, states=[TrialState.RUNNING]) if counts[TrialState.RUNNING] else []
     )
-    live: tuple[Any, ...] = ()
-    if running:
-        pts = store.list_progress(exp.id, trial_ids=[t.id for t in running])
-        live = tuple(
-            (t.id, t.attempt, t.stop_requested, t.prune_requested, tuple(pts.get(t.id, ())))
-            for t in running
-        )
+    live = None
+    if len(running) <= LIVE_CURVES:
+        live = store.list_progress(exp.id, trial_ids=[t.id for t in running]) if running else {}
+    return Snapshot(exp, counts, running, live)
+
+
+def detail_fingerprint(
+    store: Store,
+    name: str,
+    importance_service: ImportanceService | None = None,
+    snap: Snapshot | None = None,
+) -> tuple[Any, ...]:
+    """A cheap key that changes whenever :func:`experiment_detail` would: the
+    experiment's record, its trial counts per state, its running trials (stop
+    requests, attempts, intermediate losses while few run) and its importances'
+    state. Finished trials never change."""
+    snap = snap or snapshot(store, name)
+    exp, counts = snap.exp, snap.counts
+    pts = snap.live or {}
+    live = tuple(
+        (t.id, t.attempt, t.stop_requested, t.prune_requested, tuple(pts.get(t.id, ())))
+        for t in snap.running
+    )
     imp = importances_state(store, exp, counts, importance_service or _default_importances)
     return (
         exp.id,

@@ -28,6 +28,8 @@ log = logging.getLogger("hyperdock.dashboard")
 
 #: Seconds between two automatic computations for one experiment at least.
 MIN_INTERVAL = 30.0
+#: Seconds a queued computation waits before it starts.
+START_DELAY = 0.5
 #: Completed trials a computation uses at most.
 MAX_SAMPLE = 2000
 
@@ -137,6 +139,9 @@ class ImportanceService:
     def _run(self) -> None:
         while True:
             key, exp, load, completed = self._queue.get()
+            # the reply that queued this goes out first (this thread and the request's
+            # share the GIL, and the first computation imports optuna)
+            time.sleep(START_DELAY)
             values: dict[str, float] = {}
             trials: list[Trial] = []
             try:

@@ -21,6 +21,7 @@ reads only the numbers it has not seen.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def _mix(level: int, block: int) -> int:
     return z ^ (z >> 31)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stratum_pick(block: int, level: int) -> int:
     """The trial number picked in block ``block`` of ``2**level`` numbers; nested:
     ``stratum_pick(b, k)`` is ``stratum_pick(2*b + bit, k - 1)`` for a hashed ``bit``."""
@@ -135,6 +137,7 @@ def plot_sample(
     maximize: bool,
     cache: PlotCache | None = None,
     limit: int = MAX_PLOT_TRIALS,
+    running: list[Trial] | None = None,
 ) -> PlotSample:
     """The trials to plot for ``exp``: every trial when it has at most ``limit``, else
     the sample the module describes.
@@ -146,19 +149,22 @@ def plot_sample(
         maximize: Whether a higher loss is better (orders the best trials).
         cache: Keeps finished sampled trials between calls.
         limit: Largest experiment sent whole.
+        running: Its running trials, when the caller read them already.
     """
     total = sum(counts.values())
     if total <= limit:
         return PlotSample(store.list_trials(exp.id), total, False)
     best = store.best_trials(exp.id, BEST_TRIALS, maximize=maximize)
     recent = store.list_trials_page(exp.id, limit=RECENT_TRIALS)
-    running = (
-        store.list_trials(exp.id, states=[TrialState.RUNNING]) if counts[TrialState.RUNNING] else []
-    )
+    if running is None:
+        running = (
+            store.list_trials(exp.id, states=[TrialState.RUNNING])
+            if counts[TrialState.RUNNING]
+            else []
+        )
     numbers = stratified_numbers(total)
     strata = (cache or PlotCache()).strata(store, exp, numbers)
     by_id: dict[int, Trial] = {}
-    # later sources are fresher (a stratum's trial may have finished since it was read)
     for t in (*strata, *best, *running, *recent):
         by_id[t.id] = t
     trials = sorted(by_id.values(), key=lambda t: (t.number, t.id))
