@@ -254,8 +254,22 @@ def test_experiment_detail_cache_sees_a_stop_request(store: Store, filled: dict[
     assert row["stop_requested"] is True
 
 
+def settle_importances(app: Any, name: str) -> dict[str, Any]:
+    """Wait until the importances of ``name`` are not being computed (they are computed
+    in the background, and the detail's version changes when they arrive)."""
+    found: dict[str, Any] = {}
+
+    def settled() -> bool:
+        found.update(call(app, f"/api/experiments/{name}/importances").data)
+        return found["status"] != "pending"
+
+    wait_for(settled, timeout=60)
+    return found
+
+
 def test_experiment_detail_gzip(store: Store, filled: dict[str, Any]) -> None:
     app = create_app(store)
+    settle_importances(app, "exp")
     plain = call(app, "/api/experiments/exp")
     packed = call(app, "/api/experiments/exp", headers={"Accept-Encoding": "gzip, deflate"})
     assert packed.status == 200

@@ -33,8 +33,10 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hyperdock import trialfs
-from hyperdock.dashboard import api, pages
+from hyperdock.dashboard import api, detail, pages
 from hyperdock.dashboard.artifacts import ArtifactFile
+from hyperdock.dashboard.importances import ImportanceService
+from hyperdock.dashboard.sampling import PlotCache
 from hyperdock.errors import ConfigError, StoreError
 from hyperdock.storage.base import Store
 
@@ -232,6 +234,14 @@ def _sanitize(data: Any) -> Any:
     return data
 
 
+def _dumps(data: Any) -> str:
+    """Compact JSON; NaN and infinities (rare) sent as null."""
+    try:
+        return json.dumps(data, allow_nan=False, default=str, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_sanitize(data), allow_nan=False, default=str, separators=(",", ":"))
+
+
 #: Bodies smaller than this are sent uncompressed.
 GZIP_MIN_BYTES = 1024
 #: Seconds a cached experiment detail is trusted while trials are queued or running,
@@ -251,25 +261,30 @@ class _Encoded:
 
 class _DetailCache:
     """Encoded ``GET /api/experiments/<name>`` replies, one per experiment, rebuilt only
-    when :func:`api.detail_fingerprint` changes."""
+    when :func:`detail.detail_fingerprint` changes (finished sampled trials are kept in
+    ``plots``; importances come from ``importances``)."""
 
     def __init__(self) -> None:
+        self.plots = PlotCache()
+        self.importances = ImportanceService()
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._entries: dict[str, tuple[tuple[Any, ...], _Encoded]] = {}
 
     def get(self, store: Store, name: str) -> _Encoded:
-        key = api.detail_fingerprint(store, name)
+        snap = detail.snapshot(store, name)
+        key = detail.detail_fingerprint(store, name, self.importances, snap)
         hit = self._lookup(name, key)
         if hit is not None:
             return hit
         with self._build_lock:  # one rebuild at a time; others wait and reuse it
-            key = api.detail_fingerprint(store, name)
-            hit = self._lookup(name, key)
+            hit = self._lookup(name, key)  # built meanwhile by another request
             if hit is not None:
                 return hit
-            data = _sanitize(api.experiment_detail(store, name))
-            body = json.dumps(data, allow_nan=False, default=str, separators=(",", ":"))
+            built = detail.experiment_detail(
+                store, name, plots=self.plots, importance_service=self.importances, snap=snap
+            )
+            body = _dumps(built)
             raw = body.encode("utf-8")
             version = hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
             # the version goes first, so the page can tell a repeated reply cheaply
@@ -378,7 +393,8 @@ class DashboardApp:
                             api.open_trial_artifact(self.store, trial_id, relative)
                         )
                     return self._file(trial_id, relative)
-                return _json(200, _sanitize(self._api_get(path)))
+                query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
+                return _json(200, _sanitize(self._api_get(path, query)))
             if method == "POST":
                 self._authorise(environ)
                 body = self._body(environ)
@@ -485,15 +501,20 @@ class DashboardApp:
         return data
 
     # -- routes ---------------------------------------------------------------------
-    def _api_get(self, path: str) -> Any:
+    def _api_get(self, path: str, query: dict[str, list[str]]) -> Any:
         if path == "/api/experiments":
             return api.list_experiments(self.store)
         if path == "/api/workers":
             return api.list_workers(self.store)
         if m := re.fullmatch(r"/api/trials/(\d+)", path):
             return api.trial_detail(self.store, int(m.group(1)), self.limits)
-        if m := re.fullmatch(r"/api/experiments/([^/]+)", path):
-            return api.experiment_detail(self.store, urllib.parse.unquote(m.group(1)))
+        if m := re.fullmatch(r"/api/experiments/([^/]+)/trials", path):
+            return detail.trial_page(self.store, urllib.parse.unquote(m.group(1)), query)
+        if m := re.fullmatch(r"/api/experiments/([^/]+)/importances", path):
+            name = urllib.parse.unquote(m.group(1))
+            return detail.get_importances(
+                self.store, name, self._details.importances, self._details.plots
+            )
         raise api.ApiError(404, f"no such endpoint: {path}")
 
     def _api_post(self, path: str, body: dict[str, Any]) -> Any:
@@ -504,6 +525,11 @@ class DashboardApp:
         if m := re.fullmatch(r"/api/trials/(\d+)/(tell|report)", path):
             call = api.tell_trial if m.group(2) == "tell" else api.report_trial
             return call(self.store, int(m.group(1)), body)
+        if m := re.fullmatch(r"/api/experiments/([^/]+)/importances", path):
+            name = urllib.parse.unquote(m.group(1))
+            return detail.request_importances(
+                self.store, name, self._details.importances, self._details.plots
+            )
         if m := re.fullmatch(r"/api/experiments/([^/]+)/ask", path):
             name = urllib.parse.unquote(m.group(1))
             return api.ask_trial(self.store, name, self._http_worker)

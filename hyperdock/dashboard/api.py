@@ -23,7 +23,7 @@ from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, St
 from hyperdock.samplers import default_sampler
 from hyperdock.space import MAX_DEPTH, Space
 from hyperdock.storage.base import Store
-from hyperdock.study import Objectives, importances, pareto_front
+from hyperdock.study import Objectives
 from hyperdock.supervisor import store_has
 from hyperdock.trial import (
     FINISHED_STATES,
@@ -50,6 +50,8 @@ MAX_CURVES = 200
 MAX_CURVE_POINTS = 100
 #: Characters of a trial's error shown in the experiment's trial table.
 ERROR_CHARS = 200
+#: Newest finished trials read for an experiment's last end time.
+LAST_END_WINDOW = 200
 
 
 class ApiError(Exception):
@@ -67,7 +69,12 @@ class ApiError(Exception):
 
 
 # -- reading ----------------------------------------------------------------------------
-def _experiment(store: Store, name: str) -> Experiment:
+def find_experiment(store: Store, name: str) -> Experiment:
+    """The experiment named ``name``.
+
+    Raises:
+        ApiError: 404 when there is none.
+    """
     try:
         return store.get_experiment(name)
     except ExperimentNotFound:
@@ -95,7 +102,10 @@ class _LastEndCache:
             hit = self._cache.get(exp.id)
         if hit is not None and hit[0] == key:
             return hit[1]
-        ends = [t.finished_at for t in store.list_trials(exp.id, states=FINISHED_STATES)]
+        # the newest finished trials (indexed, bounded): the last to end is among them
+        # unless an old trial was retried long after newer ones ended
+        newest = store.list_trials_page(exp.id, limit=LAST_END_WINDOW, states=FINISHED_STATES)
+        ends = [t.finished_at for t in newest]
         last = max((e for e in ends if e is not None), default=None)
         with self._lock:
             self._cache[exp.id] = (key, last)
@@ -105,12 +115,16 @@ class _LastEndCache:
 _last_end = _LastEndCache()
 
 
-def experiment_row(store: Store, exp: Experiment) -> dict[str, Any]:
+def experiment_row(
+    store: Store, exp: Experiment, counts: dict[TrialState, int] | None = None
+) -> dict[str, Any]:
     """One experiment as listed by ``GET /api/experiments``: counts per state, best
     loss, ``age`` (seconds since it was created) and ``duration`` (seconds from its
-    creation to its last trial's end; to now while it runs)."""
+    creation to its last trial's end; to now while it runs). ``counts`` is its
+    :meth:`~hyperdock.storage.base.Store.count_trials` when the caller has it."""
     objectives = Objectives.from_meta(exp.meta)
-    counts = store.count_trials(exp.id)
+    if counts is None:
+        counts = store.count_trials(exp.id)
     best = None if objectives.multi else store.best_trial(exp.id, maximize=objectives.maximize)
     done = sum(n for s, n in counts.items() if s.finished)
     now = time.time()
@@ -146,37 +160,6 @@ def experiment_row(store: Store, exp: Experiment) -> dict[str, Any]:
 def list_experiments(store: Store) -> list[dict[str, Any]]:
     """``GET /api/experiments``."""
     return [experiment_row(store, exp) for exp in store.list_experiments()]
-
-
-class _ImportanceCache:
-    """Importances are costly (a random forest); recompute only when trials complete."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cache: dict[int, tuple[int, dict[str, float]]] = {}
-
-    def get(
-        self, exp: Experiment, objectives: Objectives, completed: list[Trial]
-    ) -> dict[str, float]:
-        key = len(completed)
-        with self._lock:
-            hit = self._cache.get(exp.id)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        result: dict[str, float] = {}
-        if key >= 2:
-            try:
-                result = importances(Space.from_json(exp.space), objectives, completed)
-            except HyperdockError as exc:
-                log.debug("no importances for %s: %s", exp.name, exc)
-            except Exception as exc:  # optuna may refuse odd studies; a plot is optional
-                log.debug("importances failed for %s: %s", exp.name, exc)
-        with self._lock:
-            self._cache[exp.id] = (key, result)
-        return result
-
-
-_importances = _ImportanceCache()
 
 
 def _first_line(text: str | None, limit: int = ERROR_CHARS) -> str | None:
@@ -251,87 +234,6 @@ def pick_curves(
         chosen = set(picked)
         picked += [i for i in rest if i not in chosen][: limit - len(picked)]
     return sorted(picked)
-
-
-def experiment_detail(store: Store, name: str) -> dict[str, Any]:
-    """``GET /api/experiments/<name>``: summary, trials (brief rows), curves (the
-    :data:`MAX_CURVES` most telling, thinned), importances, Pareto front."""
-    exp = _experiment(store, name)
-    objectives = Objectives.from_meta(exp.meta)
-    trials = store.list_trials(exp.id)
-    completed = [t for t in trials if t.state is TrialState.COMPLETED]
-    summary = experiment_row(store, exp)
-    parameters: list[dict[str, Any]] = []
-    constants: list[str] = []
-    try:
-        space = Space.from_json(exp.space)
-        space_text = space.explain()
-        parameters = [v.to_json() for v in space.views()]
-        constants = sorted(space.constants())
-    except HyperdockError:
-        space_text = json.dumps(exp.space)
-    summary.update(
-        {
-            "seed": exp.seed,
-            "max_retries": exp.max_retries,
-            "lease_timeout": exp.lease_timeout,
-            "space": exp.space,
-            "space_text": space_text,
-            "parameters": parameters,
-            "constants": constants,
-            "meta": exp.meta,
-        }
-    )
-    progress = store.list_progress(exp.id)
-    curves = pick_curves(trials, progress, objectives.maximize)
-    out: dict[str, Any] = {
-        "experiment": summary,
-        "trials": [
-            trial_brief(
-                t,
-                objectives,
-                progress[t.id][-1] if t.state is TrialState.PRUNED and progress.get(t.id) else None,
-            )
-            for t in trials
-        ],
-        "progress": {str(tid): thin(progress[tid]) for tid in curves},
-        "progress_total": len(progress),
-        "importances": _importances.get(exp, objectives, completed),
-        "pareto_front": None,
-    }
-    if objectives.multi:
-        front = pareto_front(completed, objectives)
-        out["pareto_front"] = [
-            {"id": t.id, "number": t.number, "values": objectives.values(t)} for t in front
-        ]
-    return out
-
-
-def detail_fingerprint(store: Store, name: str) -> tuple[Any, ...]:
-    """A cheap key that changes whenever :func:`experiment_detail` would: the
-    experiment's record, its trial counts per state, and its running trials (stop
-    requests, attempts, intermediate losses). Finished trials never change."""
-    exp = _experiment(store, name)
-    counts = store.count_trials(exp.id)
-    running = store.list_trials(exp.id, states=[TrialState.RUNNING])
-    live: tuple[Any, ...] = ()
-    if running:
-        pts = store.list_progress(exp.id, trial_ids=[t.id for t in running])
-        live = tuple(
-            (t.id, t.attempt, t.stop_requested, t.prune_requested, tuple(pts.get(t.id, ())))
-            for t in running
-        )
-    return (
-        exp.id,
-        exp.name,
-        exp.created_at,
-        exp.state.value,
-        exp.max_trials,
-        exp.priority,
-        exp.max_retries,
-        tuple(sorted((s.value, n) for s, n in counts.items())),
-        live,
-    )
 
 
 def _folder_files(folder: Path, limits: trialfs.Limits) -> dict[str, Any]:
@@ -546,7 +448,7 @@ def cancel_experiment(store: Store, name: str) -> dict[str, Any]:
     """``POST /api/experiments/<name>/cancel``: 409 for an experiment that has ended."""
     from hyperdock.experiment import Experiment as ApiExperiment
 
-    exp = _experiment(store, name)
+    exp = find_experiment(store, name)
     if not ApiExperiment(store, exp).cancel():
         raise ApiError(409, f"experiment {exp.name!r} is {exp.state.value} already")
     return {"ok": True, "experiment": experiment_row(store, store.get_experiment(exp.id))}
@@ -559,7 +461,7 @@ def delete_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str
     from hyperdock.artifacts.access import delete_experiment as delete_all
     from hyperdock.artifacts.base import ArtifactStoreError
 
-    exp = _experiment(store, name)
+    exp = find_experiment(store, name)
     try:
         files = delete_all(store, exp, keep_artifacts=body.get("keep_artifacts") is True)
     except ArtifactStoreError as exc:
@@ -585,7 +487,7 @@ def clone_experiment(store: Store, name: str, body: dict[str, Any]) -> dict[str,
     """``POST /api/experiments/<name>/clone``: same space, target, sampler and budget."""
     from hyperdock.experiment import Experiment as ApiExperiment
 
-    exp = _experiment(store, name)
+    exp = find_experiment(store, name)
     new = _new_name(body)
     try:
         made = ApiExperiment(store, exp).clone(new).record
@@ -758,7 +660,7 @@ def ask_trial(store: Store, name: str, worker_id: str) -> dict[str, Any]:
     """
     import socket
 
-    exp = _experiment(store, name)
+    exp = find_experiment(store, name)
     store.register_worker(
         worker_id, host=socket.gethostname(), pid=os.getpid(), parallelism=1, meta={"http": True}
     )

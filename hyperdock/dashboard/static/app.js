@@ -237,7 +237,13 @@
     const headRow = el("tr");
     for (const col of columns) {
       const th = el("th", { text: col.label, "data-key": col.key });
-      if (col.value) {
+      if (opts && opts.onSort) {
+        // sorted by the server: the page asks it for another order
+        if (opts.onSort(col.key, true)) {
+          th.classList.add("sortable");
+          th.addEventListener("click", () => opts.onSort(col.key, false));
+        }
+      } else if (col.value) {
         th.classList.add("sortable");
         th.addEventListener("click", () => {
           if (state.sortKey === col.key) state.desc = !state.desc;
@@ -840,6 +846,64 @@
     const tableBox = el("div", { id: "trials-box" });
     let table = null;
     let tableKeys = null;
+    // Over the sample limit the table is paged by the server (newest first, oldest
+    // first or best loss; one state or all), and the plots get a sample.
+    const server = { on: false, offset: 0, order: "newest", state: "", total: 0 };
+    const shown = el("p", { id: "trials-shown", className: "muted" });
+    const orderBox = el("select", { id: "trials-order" },
+      [["newest", "newest first"], ["oldest", "oldest first"], ["best", "best loss first"]]
+        .map(([v, t]) => el("option", { value: v, text: t })));
+    const stateBox = el("select", { id: "trials-state" },
+      [el("option", { value: "", text: "every state" }),
+        ...["queued", "running", "completed", "pruned", "failed", "cancelled"].map((v) => el("option", { value: v, text: v }))]);
+    const reload = () => { refreshTable().catch((err) => showError(err.message)); };
+    orderBox.addEventListener("change", () => {
+      server.order = orderBox.value;
+      if (server.order === "best") { server.state = ""; stateBox.value = ""; }
+      server.offset = 0; reload();
+    });
+    stateBox.addEventListener("change", () => {
+      server.state = stateBox.value;
+      if (server.state && server.order === "best") { server.order = "newest"; orderBox.value = "newest"; }
+      server.offset = 0; reload();
+    });
+    const serverPagerText = el("span", { className: "pager-text" });
+    const pageTo = (offset) => () => { server.offset = offset(); reload(); };
+    const lastOffset = () => Math.max(0, Math.floor((Math.max(server.total, 1) - 1) / TRIALS_PAGE) * TRIALS_PAGE);
+    const serverPager = el("div", { className: "pager", id: "trials-pager" }, [
+      button("« first", "pager-first", pageTo(() => 0)),
+      button("‹ prev", "pager-prev", pageTo(() => Math.max(0, server.offset - TRIALS_PAGE))),
+      serverPagerText,
+      button("next ›", "pager-next", pageTo(() => Math.min(lastOffset(), server.offset + TRIALS_PAGE))),
+      button("last »", "pager-last", pageTo(lastOffset)),
+    ]);
+    const serverControls = el("div", { id: "trials-controls", className: "table-controls" },
+      [el("label", null, ["order ", orderBox]), " ", el("label", null, ["state ", stateBox])]);
+    // header clicks: "#" flips newest/oldest, the loss sorts best first
+    const serverSort = (key, probe) => {
+      if (key !== "number" && key !== "loss") return false;
+      if (probe) return true;
+      server.order = key === "loss" ? "best" : server.order === "newest" ? "oldest" : "newest";
+      if (server.order === "best") { server.state = ""; stateBox.value = ""; }
+      orderBox.value = server.order;
+      server.offset = 0; reload();
+      return true;
+    };
+
+    async function refreshTable() {
+      if (!server.on || !table) return;
+      const q = "?limit=" + TRIALS_PAGE + "&offset=" + server.offset + "&order=" + server.order
+        + (server.state ? "&state=" + encodeURIComponent(server.state) : "");
+      const page = await getJSON("/api/experiments/" + encodeName(name) + "/trials" + q);
+      server.total = page.total;
+      if (page.total && server.offset >= page.total) { server.offset = lastOffset(); return refreshTable(); }
+      table.update(page.trials.map((t) => Object.assign({}, t, { flat: flatten(t.params) })));
+      const pages = Math.max(1, Math.ceil(page.total / TRIALS_PAGE));
+      serverPagerText.textContent = page.total
+        ? " rows " + (server.offset + 1) + "–" + (server.offset + page.trials.length) + " of " + page.total
+          + " (page " + (Math.floor(server.offset / TRIALS_PAGE) + 1) + " / " + pages + ") "
+        : " no rows ";
+    }
 
     let lastData = null;
     // Per plot: WebGL (true), or without a GPU painted points / SVG lines (false).
@@ -861,7 +925,9 @@
     const plots = el("div", { className: "plots" }, [
       el("div", { className: "plot-box" }, [el("div", { id: "history", className: "plot" }), viewSwitch("history"), logSwitch("history")]),
       el("div", { className: "plot-box" }, [el("div", { id: "parallel", className: "plot" }), viewSwitch("parallel")]),
-      el("div", { id: "importances", className: "plot" }),
+      el("div", { className: "plot-box" }, [el("div", { id: "importances", className: "plot" }),
+        button("Recompute", "importances-refresh", () => act("Importances", "/api/experiments/" + encodeName(name) + "/importances"),
+          { id: "importances-refresh", title: "compute the importances again now (in the background, on a sample of at most 2,000 completed trials)" })]),
       el("div", { className: "plot-box" }, [el("div", { id: "intermediate", className: "plot" }), logSwitch("intermediate")]),
       el("div", { id: "pareto", className: "plot" }),
     ]);
@@ -870,7 +936,7 @@
     main.appendChild(title);
     main.appendChild(actions);
     main.appendChild(summary);
-    main.appendChild(section("Trials", [tableBox]));
+    main.appendChild(section("Trials", [shown, tableBox]));
     main.appendChild(section("Plots", [plots]));
     main.appendChild(section("Slices", [slices]));
 
@@ -878,7 +944,10 @@
 
     renderPage = async () => {
       const data = await getJSONIfChanged("/api/experiments/" + encodeName(name));
-      if (data === null) return; // nothing changed since the last poll
+      if (data === null) { // nothing changed since the last poll but the table's page may have
+        await refreshTable();
+        return;
+      }
       const exp = data.experiment;
       multi = exp.objectives.length > 1;
       // summary
@@ -887,6 +956,7 @@
         state: exp.state,
         sampler: exp.sampler,
         "done / budget": exp.done + " / " + (exp.budget === null ? "∞" : exp.budget),
+        trials: data.sampled ? "showing " + data.trials.length + " of " + data.trials_total + " in the plots" : String(data.trials_total),
         running: exp.running,
         failed: exp.failed,
         pruned: exp.pruned,
@@ -908,16 +978,31 @@
       const keySet = new Set();
       for (const r of rows) for (const k in r.flat) if (!constants.has(k)) keySet.add(k);
       const keys = [...keySet];
-      const keySig = JSON.stringify([keys, multi]);
+      server.on = !!data.sampled;
+      shown.textContent = data.sampled
+        ? "Plots show " + data.trials.length + " of " + data.trials_total + " trials: the best "
+          + (data.best_ids || []).length + ", the newest, the running ones and an even sample of the rest."
+        : "";
+      shown.hidden = !data.sampled;
+      const keySig = JSON.stringify([keys, multi, server.on]);
       if (keySig !== tableKeys) {
         paramKeys = keys;
         const old = table;
-        table = makeTable("trials", columns(), {
-          filterable: true, sortKey: "number", pageSize: TRIALS_PAGE,
-          search: (r) => r.state + " " + r.id + " " + JSON.stringify(r.params) + " " + (r.error || ""),
-          rowAttrs: (r) => ({ "data-trial-id": r.id, "data-state": r.state }),
-        });
-        if (old) {
+        table = server.on
+          ? makeTable("trials", columns(), {
+            onSort: serverSort,
+            rowAttrs: (r) => ({ "data-trial-id": r.id, "data-state": r.state }),
+          })
+          : makeTable("trials", columns(), {
+            filterable: true, sortKey: "number", pageSize: TRIALS_PAGE,
+            search: (r) => r.state + " " + r.id + " " + JSON.stringify(r.params) + " " + (r.error || ""),
+            rowAttrs: (r) => ({ "data-trial-id": r.id, "data-state": r.state }),
+          });
+        if (server.on) {
+          table.node.insertBefore(serverControls, table.node.firstChild);
+          table.node.appendChild(serverPager);
+        }
+        if (old && !server.on) {
           const oldFilter = old.node.querySelector("input.filter");
           const newFilter = table.node.querySelector("input.filter");
           if (oldFilter && newFilter && oldFilter.value) {
@@ -929,7 +1014,8 @@
         tableBox.appendChild(table.node);
         tableKeys = keySig;
       }
-      table.update(rows);
+      if (server.on) await refreshTable();
+      else table.update(rows);
       await plotlyReady;
       lastData = [data, rows, keys, multi, slices];
       drawExperimentPlots(data, rows, keys, multi, slices, views);
@@ -1115,8 +1201,16 @@
 
     // importances
     const imp = Object.entries(data.importances || {}).sort((a, b) => a[1] - b[1]);
+    const impState = data.importances_state || {};
+    const impWhen = impState.computed_at ? "computed " + new Date(impState.computed_at * 1000).toLocaleTimeString()
+      + (impState.used && impState.completed ? " on " + (impState.used < impState.completed ? impState.used + " of " : "") + impState.completed + " completed trials" : "") : "";
+    const impNote = impState.status === "pending" ? "computing…" + (impWhen ? " (last " + impWhen + ")" : "")
+      : imp.length ? impWhen + (impState.status === "stale" ? " (more trials since)" : "")
+        : impState.status === "none" ? "need 2+ completed trials" : "none: " + (impWhen || "need 2+ completed trials");
+    const impDiv = document.getElementById("importances");
+    impDiv.dataset.status = impState.status || "";
     plot("importances", [{ type: "bar", orientation: "h", x: imp.map((e) => e[1]), y: imp.map((e) => escapeText(e[0])), name: "importance" }],
-      plotLayout(imp.length ? "Parameter importances" : "Parameter importances\nneed 2+ completed trials", { showlegend: false,
+      plotLayout("Parameter importances\n" + impNote, { showlegend: false,
         margin: { l: 20, r: 20, t: 40, b: 40 }, yaxis: { automargin: true } }));
 
     // intermediate curves
