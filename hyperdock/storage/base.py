@@ -67,7 +67,15 @@ from typing import Any
 
 from hyperdock.errors import ConfigError, ExperimentNotFound
 from hyperdock.storage.logchunks import StoredLog
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+from hyperdock.trial import (
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+    TrialSummary,
+    Worker,
+)
 
 #: Bumped whenever the stored layout changes; recorded in every store.
 #: 4: SQLite leases on the machine's monotonic clock (``lease_mono``, ``heartbeat_mono``).
@@ -284,6 +292,29 @@ class Store(abc.ABC):
         while True:
             page = self.list_trials(experiment_id, states=wanted, since_id=last, limit=batch)
             yield from page
+            if len(page) < batch:
+                return
+            last = page[-1].id
+
+    def iter_trial_summaries(
+        self,
+        experiment_id: int,
+        *,
+        since_id: int | None = None,
+        with_result: bool = False,
+        batch: int = 5000,
+    ) -> Iterator[TrialSummary]:
+        """Every trial of an experiment after id ``since_id``, in creation order, as
+        :class:`~hyperdock.trial.TrialSummary` rows (``result`` filled only
+        ``with_result``), read ``batch`` at a time: what a resumed supervisor loads its
+        sampler's mirror from. Backends read only those columns (this default reads
+        whole trials)."""
+        last = since_id
+        while True:
+            page = self.list_trials(experiment_id, since_id=last, limit=batch)
+            for t in page:
+                result = t.result if with_result else {}
+                yield TrialSummary(t.id, t.number, t.state, t.params, t.loss, result)
             if len(page) < batch:
                 return
             last = page[-1].id

@@ -37,7 +37,7 @@ leases are measured on, id sequences and the translation of pymongo's errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hyperdock.errors import ExperimentExists, ExperimentNotFound, StoreError
@@ -58,7 +58,15 @@ from hyperdock.storage.mongo_base import (
     unpack,
 )
 from hyperdock.storage.mongo_logs import MongoLogs
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+from hyperdock.trial import (
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+    TrialSummary,
+    Worker,
+)
 
 __all__ = [
     "CLOCK_REFRESH",
@@ -555,6 +563,42 @@ class MongoStore(MongoLogs):
             return []
         docs = self._trials.find(query, sort=[("_id", 1)], limit=limit or 0)
         return [self._trial(d) for d in docs]
+
+    @guarded
+    def _summaries_page(
+        self, experiment_id: int, since_id: int, with_result: bool, batch: int
+    ) -> list[TrialSummary]:
+        fields = ["number", "state", "params", "params_json", "loss"]
+        if with_result:
+            fields += ["result", "result_json"]
+        docs = self._trials.find(
+            {"experiment_id": experiment_id, "_id": {"$gt": since_id}},
+            projection=dict.fromkeys(fields, 1), sort=[("_id", 1)], limit=batch,
+        )  # fmt: skip
+        out = []
+        for d in docs:
+            loss = d.get("loss")
+            result = (unpack(d, "result") or {}) if with_result else {}
+            state, params = TrialState(d["state"]), unpack(d, "params")
+            loss = None if loss is None else float(loss)
+            out.append(TrialSummary(int(d["_id"]), int(d["number"]), state, params, loss, result))
+        return out
+
+    def iter_trial_summaries(
+        self,
+        experiment_id: int,
+        *,
+        since_id: int | None = None,
+        with_result: bool = False,
+        batch: int = 5000,
+    ) -> Iterator[TrialSummary]:
+        last = -1 if since_id is None else since_id
+        while True:
+            page = self._summaries_page(experiment_id, last, with_result, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1].id
 
     @guarded
     def count_trials(self, experiment_id: int) -> dict[TrialState, int]:

@@ -25,7 +25,15 @@ from hyperdock.errors import ExperimentExists, ExperimentNotFound, StoreError
 from hyperdock.jsonutil import dumps
 from hyperdock.storage.base import SCHEMA_VERSION, Store, cancel_message
 from hyperdock.storage.sql_logs import SQLLogs, logs_table
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+from hyperdock.trial import (
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+    TrialSummary,
+    Worker,
+)
 
 __all__ = ["EXPERIMENT_COLS", "LEASE_OF_ANOTHER_BOOT", "TRIAL_COLS", "SQLStore", "schema"]
 
@@ -39,6 +47,8 @@ TRIAL_COLS = (
     "id, experiment_id, number, params, state, attempt, worker_id, loss, result, error, "
     "history, created_at, started_at, finished_at, heartbeat_at, stop_requested"
 )
+#: Trial states by stored value.
+_STATES = {s.value: s for s in TrialState}
 #: Key of a worker's status in its stored meta.
 _STATUS_KEY = "hyperdock.status"
 
@@ -690,6 +700,26 @@ class SQLStore(SQLLogs, Store):
             sql += " LIMIT ?"
             args.append(limit)
         return [self._trial(r) for r in self._read(sql, args)]
+
+    def iter_trial_summaries(
+        self,
+        experiment_id: int,
+        *,
+        since_id: int | None = None,
+        with_result: bool = False,
+        batch: int = 5000,
+    ) -> Iterator[TrialSummary]:
+        cols = "id, number, state, params, loss" + (", result" if with_result else "")
+        sql = f"SELECT {cols} FROM hd_trials WHERE experiment_id = ? AND id > ? ORDER BY id LIMIT ?"
+        states, loads, last = _STATES, json.loads, -1 if since_id is None else since_id
+        while True:
+            rows = self._read(sql, (experiment_id, last, batch))
+            for r in rows:
+                result = loads(r[5]) if with_result and r[5] else {}
+                yield TrialSummary(r[0], r[1], states[r[2]], loads(r[3]), r[4], result)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     def count_trials(self, experiment_id: int) -> dict[TrialState, int]:
         counts = dict.fromkeys(TrialState, 0)
