@@ -37,7 +37,7 @@ leases are measured on, id sequences and the translation of pymongo's errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hyperdock.errors import ExperimentExists, ExperimentNotFound, StoreError
@@ -565,15 +565,15 @@ class MongoStore(MongoLogs):
         return [self._trial(d) for d in docs]
 
     @guarded
-    def _summaries_page(
-        self, experiment_id: int, since_id: int, with_result: bool, batch: int
+    def _trial_summaries(
+        self, experiment_id: int, since_id: int | None, with_result: bool, limit: int
     ) -> list[TrialSummary]:
         fields = ["number", "state", "params", "params_json", "loss"]
         if with_result:
             fields += ["result", "result_json"]
         docs = self._trials.find(
-            {"experiment_id": experiment_id, "_id": {"$gt": since_id}},
-            projection=dict.fromkeys(fields, 1), sort=[("_id", 1)], limit=batch,
+            {"experiment_id": experiment_id, "_id": {"$gt": -1 if since_id is None else since_id}},
+            projection=dict.fromkeys(fields, 1), sort=[("_id", 1)], limit=limit,
         )  # fmt: skip
         out = []
         for d in docs:
@@ -583,22 +583,6 @@ class MongoStore(MongoLogs):
             loss = None if loss is None else float(loss)
             out.append(TrialSummary(int(d["_id"]), int(d["number"]), state, params, loss, result))
         return out
-
-    def iter_trial_summaries(
-        self,
-        experiment_id: int,
-        *,
-        since_id: int | None = None,
-        with_result: bool = False,
-        batch: int = 5000,
-    ) -> Iterator[TrialSummary]:
-        last = -1 if since_id is None else since_id
-        while True:
-            page = self._summaries_page(experiment_id, last, with_result, batch)
-            yield from page
-            if len(page) < batch:
-                return
-            last = page[-1].id
 
     @guarded
     def count_trials(self, experiment_id: int) -> dict[TrialState, int]:

@@ -701,25 +701,21 @@ class SQLStore(SQLLogs, Store):
             args.append(limit)
         return [self._trial(r) for r in self._read(sql, args)]
 
-    def iter_trial_summaries(
-        self,
-        experiment_id: int,
-        *,
-        since_id: int | None = None,
-        with_result: bool = False,
-        batch: int = 5000,
-    ) -> Iterator[TrialSummary]:
+    def _trial_summaries(
+        self, experiment_id: int, since_id: int | None, with_result: bool, limit: int
+    ) -> list[TrialSummary]:
         cols = "id, number, state, params, loss" + (", result" if with_result else "")
-        sql = f"SELECT {cols} FROM hd_trials WHERE experiment_id = ? AND id > ? ORDER BY id LIMIT ?"
-        states, loads, last = _STATES, json.loads, -1 if since_id is None else since_id
-        while True:
-            rows = self._read(sql, (experiment_id, last, batch))
-            for r in rows:
-                result = loads(r[5]) if with_result and r[5] else {}
-                yield TrialSummary(r[0], r[1], states[r[2]], loads(r[3]), r[4], result)
-            if len(rows) < batch:
-                return
-            last = rows[-1][0]
+        rows = self._read(
+            f"SELECT {cols} FROM hd_trials WHERE experiment_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (experiment_id, -1 if since_id is None else since_id, limit),
+        )
+        states, loads = _STATES, json.loads
+        if not with_result:
+            return [TrialSummary(r[0], r[1], states[r[2]], loads(r[3]), r[4], {}) for r in rows]
+        return [
+            TrialSummary(r[0], r[1], states[r[2]], loads(r[3]), r[4], loads(r[5]) if r[5] else {})
+            for r in rows
+        ]
 
     def count_trials(self, experiment_id: int) -> dict[TrialState, int]:
         counts = dict.fromkeys(TrialState, 0)
