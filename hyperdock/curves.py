@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hyperdock.pruners import NUMBER_ATTR, Pruner, horizon
-from hyperdock.trial import Trial, TrialState
+from hyperdock.trial import Trial, TrialState, TrialSummary
 
 if TYPE_CHECKING:
     from hyperdock.study import Objectives, OptunaSpace
@@ -54,7 +54,9 @@ class CurveStudy:
         self._steps: dict[int, int] = {}  # optuna trial id -> intermediate values set
 
     def sync(
-        self, trials: Iterable[Trial], progress: Mapping[int, Sequence[tuple[int, float]]]
+        self,
+        trials: Iterable[Trial | TrialSummary],
+        progress: Mapping[int, Sequence[tuple[int, float]]],
     ) -> None:
         """Bring the study up to date with ``trials`` and their intermediate losses."""
         opt = self.optuna
@@ -88,7 +90,7 @@ class CurveStudy:
                 self.storage.set_trial_intermediate_value(oid, step, loss)
         self._steps[oid] = len(points)
 
-    def _finish(self, t: Trial, oid: int) -> None:
+    def _finish(self, t: Trial | TrialSummary, oid: int) -> None:
         state = _STATES[t.state]
         values = self.objectives.values(t) if state == "COMPLETE" else None
         if state == "COMPLETE" and (values is None or not all(map(math.isfinite, values))):

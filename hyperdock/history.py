@@ -111,8 +111,8 @@ class TrialHistory:
     # rows -----------------------------------------------------------------------------
     def row(self, number: int) -> int | None:
         """The row of trial ``number`` (None: not recorded)."""
-        if 0 <= number < len(self._row) and (r := int(self._row[number])) >= 0:
-            return r
+        if 0 <= number < len(self._row) and (r := self._row.item(number)) >= 0:
+            return int(r)
         return None
 
     def add(self, number: int, internal: Mapping[str, Any] | None) -> int:
@@ -131,10 +131,8 @@ class TrialHistory:
 
     def set_params(self, r: int, internal: Mapping[str, Any]) -> None:
         """Row ``r`` gets ``internal`` parameters (the others absent)."""
-        self.params[r] = np.nan
-        for j, label in enumerate(self.labels):
-            if label in internal:
-                self.params[r, j] = float(internal[label])
+        nan = math.nan  # one assignment of a whole row: per-cell numpy writes are slow
+        self.params[r] = [float(internal.get(label, nan)) for label in self.labels]
 
     def internal(self, r: int) -> dict[str, float]:
         """Row ``r``'s parameters, internal form, absent ones left out."""
@@ -281,13 +279,19 @@ class WindowStudy:
             h.number[rows].tolist(), h.state[rows].tolist(), cells, values,
             h.last_step[rows].tolist(), h.last_value[rows].tolist(), strict=True,
         )  # fmt: skip
+        # Trials with the same parameters present share one distributions dict: TPE's
+        # search-space grouping then reads each distinct one once (see samplers/tpe.py).
+        shared: dict[tuple[int, ...], dict[str, Any]] = {}
         for number, code, row, vals, step, last in zipped:
             params: dict[str, Any] = {}
-            dists: dict[str, Any] = {}
+            present = []
             for j, v in enumerate(row):
                 if v == v:  # not NaN
                     params[labels[j]] = int(v) if ints[j] else v
-                    dists[labels[j]] = self.dists[j]
+                    present.append(j)
+            key = tuple(present)
+            if (dists := shared.get(key)) is None:
+                dists = shared[key] = {labels[j]: self.dists[j] for j in key}
             attrs = {self.number_attr: number}
             if number in h.attrs:
                 attrs.update(h.attrs[number])
@@ -308,6 +312,7 @@ class WindowStudy:
                     trial_id=0,
                 ),
             )
+        self.storage.settle_best(study_id)
 
     def save_attrs(self, trial_id: int, number: int) -> dict[str, Any]:
         """Keep what the sampler wrote (trial ``number``'s and the study's system
@@ -335,6 +340,14 @@ def _FastStorage(optuna: Any) -> Any:  # a class factory: optuna is imported lat
                 self._studies[study_id].trials.append(trial)
                 for name, dist in trial.distributions.items():
                     self._studies[study_id].param_distribution.setdefault(name, dist)
-                self._update_cache(trial_id, study_id)
+
+        def settle_best(self, study_id: int) -> None:
+            """Record the study's best trial (what optuna updates after each trial)."""
+            with self._lock:
+                study = self._studies[study_id]
+                done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+                if done and len(study.directions) == 1:
+                    sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+                    study.best_trial_id = min(done, key=lambda t: sign * t.values[0])._trial_id
 
     return FastStorage()

@@ -50,11 +50,11 @@ from hyperdock.history import (
     WindowStudy,
     external,
 )
-from hyperdock.jsonutil import dumps
+from hyperdock.inverse import Inverter, compile_inverse
 from hyperdock.optunautil import import_optuna
 from hyperdock.pruners import NUMBER_ATTR, Pruner
 from hyperdock.space import UNION_LABEL, Choice, Dist, GridAxis, Space, Union, _steps
-from hyperdock.trial import Trial, TrialState
+from hyperdock.trial import Trial, TrialState, TrialSummary
 
 log = logging.getLogger("hyperdock.study")
 
@@ -127,7 +127,7 @@ class Objectives:
             return cls()
         return cls(tuple(i["name"] for i in items), tuple(i["direction"] for i in items))
 
-    def values(self, trial: Trial) -> list[float] | None:
+    def values(self, trial: Trial | TrialSummary) -> list[float] | None:
         """The objective values of a completed trial (None when it has none)."""
         if self.multi:
             raw = trial.result.get("values")
@@ -173,7 +173,7 @@ class OptunaSpace:
         self.space = space
         self.optuna = import_optuna()
         self.distributions: dict[str, Any] = {}
-        self._steps: dict[str, float | None] = {}  # label -> q of a quantised node
+        self._inverse: Inverter | None = None  # compiled on first use
         self._index(space.root)
 
     # distributions ------------------------------------------------------------------
@@ -292,56 +292,10 @@ class OptunaSpace:
     def internal(self, params: Any) -> dict[str, Any] | None:
         """The optuna parameter values that give ``params``; None when ``params`` do not
         fit the space (then the trial cannot be mirrored)."""
+        if self._inverse is None:
+            self._inverse = compile_inverse(self.space.root, self.distributions)
         out: dict[str, Any] = {}
-        return out if self._invert(self.space.root, params, out) else None
-
-    def _invert(self, node: Any, value: Any, out: dict[str, Any]) -> bool:
-        match node:
-            case dict():
-                if not isinstance(value, dict) or set(value) != set(node):
-                    return False
-                return all(self._invert(node[k], value[k], out) for k in node)
-            case list():
-                if not isinstance(value, list) or len(value) != len(node):
-                    return False
-                return all(self._invert(n, v, out) for n, v in zip(node, value, strict=True))
-            case Dist():
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    return False
-                out[node.label] = self._raw(node, float(value))
-                return True
-            case Choice():
-                return self._first_match(node.label, node.options, value, out)
-            case GridAxis():
-                return self._first_match(node.label, node.values, value, out)
-            case Union():
-                return self._first_match(UNION_LABEL, node.spaces, value, out)
-        if type(node) is type(value) and node == value:  # the common case, without JSON
-            return True
-        return dumps(node) == dumps(value)
-
-    def _first_match(
-        self, label: str, options: Sequence[Any], value: Any, out: dict[str, Any]
-    ) -> bool:
-        for i, option in enumerate(options):
-            tmp: dict[str, Any] = {}
-            if self._invert(option, value, tmp):
-                out[label] = i
-                out.update(tmp)
-                return True
-        return False
-
-    def _raw(self, node: Dist, value: float) -> Any:
-        dist = self.distributions[node.label]
-        if node.label not in self._steps:  # named_args is costly: once per node
-            self._steps[node.label] = node.named_args.get("q")
-        q = self._steps[node.label]
-        raw: float = value / q if q is not None else value
-        low, high = dist.low, dist.high
-        raw = min(max(raw, low), high)
-        if isinstance(dist, self.optuna.distributions.IntDistribution):
-            return round(raw)
-        return raw
+        return out if self._inverse(params, out) else None
 
 
 # -- the mirror ---------------------------------------------------------------------------
@@ -390,7 +344,7 @@ class StudyMirror:
         r = self.history.row(number)
         return r is not None and int(self.history.state[r]) != RUNNING
 
-    def wants_progress(self, trial: Trial) -> bool:
+    def wants_progress(self, trial: Trial | TrialSummary) -> bool:
         """Whether :meth:`sync` needs ``trial``'s intermediate losses: a pruner judges
         running trials by them, TPE ranks pruned trials by the last one."""
         if self.settled(trial.number):
@@ -404,7 +358,7 @@ class StudyMirror:
 
     def sync(
         self,
-        trials: Iterable[Trial],
+        trials: Iterable[Trial | TrialSummary],
         progress: Mapping[int, Sequence[tuple[int, float]]] | None = None,
     ) -> None:
         """Bring the mirror up to date with ``trials`` (and their intermediate losses)."""
@@ -432,7 +386,7 @@ class StudyMirror:
         if self.curves is not None:
             self.curves.sync(trials, progress)
 
-    def _finish(self, t: Trial, r: int) -> None:
+    def _finish(self, t: Trial | TrialSummary, r: int) -> None:
         h = self.history
         if t.state is TrialState.COMPLETED:
             values = self.objectives.values(t)

@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hyperdock.artifacts.retention import prune_checkpoints
 from hyperdock.errors import (
@@ -100,7 +100,10 @@ class Progress:
         return experiment_done_counts(self.counts)[0]
 
 
-def _pages(trials: Iterable[Trial], size: int) -> Iterator[list[Trial]]:
+_T = TypeVar("_T")
+
+
+def _pages(trials: Iterable[_T], size: int) -> Iterator[list[_T]]:
     """``trials`` in lists of ``size`` (the last one shorter)."""
     it = iter(trials)
     while page := list(itertools.islice(it, size)):
@@ -420,12 +423,13 @@ class Supervisor:
         mirror = self.mirror
         if mirror is None:
             return
-        since = mirror.settled_below()
-        if since is None:
-            pages = _pages(self.store.iter_trials(self.experiment.id), SYNC_PAGE)
-        else:
-            pages = iter([self.store.list_trials(self.experiment.id, since_id=since)])
-        for trials in pages:
+        # Only the columns the mirror reads (a resumed supervisor reads every trial).
+        rows = self.store.iter_trial_summaries(
+            self.experiment.id,
+            since_id=mirror.settled_below(),
+            with_result=mirror.objectives.multi,
+        )
+        for trials in _pages(rows, SYNC_PAGE):
             wanted = [t.id for t in trials if mirror.wants_progress(t)]
             progress = (
                 self.store.list_progress(self.experiment.id, trial_ids=wanted) if wanted else {}

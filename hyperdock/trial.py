@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import json
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from hyperdock.errors import LossFileError
 
@@ -223,6 +223,28 @@ class Trial:
         """Host path of the last attempt's trial folder, as the worker recorded it."""
         folder = self.result.get("folder")
         return folder if isinstance(folder, str) and folder else None
+
+
+class TrialSummary(NamedTuple):
+    """The part of a :class:`Trial` an adaptive sampler's mirror reads
+    (:meth:`hyperdock.storage.base.Store.iter_trial_summaries`): cheaper to read and
+    build than a whole trial.
+
+    Attributes:
+        id: See :class:`Trial`.
+        number: See :class:`Trial`.
+        state: See :class:`Trial`.
+        params: See :class:`Trial`.
+        loss: See :class:`Trial`.
+        result: The trial's ``result`` when asked for, else empty.
+    """
+
+    id: int
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    loss: float | None
+    result: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)

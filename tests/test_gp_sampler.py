@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import Trial, create_trial
 
-from hyperdock.samplers.gp import GPSampler
+from hyperdock.samplers.gp import FitState, GPSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -129,3 +129,38 @@ def test_independent_sampling_warns_once_per_parameter(caplog: pytest.LogCapture
     warnings = [r for r in caplog.records if r.name == "hyperdock.samplers.gp"]
     assert len(warnings) == 1
     assert "'extra'" in warnings[0].getMessage()
+
+
+def test_warm_started_fits_keep_a_seeded_run_reproducible() -> None:
+    """Each fit starts from the previous suggestion's hyperparameters (a full fit every
+    few): the same seed still gives the same trials."""
+
+    def run() -> tuple[list[dict[str, object]], GPSampler]:
+        sampler = GPSampler(seed=11)
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(branin, n_trials=35)
+        return [t.params for t in study.trials], sampler
+
+    (first, sampler), (second, _) = run(), run()
+    assert first == second
+    assert sampler.fit_state.fits == 25 and sampler.fit_state.theta is not None
+
+
+def test_fresh_samplers_sharing_a_fit_state_are_reproducible() -> None:
+    """Hyperdock builds a sampler per suggestion (its own seed) around one FitState: the
+    fit carries over, and the same seeds give the same trials."""
+
+    def run() -> tuple[list[tuple[float, float]], FitState]:
+        state, study, out = FitState(), _history_study(0), []
+        for i in range(6):
+            study.sampler = GPSampler(seed=100 + i, fit_state=state)
+            trial = study.ask()
+            a = trial.suggest_float("a", -1.0, 1.0)
+            b = trial.suggest_float("b", 1e-3, 1.0, log=True)
+            study.tell(trial, a**2 + math.log10(b) ** 2)
+            out.append((a, b))
+        return out, state
+
+    (first, state), (second, _) = run(), run()
+    assert first == second
+    assert state.fits == 6 and state.full_n == 19  # full fits at 15 and 19 points only

@@ -164,6 +164,23 @@ def test_same_store_and_seed_give_the_same_suggestion(store_url: str) -> None:
         assert first.sampler.suggest(n + 1, []) != a  # the next number: another point
 
 
+def test_gp_suggestions_with_warm_started_fits_repeat_after_a_restart(store_url: str) -> None:
+    """The GP carries its fitted hyperparameters from one suggestion to the next: two
+    fresh supervisors (a restart) asking for the same trial numbers in the same order
+    suggest the same parameters."""
+    n = GP_WINDOW + 40
+    with open_store(store_url) as store:
+        exp = _experiment(store, "gp")
+        _run_trials(store, exp, n)
+        runs = []
+        for _ in range(2):
+            sup = Supervisor(store, exp)
+            sup.sync_mirror()
+            runs.append([sup.sampler.suggest(n + i, []) for i in range(4)])
+        assert runs[0] == runs[1]
+        assert all(p is not None for p in runs[0]) and len({dumps(p) for p in runs[0]}) == 4
+
+
 def _bulk_completed(store: Store, exp: Experiment, n: int) -> None:
     """``n`` completed trials written fast: queued through ``add_trials``, then set
     completed by one UPDATE per batch (100,000 claims would take minutes)."""

@@ -6,7 +6,10 @@ history (see :mod:`hyperdock.history`: TPE sees at most 1,000 finished trials, t
 128, CMA-ES its recent generations). The sampler is rebuilt for every
 trial number with a seed derived from ``(seed, number)`` (QMC keeps the experiment's
 seed: its sequence must stay one sequence), so a seeded run is reproducible and a
-restarted supervisor proposes what the old one would have, given the same history.
+restarted supervisor proposes what the old one would have, given the same history. The
+GP carries one thing across suggestions: its fitted hyperparameters, the start of the
+next fit (see :class:`~hyperdock.samplers.gp.FitState`); a restarted supervisor fits
+them afresh, so its first GP suggestions may differ slightly from the old one's.
 
 ``tpe`` is :class:`~hyperdock.samplers.tpe.RankWeightedTPESampler`: optuna's
 multivariate TPE with a sharper good-trial density (rank weights, bandwidths that
@@ -45,8 +48,9 @@ def derive_seed(seed: int, number: int) -> int:
     return int.from_bytes(digest, "little")
 
 
-def build_optuna_sampler(name: str, seed: int) -> Any:
-    """The optuna sampler called ``name``, seeded."""
+def build_optuna_sampler(name: str, seed: int, state: Any = None) -> Any:
+    """The optuna sampler called ``name``, seeded; ``state``: what the GP carries from
+    one suggestion to the next (a :class:`~hyperdock.samplers.gp.FitState`)."""
     opt = import_optuna()
     if name == "tpe":
         if int(opt.__version__.split(".")[0]) == 5:
@@ -58,7 +62,7 @@ def build_optuna_sampler(name: str, seed: int) -> Any:
     if name == "gp":
         from hyperdock.samplers.gp import GPSampler
 
-        return GPSampler(seed=seed)
+        return GPSampler(seed=seed, fit_state=state)
     if name == "cmaes":
         return opt.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=True)
     if name == "nsga2":
@@ -99,9 +103,14 @@ class OptunaSampler(Sampler):
                 raise ConfigError("the cmaes sampler needs the cmaes package: pip install cmaes")
         self.kind = name
         self.mirror = StudyMirror(space, objectives)
+        self._state: Any = None  # the GP's fit, warm-started from one suggestion to the next
+        if name == "gp":
+            from hyperdock.samplers.gp import FitState
+
+            self._state = FitState()
 
     def suggest(self, number: int, trials: Sequence[Trial]) -> dict[str, Any] | None:
         self.mirror.sync(trials)
         seed = self.seed % 2**32 if self.kind == "qmc" else derive_seed(self.seed, number)
-        sampler = build_optuna_sampler(self.kind, seed)
+        sampler = build_optuna_sampler(self.kind, seed, self._state)
         return self.mirror.ask(number, sampler, kind=self.kind, seed=derive_seed(self.seed, number))

@@ -33,6 +33,7 @@ supervisor proposes what the old one would have.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -44,6 +45,7 @@ from optuna.samplers._tpe.probability_distributions import (
     _BatchedCategoricalDistributions,
     _BatchedDistributions,
 )
+from optuna.search_space.group_decomposed import _GroupDecomposedSearchSpace, _SearchSpaceGroup
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -145,6 +147,22 @@ def _within(trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> bo
     return all(trial.distributions[n].single() for n in names - search_space.keys())
 
 
+class _DistinctGroups(_GroupDecomposedSearchSpace):
+    """optuna's grouping of a conditional space into parameter groups, reading each
+    distinct distributions dict once: a window study's trials share them (one per set of
+    parameters present), and a set seen before changes no group, so the groups are the
+    same as optuna's."""
+
+    def calculate(self, study: Study, use_cache: bool = False) -> _SearchSpaceGroup:
+        states = (TrialState.COMPLETE, TrialState.PRUNED)[: 2 if self._include_pruned else 1]
+        seen: set[int] = set()
+        for trial in study._get_trials(deepcopy=False, states=states, use_cache=use_cache):
+            if id(trial.distributions) not in seen:
+                seen.add(id(trial.distributions))
+                self._search_space.add_distributions(trial.distributions)
+        return copy.deepcopy(self._search_space)
+
+
 class RankWeightedTPESampler(TPESampler):
     """optuna's multivariate, grouped, constant-liar ``TPESampler`` with a sharper
     ``l(x)``: rank-weighted good trials and kernels that narrow as trials complete (see
@@ -174,6 +192,7 @@ class RankWeightedTPESampler(TPESampler):
             group=True,
             n_ei_candidates=n_ei_candidates,
         )
+        self._group_decomposed_search_space = _DistinctGroups(True)
         self.rank_power = rank_power
         self.bandwidth_trials = bandwidth_trials
         self.bandwidth_power = bandwidth_power

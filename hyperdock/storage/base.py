@@ -67,7 +67,15 @@ from typing import Any
 
 from hyperdock.errors import ConfigError, ExperimentNotFound
 from hyperdock.storage.logchunks import StoredLog
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+from hyperdock.trial import (
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+    TrialSummary,
+    Worker,
+)
 
 #: Bumped whenever the stored layout changes; recorded in every store.
 #: 4: SQLite leases on the machine's monotonic clock (``lease_mono``, ``heartbeat_mono``).
@@ -287,6 +295,36 @@ class Store(abc.ABC):
             if len(page) < batch:
                 return
             last = page[-1].id
+
+    def iter_trial_summaries(
+        self,
+        experiment_id: int,
+        *,
+        since_id: int | None = None,
+        with_result: bool = False,
+        batch: int = 5000,
+    ) -> Iterator[TrialSummary]:
+        """Every trial of an experiment after id ``since_id``, in creation order, as
+        :class:`~hyperdock.trial.TrialSummary` rows (``result`` filled only
+        ``with_result``), read ``batch`` at a time (keyset pagination on the id): what a
+        resumed supervisor loads its sampler's mirror from."""
+        last = since_id
+        while True:
+            page = self._trial_summaries(experiment_id, last, with_result, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            last = page[-1].id
+
+    def _trial_summaries(
+        self, experiment_id: int, since_id: int | None, with_result: bool, limit: int
+    ) -> list[TrialSummary]:
+        """One page of :meth:`iter_trial_summaries`. Backends read only those columns
+        (this default reads whole trials)."""
+        return [
+            TrialSummary(t.id, t.number, t.state, t.params, t.loss, t.result if with_result else {})
+            for t in self.list_trials(experiment_id, since_id=since_id, limit=limit)
+        ]
 
     def best_trials(self, experiment_id: int, n: int, *, maximize: bool = False) -> list[Trial]:
         """The ``n`` completed trials with the lowest (``maximize``: highest) loss, best

@@ -59,7 +59,15 @@ from hyperdock.storage.mongo_base import (
 )
 from hyperdock.storage.mongo_logs import MongoLogs
 from hyperdock.storage.mongo_reads import MongoReads
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+from hyperdock.trial import (
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+    TrialSummary,
+    Worker,
+)
 
 __all__ = [
     "CLOCK_REFRESH",
@@ -556,6 +564,26 @@ class MongoStore(MongoLogs, MongoReads):
             return []
         docs = self._trials.find(query, sort=[("_id", 1)], limit=limit or 0)
         return [self._trial(d) for d in docs]
+
+    @guarded
+    def _trial_summaries(
+        self, experiment_id: int, since_id: int | None, with_result: bool, limit: int
+    ) -> list[TrialSummary]:
+        fields = ["number", "state", "params", "params_json", "loss"]
+        if with_result:
+            fields += ["result", "result_json"]
+        docs = self._trials.find(
+            {"experiment_id": experiment_id, "_id": {"$gt": -1 if since_id is None else since_id}},
+            projection=dict.fromkeys(fields, 1), sort=[("_id", 1)], limit=limit,
+        )  # fmt: skip
+        out = []
+        for d in docs:
+            loss = d.get("loss")
+            result = (unpack(d, "result") or {}) if with_result else {}
+            state, params = TrialState(d["state"]), unpack(d, "params")
+            loss = None if loss is None else float(loss)
+            out.append(TrialSummary(int(d["_id"]), int(d["number"]), state, params, loss, result))
+        return out
 
     @guarded
     def cancel_trial(self, trial_id: int) -> TrialState:

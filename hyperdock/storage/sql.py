@@ -26,7 +26,15 @@ from hyperdock.jsonutil import dumps
 from hyperdock.storage.base import SCHEMA_VERSION, cancel_message
 from hyperdock.storage.sql_logs import SQLLogs, logs_table
 from hyperdock.storage.sql_reads import TRIAL_COLS, SQLReads
-from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState, Worker
+from hyperdock.trial import (
+    Experiment,
+    ExperimentState,
+    Target,
+    Trial,
+    TrialState,
+    TrialSummary,
+    Worker,
+)
 
 __all__ = [
     "EXPERIMENT_COLS",
@@ -49,6 +57,9 @@ READS_INDEX = (
 #: Trials per INSERT statement of :meth:`SQLStore.add_trials` (6 parameters each: under
 #: SQLite's oldest limit of 999 per statement).
 _INSERT_ROWS = 150
+
+#: Trial states by stored value.
+_STATES = {s.value: s for s in TrialState}
 #: Key of a worker's status in its stored meta.
 _STATUS_KEY = "hyperdock.status"
 
@@ -728,6 +739,22 @@ class SQLStore(SQLLogs, SQLReads):
             sql += " LIMIT ?"
             args.append(limit)
         return [self._trial(r) for r in self._read(sql, args)]
+
+    def _trial_summaries(
+        self, experiment_id: int, since_id: int | None, with_result: bool, limit: int
+    ) -> list[TrialSummary]:
+        cols = "id, number, state, params, loss" + (", result" if with_result else "")
+        rows = self._read(
+            f"SELECT {cols} FROM hd_trials WHERE experiment_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (experiment_id, -1 if since_id is None else since_id, limit),
+        )
+        states, loads = _STATES, json.loads
+        if not with_result:
+            return [TrialSummary(r[0], r[1], states[r[2]], loads(r[3]), r[4], {}) for r in rows]
+        return [
+            TrialSummary(r[0], r[1], states[r[2]], loads(r[3]), r[4], loads(r[5]) if r[5] else {})
+            for r in rows
+        ]
 
     def cancel_trial(self, trial_id: int) -> TrialState:
         with self._tx() as cur:

@@ -608,6 +608,31 @@ class StoreConformance:
         top = store.best_trial(exp.id, maximize=True)
         assert top is not None and top.loss == 0.5 and top.number == 0
 
+    def test_trial_summaries_match_the_trials(self, store: Store) -> None:
+        exp = make_experiment(store, max_retries=0)
+        store.add_trials(exp.id, [{"n": i, "c": {"k": [i, "a"]}} for i in range(7)])
+        for i in range(4):
+            trial = store.claim("w")
+            assert trial is not None
+            state = TrialState.PRUNED if i == 2 else TrialState.COMPLETED
+            store.finish(trial.id, "w", state=state, loss=i / 4, result={"values": [i, -i]})
+        make_experiment(store, "other")  # another experiment's trials are not listed
+        full = store.list_trials(exp.id)
+
+        def expected(result: bool) -> list[tuple[object, ...]]:
+            return [
+                (t.id, t.number, t.state, t.params, t.loss, t.result if result else {})
+                for t in full
+            ]
+
+        got = [tuple(s) for s in store.iter_trial_summaries(exp.id, batch=3)]
+        assert got == expected(False)
+        with_result = store.iter_trial_summaries(exp.id, with_result=True, batch=2)
+        assert [tuple(s) for s in with_result] == expected(True)
+        after = [s.number for s in store.iter_trial_summaries(exp.id, since_id=full[4].id)]
+        assert after == [5, 6]
+        assert list(store.iter_trial_summaries(exp.id, since_id=full[-1].id)) == []
+
     # -- workers ----------------------------------------------------------------------
     def test_worker_registry(self, store: Store) -> None:
         exp = make_experiment(store)
