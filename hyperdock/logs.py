@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hyperdock import trialfs
 from hyperdock.errors import ConfigError, ExperimentNotFound
+from hyperdock.runtimes.base import CHECKPOINT_NAME
 from hyperdock.storage import Store
 from hyperdock.storage.logchunks import StoredLog, StoredLogReader
 from hyperdock.trial import Experiment, Trial, TrialState
@@ -57,7 +58,8 @@ def attempt_folders(results: str, exp: Experiment, trial: Trial) -> list[Path]:
 
     trial_dir = Path(results).expanduser() / f"{slugify(exp.name)}-{trial.id}"
     try:
-        return sorted((p for p in trial_dir.iterdir() if p.is_dir()), reverse=True)
+        folders = (p for p in trial_dir.iterdir() if p.is_dir() and p.name != CHECKPOINT_NAME)
+        return sorted(folders, reverse=True)
     except OSError:
         return []
 

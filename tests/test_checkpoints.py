@@ -317,3 +317,27 @@ def test_checkpoint_dir_is_the_variable_or_none(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("HYPERDOCK_CHECKPOINT_DIR")
     if not os.path.isdir("/hyperdock/checkpoint"):  # not in a Hyperdock container
         assert hyperdock.checkpoint_dir() is None
+
+
+def test_the_checkpoint_folder_is_not_taken_for_an_attempt_folder(
+    tmp_path: Path, store: Store
+) -> None:
+    """The trial's folder holds its attempts' folders and ``checkpoint/``: the log of a
+    running trial is found in the newest attempt folder (``checkpoint`` sorts after the
+    timestamps and was taken for the newest, so `hyperdock logs` found no log)."""
+    from hyperdock.logs import log_file
+
+    exp = store.create_experiment(
+        "ck", space={}, target=Target(command=("true",)), sampler="random", seed=0,
+        max_trials=1,
+    )  # fmt: skip
+    store.add_trials(exp.id, [{}])
+    trial = store.claim("w")
+    assert trial is not None
+    attempt = tmp_path / "results" / f"ck-{trial.id}" / "2026-12-07T06-00-00.000000Z"
+    attempt.mkdir(parents=True)
+    (attempt / "log.txt").write_text("hello\n")
+    (attempt.parent / "checkpoint").mkdir()
+    assert log_file(store, store.get_trial(trial.id), str(tmp_path / "results")) == (
+        attempt / "log.txt"
+    )
