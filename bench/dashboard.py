@@ -43,9 +43,9 @@ from typing import Any
 
 from hyperdock import hp
 from hyperdock.dashboard import make_dashboard_server
+from hyperdock.objectives import Objectives
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives
 from hyperdock.trial import Target, TrialState
 
 HERE = Path(__file__).resolve().parent

@@ -329,9 +329,9 @@ class SimWorkers:
 
 
 def _open(tmp: str, sampler: str, seed: int, trials: int, space: Any, pruner: str) -> Any:
+    from hyperdock.objectives import Objectives
     from hyperdock.space import Space
     from hyperdock.storage import open_store
-    from hyperdock.study import Objectives
     from hyperdock.supervisor import Supervisor, open_experiment
     from hyperdock.trial import Target
 

@@ -29,7 +29,6 @@ sqlite,postgresql] [--optuna 50000] [--repeat 3] [--rss]``. Prints a table (and 
 average) and writes ``bench/out/scale_samplers.json``.
 """
 
-
 from __future__ import annotations
 
 import argparse

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hyperdock.errors import ConfigError, HyperdockError
+from hyperdock.objectives import Objectives
 from hyperdock.storage import Store
-from hyperdock.study import Objectives
 from hyperdock.trial import Experiment as ExperimentRecord
 from hyperdock.trial import ExperimentState, Trial, TrialState
 

@@ -17,7 +17,8 @@ from hyperdock.pruners import NUMBER_ATTR, Pruner, horizon
 from hyperdock.trial import Trial, TrialState, TrialSummary
 
 if TYPE_CHECKING:
-    from hyperdock.study import Objectives, OptunaSpace
+    from hyperdock.objectives import Objectives
+    from hyperdock.study import OptunaSpace
 
 _STATES = {
     TrialState.COMPLETED: "COMPLETE",

@@ -42,6 +42,7 @@ from hyperdock._asktell import (
 )
 from hyperdock._running import run_locally
 from hyperdock.errors import ConfigError, ExperimentExists, HyperdockError
+from hyperdock.objectives import Objectives
 from hyperdock.points import complete_points, read_points
 from hyperdock.resources import Resources
 from hyperdock.results import (
@@ -56,7 +57,6 @@ from hyperdock.results import (
 )
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives
 from hyperdock.targets import ASK_TELL_TARGET, Command, Image, parse_env, target_from
 from hyperdock.trial import Experiment as ExperimentRecord
 from hyperdock.trial import ExperimentState, Target, Trial, TrialState
@@ -670,7 +670,7 @@ class Experiment:
         Returns:
             The trials queued.
         """
-        from hyperdock.study import pareto_front
+        from hyperdock.objectives import pareto_front
 
         source = (
             other if isinstance(other, Experiment) else Experiment.load(other, store=self.store)
@@ -791,7 +791,7 @@ class Experiment:
     @property
     def pareto_front(self) -> list[Trial]:
         """The completed trials no other completed trial dominates, in trial order."""
-        from hyperdock.study import pareto_front
+        from hyperdock.objectives import pareto_front
 
         return pareto_front(self.trials(TrialState.COMPLETED), self.objectives)
 

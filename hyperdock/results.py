@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hyperdock.errors import ConfigError, HyperdockError
+from hyperdock.objectives import Objectives, flat_params
 from hyperdock.space import Space
 from hyperdock.storage import Store
-from hyperdock.study import Objectives, flat_params
 from hyperdock.trial import Experiment as ExperimentRecord
 from hyperdock.trial import ExperimentState, Trial, TrialState
 
@@ -82,7 +82,7 @@ def summarize(
 ) -> dict[str, Any]:
     """An experiment's state, counts, best trial (or Pareto front) and parameter
     importances, as ``best --json`` prints them."""
-    from hyperdock.study import importances, pareto_front
+    from hyperdock.objectives import pareto_front
 
     objectives = Objectives.from_meta(exp.meta)
     counts = store.count_trials(exp.id)
@@ -109,6 +109,8 @@ def summarize(
         if trials is None or len(trials) > IMPORTANCE_SAMPLE:
             trials = importance_sample(store, exp, counts)
         try:
+            from hyperdock.study import importances  # numpy and optuna: only when asked
+
             summary["importances"] = importances(Space.from_json(exp.space), objectives, trials)
         except HyperdockError as exc:
             log.debug("no importances: %s", exc)
@@ -172,7 +174,7 @@ def best_trial_ids(
 ) -> set[int]:
     """Ids of the best trial (several objectives: the Pareto front among ``trials``, by
     default among every completed trial)."""
-    from hyperdock.study import pareto_front
+    from hyperdock.objectives import pareto_front
 
     objectives = Objectives.from_meta(exp.meta)
     if objectives.multi:

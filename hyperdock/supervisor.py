@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hyperdock.artifacts.retention import prune_checkpoints
 from hyperdock.errors import (
@@ -39,14 +39,17 @@ from hyperdock.errors import (
 )
 from hyperdock.finite import FinitePoints
 from hyperdock.jsonutil import dumps
+from hyperdock.objectives import Objectives
 from hyperdock.pruners import PrunerSpec, make_pruner
 from hyperdock.resources import Resources
 from hyperdock.samplers import Sampler, default_sampler, make_sampler
 from hyperdock.space import Space
 from hyperdock.storage.base import Store, experiment_done_counts
 from hyperdock.storage.retry import Backoff, note_failure, reap_unless_recovering
-from hyperdock.study import Objectives, StudyMirror
 from hyperdock.trial import Experiment, ExperimentState, Target, Trial, TrialState
+
+if TYPE_CHECKING:
+    from hyperdock.study import StudyMirror
 
 log = logging.getLogger("hyperdock.supervisor")
 
@@ -164,6 +167,8 @@ class Supervisor:
         #: The optuna view of the experiment (adaptive samplers and pruners).
         self.mirror: StudyMirror | None = getattr(self.sampler, "mirror", None)
         if self.mirror is None and self.pruner is not None:
+            from hyperdock.study import StudyMirror  # numpy: only a supervisor's import
+
             self.mirror = StudyMirror(space, self.objectives)
         if self.mirror is not None and self.pruner is not None:
             self.mirror.track_curves()

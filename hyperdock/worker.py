@@ -54,6 +54,7 @@ from hyperdock.errors import (
 from hyperdock.jsonutil import dumps
 from hyperdock.layout import slugify
 from hyperdock.logship import LogShipper
+from hyperdock.objectives import Objectives
 from hyperdock.progress import PROGRESS_FILE, ProgressReader
 from hyperdock.resources import GpuPool, Resources
 from hyperdock.runtimes.base import Execution, RunContext, RunOutcome, Runtime
@@ -65,7 +66,6 @@ from hyperdock.storage.retry import (
     reap_unless_recovering,
     recently_failed,
 )
-from hyperdock.study import Objectives
 from hyperdock.trial import Experiment, LossReport, Trial, TrialState, parse_loss
 
 log = logging.getLogger("hyperdock.worker")

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from clihelp import PY, hd, spawn, stop_all, wait_for, write
 
+from hyperdock.objectives import Objectives, pareto_front
 from hyperdock.progress import ProgressReader, parse_line, report
 from hyperdock.samplers import make_sampler
 from hyperdock.space import Space
 from hyperdock.storage import open_store
-from hyperdock.study import Objectives, pareto_front
 from hyperdock.supervisor import Supervisor
 from hyperdock.trial import TrialState
 

@@ -25,8 +25,8 @@ from clihelp import hd, spawn, wait_for
 from hyperdock.config import space_from_v04
 from hyperdock.dashboard import check_bind, create_app, make_dashboard_server
 from hyperdock.errors import ConfigError, ExperimentNotFound
+from hyperdock.objectives import Objectives
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives
 from hyperdock.trial import ExperimentState, Target, TrialState
 
 XSS = "<script>alert(1)</script>"

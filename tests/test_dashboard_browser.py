@@ -21,8 +21,8 @@ from conftest import unavailable
 from test_dashboard_api import TOKEN, XSS, fill_store
 
 from hyperdock.dashboard import make_dashboard_server
+from hyperdock.objectives import Objectives
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives
 from hyperdock.trial import Target, TrialState
 
 CHROMIUM = os.environ.get("HYPERDOCK_TEST_CHROMIUM", "/usr/bin/chromium")

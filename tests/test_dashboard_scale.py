@@ -29,9 +29,9 @@ from hyperdock.dashboard.sampling import (
     stratified_numbers,
 )
 from hyperdock.jsonutil import dumps
+from hyperdock.objectives import Objectives
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives
 from hyperdock.trial import Experiment, Target, TrialState
 
 N = 100_000

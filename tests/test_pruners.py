@@ -13,10 +13,11 @@ from clihelp import PY, hd, write
 
 from hyperdock import hp
 from hyperdock.errors import ConfigError
+from hyperdock.objectives import Objectives
 from hyperdock.pruners import AshaRule, HyperbandRule, MedianRule, PrunerSpec, Steps, make_pruner
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives, StudyMirror
+from hyperdock.study import StudyMirror
 from hyperdock.supervisor import Supervisor, open_experiment
 from hyperdock.trial import Experiment, Target, Trial, TrialState
 

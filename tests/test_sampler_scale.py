@@ -15,9 +15,10 @@ import pytest
 from hyperdock import hp
 from hyperdock.history import CMAES_BEST, GP_BEST, GP_WINDOW, TPE_BEST, TPE_WINDOW
 from hyperdock.jsonutil import dumps
+from hyperdock.objectives import Objectives
 from hyperdock.space import Space
 from hyperdock.storage import Store, open_store
-from hyperdock.study import Objectives, StudyMirror
+from hyperdock.study import StudyMirror
 from hyperdock.supervisor import Supervisor
 from hyperdock.targets import Command
 from hyperdock.trial import Experiment, Trial, TrialState

@@ -19,9 +19,9 @@ from pathlib import Path
 from hyperdock.artifacts import checkpoint_key, experiment_key
 from hyperdock.artifacts.settings import DataSettings
 from hyperdock.errors import HyperdockError
+from hyperdock.objectives import Objectives, pareto_front
 from hyperdock.runtimes.base import CHECKPOINT_NAME
 from hyperdock.storage.base import Store
-from hyperdock.study import Objectives, pareto_front
 from hyperdock.trial import Experiment
 
 __all__ = ["prune_checkpoints"]

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
+from hyperdock.objectives import DIRECTIONS
 from hyperdock.runtimes.base import DEFAULT_PIDS_LIMIT
 from hyperdock.samplers import SAMPLERS
-from hyperdock.study import DIRECTIONS
 from hyperdock.supervisor import (
     DEFAULT_LEASE_TIMEOUT,
     DEFAULT_MAX_FAILURES,

@@ -14,9 +14,9 @@ import click
 
 from hyperdock.display import fmt_loss
 from hyperdock.experiment import ExperimentSettings
+from hyperdock.objectives import Objectives, flat_params
 from hyperdock.results import summarize
 from hyperdock.storage import Store
-from hyperdock.study import Objectives, flat_params
 from hyperdock.trial import Experiment, ExperimentState, Trial, TrialState, Worker
 
 

@@ -14,10 +14,10 @@ from hyperdock.cli.options import NAME_HELP, store_option
 from hyperdock.cli.output import best_marker_legend, fitted_trials_table, trials_table
 from hyperdock.errors import ConfigError, HyperdockError
 from hyperdock.export import write_json_array
+from hyperdock.objectives import Objectives, varying_params
 from hyperdock.results import best_trial_ids, trial_json
 from hyperdock.space import Space
 from hyperdock.storage import Store, resolve_experiment
-from hyperdock.study import Objectives, varying_params
 from hyperdock.trial import Experiment, Trial, TrialState
 
 #: Trials per page by default, and per table block with ``--all``.

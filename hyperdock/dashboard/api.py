@@ -20,10 +20,10 @@ from hyperdock import trialfs
 from hyperdock.artifacts.settings import DataSettings
 from hyperdock.dashboard.artifacts import ArtifactFile, open_stored, stored_files
 from hyperdock.errors import ConfigError, ExperimentNotFound, HyperdockError, StoreError
+from hyperdock.objectives import Objectives
 from hyperdock.samplers import default_sampler
 from hyperdock.space import MAX_DEPTH, Space
 from hyperdock.storage.base import Store
-from hyperdock.study import Objectives
 from hyperdock.supervisor import store_has
 from hyperdock.trial import (
     FINISHED_STATES,

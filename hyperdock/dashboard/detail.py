@@ -25,9 +25,9 @@ from hyperdock.dashboard.importances import MAX_SAMPLE as IMPORTANCE_SAMPLE
 from hyperdock.dashboard.importances import ImportanceService, spread
 from hyperdock.dashboard.sampling import PlotCache, PlotSample, plot_sample
 from hyperdock.errors import HyperdockError
+from hyperdock.objectives import Objectives, pareto_front
 from hyperdock.space import Space
 from hyperdock.storage.base import Store
-from hyperdock.study import Objectives, pareto_front
 from hyperdock.trial import Experiment, Trial, TrialState
 
 #: Running trials whose intermediate losses the fingerprint follows at most.

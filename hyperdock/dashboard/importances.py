@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hyperdock.errors import HyperdockError
+from hyperdock.objectives import Objectives
 from hyperdock.space import Space
-from hyperdock.study import Objectives, importances
+from hyperdock.study import importances
 from hyperdock.trial import Experiment, Trial, TrialState
 
 log = logging.getLogger("hyperdock.dashboard")

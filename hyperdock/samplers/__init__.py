@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from hyperdock.errors import ConfigError
+from hyperdock.objectives import Objectives
 from hyperdock.samplers.base import Sampler
 from hyperdock.space import Space
-from hyperdock.study import Objectives
 
 __all__ = ["SAMPLERS", "Sampler", "default_sampler", "make_sampler"]
 

@@ -30,10 +30,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from hyperdock.errors import ConfigError
+from hyperdock.objectives import Objectives
 from hyperdock.optunautil import import_optuna
 from hyperdock.samplers.base import Sampler
 from hyperdock.space import Space
-from hyperdock.study import Objectives, StudyMirror
+from hyperdock.study import StudyMirror
 from hyperdock.trial import Trial
 
 #: The optuna-backed sampler names.
