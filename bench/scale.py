@@ -17,13 +17,17 @@ Measurements (one function each; ``--only NAME[,NAME]`` runs some):
   ``study.best_trial`` after ``optuna.load_study``; the ratio of each Hyperdock read to
   the optuna read that answers the same question (``trials --all``/``export`` against
   ``study.trials``, ``best``/``status`` against ``best_trial``).
-* ``dashboard``, ``tpe``, ``supervisor``, ``workers``: hooks that other measurements
-  fill in (dashboard API cold/warm, TPE time per suggestion, supervisor RSS, the
-  500-worker claim percentiles).
+* ``dashboard``, ``samplers``, ``workers``: run their own scripts in the same run, with
+  the same sizes and stores: ``bench/dashboard_scale.py`` (the dashboard's experiment
+  API cold and while trials complete), ``bench/scale_samplers.py`` (TPE, GP and CMA-ES
+  per suggestion, the supervisor's RSS, optuna's TPE ``ask`` at 50k trials) and
+  ``bench/workers500.py`` (500 simulated workers on PostgreSQL: claim percentiles, the
+  server's CPU).
 
 Usage: ``python bench/scale.py [--sizes 1000,10000,50000,100000] [--no-postgres]
-[--only reads,optuna]``. Prints a table, writes ``bench/out/scale.json`` and the plot
-``docs/scale.png`` (time of each read against trials).
+[--only reads,optuna,dashboard,samplers,workers]``. Prints a table, writes
+``bench/out/scale.json`` and the plot ``docs/scale.png`` (time of each read against
+trials).
 """
 
 from __future__ import annotations
@@ -225,39 +229,46 @@ def measure_optuna(kind: str, size: int, hd_url: str, optuna_url: str) -> dict[s
     return out
 
 
-def measure_dashboard(kind: str, size: int, hd_url: str, optuna_url: str) -> dict[str, Any]:
-    """Hook: the dashboard's experiment API, cold and warm (filled in by its owner)."""
-    return {}
-
-
-def measure_tpe(kind: str, size: int, hd_url: str, optuna_url: str) -> dict[str, Any]:
-    """Hook: TPE time per suggestion, Hyperdock and optuna (filled in by its owner)."""
-    return {}
-
-
-def measure_supervisor(kind: str, size: int, hd_url: str, optuna_url: str) -> dict[str, Any]:
-    """Hook: a resumed supervisor's RSS (filled in by its owner)."""
-    return {}
-
-
-def measure_workers(kind: str, size: int, hd_url: str, optuna_url: str) -> dict[str, Any]:
-    """Hook: the 500-worker simulation's claim percentiles (filled in by its owner)."""
-    return {}
-
-
 Measure = Callable[[str, int, str, str], dict[str, Any]]
 MEASUREMENTS: dict[str, Measure] = {
     "reads": measure_reads,
     "optuna": measure_optuna,
-    "dashboard": measure_dashboard,
-    "tpe": measure_tpe,
-    "supervisor": measure_supervisor,
-    "workers": measure_workers,
+}
+
+#: Measurements with a script of their own, run by this driver in the same run with the
+#: same sizes and stores; each prints its table and writes ``bench/out/<script>.json``,
+#: folded into ``scale.json``.
+COMPANIONS: dict[str, list[str]] = {
+    # The dashboard's experiment API, cold and while trials complete.
+    "dashboard": ["dashboard_scale.py"],
+    # TPE/GP/CMA-ES per suggestion, the supervisor's RSS, optuna's TPE ask at 50k.
+    "samplers": ["scale_samplers.py", "--rss", "--optuna", "50000"],
+    # 500 simulated workers on one PostgreSQL: claim percentiles, the server's CPU.
+    "workers": ["workers500.py"],
 }
 
 
+def run_companion(name: str, args: argparse.Namespace) -> Any:
+    """Run the script of measurement ``name``; return what it wrote."""
+    script, *extra = COMPANIONS[name]
+    argv = [sys.executable, str(ROOT / "bench" / script), *extra]
+    if name == "dashboard":
+        argv += ["--sizes", ",".join(map(str, args.sizes))]
+        argv += ["--no-postgres"] if "postgresql" not in args.kinds else []
+    elif name == "samplers":
+        argv += ["--sizes", ",".join(map(str, args.sizes)), "--engines", ",".join(args.kinds)]
+    elif "postgresql" not in args.kinds:
+        print("workers: needs PostgreSQL; skipped with --no-postgres", flush=True)
+        return None
+    print(f"== {name}: {' '.join(argv[1:])}", flush=True)
+    subprocess.run(argv, check=True)
+    return json.loads((ROOT / "bench" / "out" / f"{Path(script).stem}.json").read_text())
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    results = []
+    results: list[dict[str, Any]] = []
+    if not any(name in MEASUREMENTS for name in args.only):
+        return results
     for kind in args.kinds:
         for size in args.sizes:
             with stores(kind, args) as (hd_url, optuna_url):
@@ -269,7 +280,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if "optuna" in args.only:
                     entry["build_optuna_s"] = build_optuna(optuna_url, size)
                 for name in args.only:
-                    entry[name] = MEASUREMENTS[name](kind, size, hd_url, optuna_url)
+                    if name in MEASUREMENTS:
+                        entry[name] = MEASUREMENTS[name](kind, size, hd_url, optuna_url)
                 print_entry(entry)
                 results.append(entry)
     return results
@@ -327,7 +339,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,50000,100000")
     parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--only", default="reads,optuna", help=f"of {', '.join(MEASUREMENTS)}")
+    every = [*MEASUREMENTS, *COMPANIONS]
+    parser.add_argument("--only", default=",".join(every), help=f"of {', '.join(every)}")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("HYPERDOCK_TEST_POSTGRES_URL")
@@ -338,13 +351,14 @@ def main() -> None:
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.only) - set(MEASUREMENTS)
+    unknown = set(args.only) - set(every)
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
     args.kinds = ["sqlite"] + ([] if args.no_postgres else ["postgresql"])
     results = run(args)
+    companions = {name: run_companion(name, args) for name in args.only if name in COMPANIONS}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(results, indent=2))
+    (args.out / "scale.json").write_text(json.dumps({"reads": results, **companions}, indent=2))
     if "reads" in args.only:
         plot(results, args.plot)
     print(
