@@ -1091,7 +1091,8 @@ class Worker:
             known = {w.id for w in self.store.list_workers()}
             removed: list[str] = kill(leases=leases, workers=known)
         except (HyperdockError, OSError) as exc:
-            log.debug("no orphan sweep: %s", exc)
+            # the runtime exists (Docker was there), so this is worth an operator's eye
+            log.warning("could not sweep for orphaned containers (trying again later): %s", exc)
             return []
         for name in removed:
             log.warning("killed orphaned target container %s (its worker is gone)", name)

@@ -92,12 +92,23 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    what: str = "condition",
+    logs: tuple[Path, ...] = (),
+) -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds, with the
+    last lines of ``logs`` (the processes' own account of what they did) in the message."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            tails = "".join(
+                f"\n--- {p.name}:\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+                for p in logs
+                if p.exists()
+            )
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{tails}")
         time.sleep(0.1)
 
 

@@ -36,6 +36,7 @@ import hyperdock
 ckpt = hyperdock.checkpoint_dir()
 state = ckpt / "step"
 start = int(state.read_text()) if state.exists() else 0
+print(f"starting at step {start}", flush=True)
 for step in range(start, 10):
     if step == 5 and start == 0:
         if len(sys.argv) > 1:  # wait to be stopped, the checkpoint saved
@@ -50,6 +51,7 @@ json.dump({"loss": 0.5, "resumed_from": start}, open(os.environ["HYPERDOCK_LOSS"
 #: The same for a busybox container, in sh (its folder from HYPERDOCK_CHECKPOINT_DIR).
 SH_RESUMING = (
     'C="$HYPERDOCK_CHECKPOINT_DIR"; s=0; [ -f "$C/step" ] && s=$(cat "$C/step"); start=$s; '
+    'echo "starting at step $start"; '
     'while [ "$s" -lt 10 ]; do '
     '[ "$s" -eq 5 ] && [ "$start" -eq 0 ] && exit 3; '
     's=$((s+1)); echo "$s" > "$C/step"; done; '
@@ -86,6 +88,22 @@ def _resumed_at_5(cwd: Path, name: str) -> dict[str, Any]:
     return trial
 
 
+def _data_followed(proj: Path, name: str, log_name: str) -> None:
+    """Both attempts' logs are in the database store, and their files in the artifact
+    store (``--artifacts file://<proj>/art``), whatever the launcher."""
+    with open_store(f"sqlite:///{proj / 'hyperdock.db'}") as st:
+        [trial] = st.list_trials(st.get_experiment(name).id)
+        assert st.log_attempts(trial.id) == [0, 1]
+        assert "starting at step 0" in st.read_log(trial.id, 0).text()
+        assert "starting at step 5" in st.read_log(trial.id, 1).text()
+    keys = {i.key for i in FileArtifactStore(proj / "art").list(f"{name}/{trial.id}/")}
+    for attempt in ("1", "2"):
+        for file in ("params.json", log_name):
+            assert f"{name}/{trial.id}/{attempt}/{file}" in keys, sorted(keys)
+    assert f"{name}/{trial.id}/2/loss.json" in keys
+    assert f"{name}/{trial.id}/checkpoint/step" in keys
+
+
 def _stored(root: Path, name: str, trial_id: int) -> dict[str, bytes]:
     prefix = checkpoint_key(name, trial_id)
     store = FileArtifactStore(root)
@@ -96,10 +114,11 @@ def _stored(root: Path, name: str, trial_id: int) -> dict[str, bytes]:
 def test_a_command_resumes_from_its_checkpoint_after_a_crash(proj: Path) -> None:
     out = hd(
         "run", "space.json", "--command", f"{PY} resume.py", "--name", "proc",
-        "--retries", "1", "-q", cwd=proj,
+        "--retries", "1", "--artifacts", f"file://{proj / 'art'}", "-q", cwd=proj,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     trial = _resumed_at_5(proj, "proc")
+    _data_followed(proj, "proc", "log.txt")
     folder = Path(trial["result"]["folder"])
     assert (folder.parent / "checkpoint" / "step").read_text() == "10"
     assert not (folder / "checkpoint").exists()  # beside the attempts, not in one
@@ -112,10 +131,12 @@ def test_a_container_resumes_from_its_checkpoint_after_a_crash(
     out = hd(
         "run", "space.json", "--image", busybox_image, "--command",
         f"sh -c {shlex.quote(SH_RESUMING)}", "--name", "box", "--retries", "1",
-        "--pull", "never", "--network", "none", "-q", cwd=proj,
+        "--pull", "never", "--network", "none", "--artifacts", f"file://{proj / 'art'}",
+        "-q", cwd=proj,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     trial = _resumed_at_5(proj, "box")
+    _data_followed(proj, "box", "docker_log.txt")
     ckpt = Path(trial["result"]["folder"]).parent / "checkpoint"
     assert (ckpt / "step").read_text().strip() == "10"
 
@@ -124,10 +145,12 @@ def test_a_container_resumes_from_its_checkpoint_after_a_crash(
 def test_a_slurm_job_resumes_from_its_checkpoint_after_a_crash(proj: Path, slurm_conf: str) -> None:
     out = hd(
         "run", "space.json", "--command", f"{PY} {proj / 'resume.py'}", "--name", "job",
-        "--retries", "1", "--launcher", "slurm", "-q", cwd=proj, timeout=300,
+        "--retries", "1", "--launcher", "slurm", "--artifacts", f"file://{proj / 'art'}",
+        "-q", cwd=proj, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     trial = _resumed_at_5(proj, "job")
+    _data_followed(proj, "job", "log.txt")
     assert trial["result"]["launcher"]["kind"] == "slurm"
 
 
@@ -156,11 +179,13 @@ def test_a_kubernetes_job_resumes_from_its_checkpoint_after_a_crash(
         "run", "space.json", "--image", k8s_busybox_image, "--command",
         f"sh -c {shlex.quote(SH_RESUMING)}", "--name", "pod", "--retries", "1",
         "--launcher", "kubernetes", "--namespace", ns,
-        "--k8s-volume", f"hostPath:{proj / 'results'}", "--k8s-pull-policy", "Never", "-q",
+        "--k8s-volume", f"hostPath:{proj / 'results'}", "--k8s-pull-policy", "Never",
+        "--artifacts", f"file://{proj / 'art'}", "-q",
         cwd=proj, env={"KUBECONFIG": k8s_cluster.kubeconfig}, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     _resumed_at_5(proj, "pod")
+    _data_followed(proj, "pod", "docker_log.txt")
 
 
 # -- two hosts, one artifact store ----------------------------------------------------------

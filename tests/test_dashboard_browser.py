@@ -211,6 +211,14 @@ def test_trial_table_pages_and_keeps_still(dash: Dashboard, page: Any) -> None:
     page.wait_for_timeout(2500)
     assert page.evaluate("document.querySelector('#trials tbody tr').hdMark") == 7
     assert page.evaluate("document.querySelector('#history').data[0].x.length") == 2
+    # a reply that changed elsewhere (importances computed again in the background)
+    # but brings the same rows leaves the table alone too
+    page.evaluate("document.querySelector('#summary').firstChild.hdMark = 8")
+    page.locator("#importances-refresh").click()
+    page.wait_for_function("!document.querySelector('#summary').firstChild.hdMark", timeout=WAIT_MS)
+    page.wait_for_timeout(2500)
+    assert page.evaluate("document.querySelector('#trials tbody tr').hdMark") == 7
+    assert page.locator("#trials tbody tr").count() == 1
 
 
 #: Pixels of a painted plot's image that hold a point (alpha > 0).

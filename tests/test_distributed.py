@@ -252,7 +252,8 @@ def test_orphaned_container_is_killed_when_a_worker_comes_back(
         assert {c.id for c in alive()} == {orphan.id, foreign.id}  # it outlived its worker
         back = _worker(tmp_path, sqlite_url, "--network", "none", "--pull", "never")
         wait_for(lambda: orphan.id not in [c.id for c in alive()], timeout=60,
-                 what="the orphan to be killed")  # fmt: skip
+                 what="the orphan to be killed",
+                 logs=(tmp_path / "workers.log", tmp_path / "sup.log"))  # fmt: skip
         assert foreign.id in [c.id for c in alive()]
         assert sup.wait(timeout=60) == 1  # done; the lost trial failed (no retries)
         back.send_signal(signal.SIGTERM)

@@ -273,6 +273,7 @@
       wrap.appendChild(pager);
     }
     let rows = [];
+    let rowsSig = null;
 
     function draw() {
       clear(tbody);
@@ -321,7 +322,13 @@
 
     return {
       node: wrap,
-      update(newRows) { rows = newRows; draw(); },
+      // a poll that brings the same rows leaves the table (and what the user selected
+      // or scrolled to in it) alone
+      update(newRows) {
+        const sig = JSON.stringify(newRows);
+        if (sig === rowsSig) return;
+        rows = newRows; rowsSig = sig; draw();
+      },
       headRow: headRow,
     };
   }
