@@ -96,6 +96,7 @@ def _data_followed(proj: Path, name: str, log_name: str) -> None:
         assert st.log_attempts(trial.id) == [0, 1]
         assert "starting at step 0" in st.read_log(trial.id, 0).text()
         assert "starting at step 5" in st.read_log(trial.id, 1).text()
+    # the layout spelled out (not the key helpers), so a change to it shows here
     keys = {i.key for i in FileArtifactStore(proj / "art").list(f"{name}/{trial.id}/")}
     for attempt in ("1", "2"):
         for file in ("params.json", log_name):

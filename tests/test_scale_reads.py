@@ -177,7 +177,8 @@ def test_store_reads_agree_with_brute_force(big: Built) -> None:
 
 def test_mongodb_reads_agree_with_brute_force() -> None:
     """mongomock, 1,200 trials: correctness only (mongomock's costs say nothing)."""
-    mongomock = pytest.importorskip("mongomock")
+    import mongomock  # a test extra, like in test_store_mongo: missing fails, never skips
+
     from hyperdock.storage.mongo import MongoStore
 
     with MongoStore(client=mongomock.MongoClient(), database="hd") as store:
